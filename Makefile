@@ -1,0 +1,37 @@
+# Both targets do all set-up themselves on a fresh machine.
+PYTHON ?= python3
+TORCH_SPEC ?= torch==2.13.0
+VENV := .venv
+PY := $(VENV)/bin/python
+DEMO_DIR ?= build/demo
+
+.PHONY: setup demo test lint bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $@
+
+setup: $(VENV)/.installed
+
+demo: setup
+	$(VENV)/bin/golf data demo --out $(DEMO_DIR)/data
+	$(VENV)/bin/golf artifact random --preset tiny --data $(DEMO_DIR)/data --out $(DEMO_DIR)/tiny.golf
+	$(VENV)/bin/golf inspect $(DEMO_DIR)/tiny.golf
+	$(VENV)/bin/golf eval $(DEMO_DIR)/tiny.golf --data $(DEMO_DIR)/data \
+		--protocol plain --protocol sliding --protocol slot --protocol slot-causal \
+		--seq-len 256 --stride 64 --batch-windows 16 --max-windows 256
+
+test: setup
+	$(VENV)/bin/python -m pytest -m "not slow" -q
+
+lint: setup
+	$(VENV)/bin/ruff check golf tests bench
+
+bench: setup
+	$(VENV)/bin/python bench/slot.py
+
+clean:
+	rm -rf build .pytest_cache

@@ -1,0 +1,28 @@
+"""Typed errors a user can cause. `str(err)` is always one line saying what to fix.
+
+Layers above map these to exit codes (CLI) or 4xx responses (service); anything that
+is not a GolfError is a bug.
+"""
+
+
+class GolfError(Exception):
+    """Base of every user-caused failure."""
+
+    def __init__(self, message: str):
+        super().__init__(" ".join(str(message).split()))
+
+
+class DataError(GolfError):
+    """A dataset folder, shard or tokenizer is missing or malformed."""
+
+
+class ConfigError(GolfError):
+    """A model config, hyperparameter file or evaluation parameter is invalid."""
+
+
+class ArtifactError(GolfError):
+    """An artifact cannot be read safely; subclasses name the reason."""
+
+
+class MismatchError(GolfError):
+    """Artifact and dataset disagree (tokenizer sha256 or vocab size)."""
