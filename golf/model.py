@@ -1,0 +1,337 @@
+"""The SP1024 GPT of the Parameter Golf records, one readable file.
+
+Names and shapes of parameters equal the reference `train_gpt.py` state dict (per-block
+`blocks.{i}.attn.c_q/c_k/c_v/proj`, `blocks.{i}.mlp.fc/proj`, control tensors beside
+them), so a reference artifact loads with `load_state_dict(strict=True)`, and the
+forward is the reference forward: same weights, same numbers.
+
+With depth recurrence the reference keeps one `blocks.{i}` per *virtual* layer for the
+control tensors (scales, mixes, q_gain, gates) but matrices only for the physical
+layers; a repeated layer borrows the matrices of the physical block it repeats.
+"""
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from golf.config import ModelConfig
+
+try:  # flash-attn 3 first, then 2; used only for CUDA tensors
+    from flash_attn_interface import flash_attn_func as _flash_attn  # type: ignore
+except ImportError:
+    try:
+        from flash_attn import flash_attn_func as _flash_attn  # type: ignore
+    except ImportError:
+        _flash_attn = None
+
+
+class CastedLinear(nn.Linear):
+    """Linear whose weight follows the activation dtype: fp32 master weights, bf16 math."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        bias = self.bias.to(x.dtype) if self.bias is not None else None
+        return F.linear(x, self.weight.to(x.dtype), bias)
+
+
+def rms_norm(x: Tensor) -> Tensor:
+    return F.rms_norm(x, (x.size(-1),))
+
+
+def rotary(cfg: ModelConfig, seq_len: int, device: torch.device) -> tuple[Tensor, Tensor]:
+    """cos/sin [1,T,1,rd/2]; NTK-scaled base beyond the training length, as the reference."""
+    rd = cfg.rope_dims or cfg.head_dim
+    base = cfg.rope_base
+    if seq_len > cfg.rope_train_seq_len:
+        base = base * (seq_len / cfg.rope_train_seq_len) ** (rd / (rd - 2))
+    inv_freq = 1.0 / base ** (torch.arange(0, rd, 2, dtype=torch.float32, device=device) / rd)
+    freqs = torch.outer(torch.arange(seq_len, dtype=torch.float32, device=device), inv_freq)
+    return freqs.cos()[None, :, None, :], freqs.sin()[None, :, None, :]
+
+
+def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """Rotate the first 2*cos.size(-1) dims of each head (half-split pairing); pass the rest."""
+    rd = 2 * cos.size(-1)
+    x1, x2, rest = x[..., : rd // 2], x[..., rd // 2 : rd], x[..., rd:]
+    cos, sin = cos.to(x.dtype), sin.to(x.dtype)
+    return torch.cat((x1 * cos + x2 * sin, x2 * cos - x1 * sin, rest), dim=-1)
+
+
+def causal_attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+    """[B,T,H,D] x [B,T,Hkv,D] -> [B,T,H,D], causal, grouped-query."""
+    if _flash_attn is not None and q.is_cuda and q.dtype in (torch.bfloat16, torch.float16):
+        y = _flash_attn(q, k, v, causal=True)
+        return y[0] if isinstance(y, tuple) else y
+    y = F.scaled_dot_product_attention(
+        q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=True, enable_gqa=True
+    )
+    return y.transpose(1, 2)
+
+
+def exclusive(y: Tensor, v: Tensor) -> Tensor:
+    """XSA: remove from each head's output its component along the token's own value."""
+    b, t, h, d = y.shape
+    hkv = v.size(2)
+    y = y.reshape(b, t, hkv, h // hkv, d)
+    vn = F.normalize(v, dim=-1).unsqueeze(3)
+    return (y - (y * vn).sum(-1, keepdim=True) * vn).reshape(b, t, h, d)
+
+
+class Attention(nn.Module):
+    """GQA attention with QK RMS-norm, partial RoPE, per-head q gain, optional XSA,
+    value residual, value embeddings and a per-head output gate."""
+
+    def __init__(self, cfg: ModelConfig, layer: int, weights: bool):
+        super().__init__()
+        self.cfg = cfg
+        d = cfg.model_dim
+        self.q_gain = nn.Parameter(torch.full((cfg.num_heads,), cfg.qk_gain_init))
+        if cfg.value_residual == "gate" and layer > 0:
+            self.vrl_gate = nn.Parameter(torch.tensor(-1.5))
+        if cfg.value_residual == "alpha":
+            self.vrl_alpha = nn.Parameter(torch.zeros(1))
+        if weights:  # only physical layers own matrices
+            self.c_q = CastedLinear(d, d, bias=False)
+            self.c_k = CastedLinear(d, cfg.kv_dim, bias=False)
+            self.c_v = CastedLinear(d, cfg.kv_dim, bias=False)
+            self.proj = CastedLinear(d, d, bias=False)
+            self.proj._zero_init = True
+        if cfg.attn_gate:
+            self.attn_gate = CastedLinear(d, cfg.num_heads, bias=True)
+            nn.init.zeros_(self.attn_gate.weight)
+            nn.init.constant_(self.attn_gate.bias, 4.0)
+        self.use_xsa = layer >= cfg.num_virtual_layers - cfg.xsa_last_n
+
+    def forward(
+        self,
+        x: Tensor,
+        w: "Attention",
+        rope: tuple[Tensor, Tensor],
+        ve: Tensor | None,
+        v0: Tensor | None,
+    ) -> tuple[Tensor, Tensor]:
+        """`w` holds the matrices; returns (output, this layer's value for VRL)."""
+        cfg = self.cfg
+        b, t, d = x.shape
+        hd = cfg.head_dim
+        q = w.c_q(x).reshape(b, t, cfg.num_heads, hd)
+        k = w.c_k(x).reshape(b, t, cfg.num_kv_heads, hd)
+        v = w.c_v(x)
+        v_out = v  # "gate" keeps the value before VE
+        if ve is not None:
+            v = v + ve
+        if cfg.value_residual == "alpha":
+            v_out = v  # "alpha" keeps it after VE
+            if v0 is not None:
+                v = v + torch.sigmoid(self.vrl_alpha.to(v.dtype)) * v0
+        elif cfg.value_residual == "gate" and v0 is not None:
+            g = torch.sigmoid(self.vrl_gate.to(v.dtype))
+            v = (1 - g) * v + g * v0
+        v = v.reshape(b, t, cfg.num_kv_heads, hd)
+        q, k = rms_norm(q), rms_norm(k)
+        q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)
+        q = q * self.q_gain.to(q.dtype)[None, None, :, None]
+        y = causal_attention(q, k, v)
+        if self.use_xsa:
+            y = exclusive(y, v)
+        if cfg.attn_gate:
+            y = y * torch.sigmoid(self.attn_gate(x)).unsqueeze(-1)
+        return w.proj(y.reshape(b, t, d)), v_out
+
+
+class MLP(nn.Module):
+    """LeakyReLU(0.5)^2 MLP."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.fc = CastedLinear(cfg.model_dim, cfg.mlp_hidden, bias=False)
+        self.proj = CastedLinear(cfg.mlp_hidden, cfg.model_dim, bias=False)
+        self.proj._zero_init = True
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.proj(F.leaky_relu(self.fc(x), negative_slope=0.5).square())
+
+
+class Block(nn.Module):
+    """Pre-norm block with an x0 residual mix and per-channel branch scales."""
+
+    def __init__(self, cfg: ModelConfig, layer: int):
+        super().__init__()
+        d = cfg.model_dim
+        weights = layer < cfg.num_layers
+        self.attn_scale = nn.Parameter(torch.ones(d))
+        self.mlp_scale = nn.Parameter(torch.ones(d))
+        self.resid_mix = nn.Parameter(torch.stack((torch.ones(d), torch.zeros(d))))
+        self.attn = Attention(cfg, layer, weights)
+        if weights:
+            self.mlp = MLP(cfg)
+        if cfg.dtg:
+            self.dtg_gate = CastedLinear(d, 1, bias=True)
+            nn.init.zeros_(self.dtg_gate.weight)
+            nn.init.constant_(self.dtg_gate.bias, 2.0)
+        self.dtg = cfg.dtg
+        self.ln_scale = 1.0 / math.sqrt(layer + 1) if cfg.ln_scale else 1.0
+
+    def forward(
+        self,
+        x: Tensor,
+        x0: Tensor,
+        w: "Block",
+        rope: tuple[Tensor, Tensor],
+        ve: Tensor | None,
+        v0: Tensor | None,
+    ) -> tuple[Tensor, Tensor]:
+        """`w` is the physical block whose matrices this (virtual) layer runs."""
+        mix = self.resid_mix.to(x.dtype)
+        x_in = mix[0] * x + mix[1] * x0
+        a, v = self.attn(rms_norm(x_in) * self.ln_scale, w.attn, rope, ve, v0)
+        x_out = x_in + self.attn_scale.to(x.dtype) * a
+        x_out = x_out + self.mlp_scale.to(x.dtype) * w.mlp(rms_norm(x_out) * self.ln_scale)
+        if self.dtg:
+            g = torch.sigmoid(self.dtg_gate(x_in.detach()))
+            x_out = x_in + g * (x_out - x_in)
+        return x_out, v
+
+
+class SmearGate(nn.Module):
+    """Blend each position with the previous one through a per-channel sigmoid gate."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.gate = nn.Parameter(torch.zeros(dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        g = torch.sigmoid(self.gate.to(x.dtype))
+        prev = torch.cat((torch.zeros_like(x[:, :1]), x[:, :-1]), dim=1)
+        return (1 - g) * x + g * prev
+
+
+class ScaledEmbedding(nn.Module):
+    """A small table projected to `out_dim` and scaled: BigramHash and value embeddings."""
+
+    def __init__(self, rows: int, dim: int, out_dim: int, scale: float):
+        super().__init__()
+        self.embed = nn.Embedding(rows, dim)
+        self.proj = CastedLinear(dim, out_dim, bias=False) if dim != out_dim else None
+        if self.proj is not None:
+            nn.init.zeros_(self.proj.weight)
+        self.scale = nn.Parameter(torch.tensor(scale))
+
+    def forward(self, ids: Tensor) -> Tensor:
+        h = self.embed(ids)
+        if self.proj is not None:
+            h = self.proj(h)
+        return h * self.scale.to(h.dtype)
+
+
+def bigram_hash(ids: Tensor, buckets: int) -> Tensor:
+    """Bucket of (previous, current) token; the first position of a window has its own."""
+    t = ids.to(torch.int32)
+    mod = buckets - 1
+    out = torch.full_like(t, mod)
+    out[..., 1:] = torch.bitwise_xor(36313 * t[..., 1:], 27191 * t[..., :-1]) % mod
+    return out.long()
+
+
+class GPT(nn.Module):
+    """U-Net-skipped stack of blocks over token + BigramHash embeddings, tied softcapped head."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        cfg = self.config = config
+        d, n = cfg.model_dim, cfg.num_virtual_layers
+        self.tok_emb = nn.Embedding(cfg.vocab_size, d)
+        if cfg.bigram_vocab_size:
+            self.bigram = ScaledEmbedding(cfg.bigram_vocab_size, cfg.bigram_dim, d, 0.05)
+            nn.init.zeros_(self.bigram.embed.weight)
+        if cfg.smear:
+            self.smear = SmearGate(d)
+        self.num_encoder = n // 2
+        num_skips = min(self.num_encoder, n - self.num_encoder)
+        self.skip_weights = nn.Parameter(torch.ones(num_skips, d))
+        if cfg.skip_gates:
+            self.skip_gates = nn.Parameter(torch.zeros(num_skips, d))
+        self.blocks = nn.ModuleList(Block(cfg, i) for i in range(n))
+        if cfg.ve_enabled:
+            self.ve_shared = ScaledEmbedding(cfg.vocab_size, cfg.ve_dim, cfg.kv_dim, 0.1)
+            nn.init.normal_(self.ve_shared.embed.weight, std=0.01)
+            scales = (nn.Parameter(torch.ones(1)) for _ in cfg.ve_layers)
+            self.ve_layer_scales = nn.ParameterList(scales)
+        if not cfg.tie_embeddings:
+            self.lm_head = CastedLinear(d, cfg.vocab_size, bias=False)
+            self.lm_head._zero_init = True
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        """The reference init: orthogonal matrices (>= 64 each side), zero output
+        projections, and other `.proj` matrices scaled by 1/sqrt(2 * layers)."""
+        if self.tok_emb.weight.is_meta:  # expected_shapes: no values to fill
+            return
+        if self.config.tie_embeddings:
+            nn.init.normal_(self.tok_emb.weight, std=self.config.tied_embed_init_std)
+        n = len(self.blocks)
+        for name, m in self.named_modules():
+            if not isinstance(m, nn.Linear):
+                continue
+            if getattr(m, "_zero_init", False):
+                nn.init.zeros_(m.weight)
+            elif min(m.weight.shape) >= 64:
+                nn.init.orthogonal_(m.weight)
+                if name.endswith(".proj"):
+                    with torch.no_grad():
+                        m.weight.mul_(1.0 / math.sqrt(2 * n))
+
+    @property
+    def head_weight(self) -> Tensor:
+        """[V, d]: the tied token embedding, or the separate head."""
+        return self.tok_emb.weight if self.config.tie_embeddings else self.lm_head.weight
+
+    def forward_hidden(self, ids: Tensor) -> Tensor:
+        """[B,T] token ids -> [B,T,d] hidden after the final norm (what SLOT adapts)."""
+        cfg = self.config
+        x = self.tok_emb(ids)
+        if cfg.bigram_vocab_size:
+            x = x + self.bigram(bigram_hash(ids, cfg.bigram_vocab_size))
+        x = rms_norm(x)
+        if cfg.smear:
+            x = self.smear(x)
+        x0 = x
+        rope = rotary(cfg, ids.size(1), ids.device)
+        ve_base = self.ve_shared(ids) if cfg.ve_enabled else None
+        skips: list[Tensor] = []
+        v0: Tensor | None = None
+        for i, p in enumerate(cfg.virtual_layers):
+            if i >= self.num_encoder and skips:
+                j = i - self.num_encoder
+                s = self.skip_weights[j].to(x.dtype) * skips.pop()
+                if cfg.skip_gates:
+                    x = torch.lerp(s, x, torch.sigmoid(self.skip_gates[j].to(x.dtype)))
+                else:
+                    x = x + s
+            ve = None
+            if ve_base is not None and i in cfg.ve_layers:
+                ve = ve_base * self.ve_layer_scales[cfg.ve_layers.index(i)].to(ve_base.dtype)
+            x, v = self.blocks[i](x, x0, self.blocks[p], rope, ve, v0)
+            if i == 0 and cfg.value_residual != "none":
+                v0 = v
+            if i < self.num_encoder:
+                skips.append(x)
+        return rms_norm(x)
+
+    def logits(self, hidden: Tensor) -> Tensor:
+        """softcap * tanh(hidden @ W.T / softcap)."""
+        c = self.config.logit_softcap
+        return c * torch.tanh(F.linear(hidden, self.head_weight.to(hidden.dtype)) / c)
+
+    def forward(self, ids: Tensor, targets: Tensor) -> Tensor:
+        """Mean cross-entropy of next-token targets [B,T]."""
+        logits = self.logits(self.forward_hidden(ids))
+        return F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
+
+
+def expected_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """State-dict names and shapes for a config, built on the meta device (no memory)."""
+    with torch.device("meta"):
+        model = GPT(config)
+    return {name: tuple(t.shape) for name, t in model.state_dict().items()}
