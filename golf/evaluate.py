@@ -1,0 +1,111 @@
+"""The evaluation engine: whole batches of a protocol's plan in, per-window records out.
+
+A batch's result depends only on its windows and per-window sums are exactly rounded
+(`math.fsum`), so any split of the batches into shards, run anywhere, sums to the same
+bits. The CLI runs all batches; a worker runs the range of its shard.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from golf.bytes import ByteLUT, bits_per_byte
+from golf.errors import ConfigError
+from golf.plan import WindowPlan
+from golf.protocols import Batch, EvalParams, Protocol, get_protocol
+
+
+@dataclass(frozen=True)
+class WindowRecord:
+    """One window's contribution: Σ NLL (nats) over its scored targets, their count and bytes."""
+
+    window: int
+    nll_sum: float
+    tokens: int
+    bytes: int
+
+
+Progress = Callable[[int, list[WindowRecord]], None]
+"""Called after each batch with its index and its records."""
+
+
+def evaluate(
+    model: nn.Module,
+    tokens: Tensor | np.ndarray,
+    byte_lut: ByteLUT,
+    protocol: Protocol | str,
+    params: EvalParams,
+    batches: Sequence[int] | None = None,
+    progress: Progress | None = None,
+) -> list[WindowRecord]:
+    """Per-window records of `batches` (default: all) of the protocol's plan over `tokens`.
+
+    `tokens` are the N + 1 validation tokens; `byte_lut` counts the bytes of each target.
+    """
+    protocol = get_protocol(protocol) if isinstance(protocol, str) else protocol
+    tokens = device_tokens(tokens, model)
+    plan = protocol.plan(tokens.numel() - 1, params)
+    n_batches = plan.n_batches(params.batch_windows)
+    batches = range(n_batches) if batches is None else batches
+    records: list[WindowRecord] = []
+    for k in batches:
+        batch, nll = batch_nll(model, tokens, plan, protocol, params, k)
+        batch_records = window_records(batch, nll, byte_lut)
+        records.extend(batch_records)
+        if progress is not None:
+            progress(k, batch_records)
+    return records
+
+
+def batch_nll(
+    model: nn.Module,
+    tokens: Tensor,
+    plan: WindowPlan,
+    protocol: Protocol,
+    params: EvalParams,
+    k: int,
+) -> tuple[Batch, Tensor]:
+    """Batch k of `plan` and its [B, T] per-position NLL (0 where not scored)."""
+    batch = Batch.from_plan(tokens, plan, plan.batch(k, params.batch_windows))
+    return batch, protocol.nll(model, batch, params)
+
+
+def window_records(batch: Batch, nll: Tensor, byte_lut: ByteLUT) -> list[WindowRecord]:
+    """Sum a batch's per-position NLL and target bytes per window over its scored range."""
+    scored = batch.scored
+    n_bytes = (byte_lut.count(batch.inputs, batch.targets) * scored).sum(1).tolist()
+    nll_rows = nll.double().cpu().numpy()
+    spans = zip(batch.score_from.tolist(), batch.lengths.tolist(), strict=True)
+    return [
+        WindowRecord(window, math.fsum(nll_rows[row, lo:hi]), hi - lo, int(n_bytes[row]))
+        for row, (window, (lo, hi)) in enumerate(zip(batch.windows, spans, strict=True))
+    ]
+
+
+def summarize(records: Sequence[WindowRecord]) -> dict[str, float | int]:
+    """val_bpb and val_loss over records, exactly summed, independent of their order."""
+    if not records:
+        raise ConfigError("nothing to summarize: no windows were evaluated")
+    nll = math.fsum(record.nll_sum for record in records)
+    n_tokens = sum(record.tokens for record in records)
+    n_bytes = sum(record.bytes for record in records)
+    return {
+        "val_bpb": bits_per_byte(nll, n_bytes),
+        "val_loss": nll / n_tokens,
+        "tokens": n_tokens,
+        "bytes": n_bytes,
+        "windows": len(records),
+    }
+
+
+def device_tokens(tokens: Tensor | np.ndarray, model: nn.Module) -> Tensor:
+    """The token ids as int64 on the model's device."""
+    if not isinstance(tokens, Tensor):
+        tokens = torch.from_numpy(np.asarray(tokens, dtype=np.int64))
+    return tokens.to(device=model.head_weight.device, dtype=torch.long)

@@ -1,0 +1,48 @@
+"""Evaluation parameters shared by every protocol, validated once at the edge."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from golf.config import _one_line
+from golf.errors import ConfigError
+from golf.plan import PlanKind
+
+
+class EvalParams(BaseModel):
+    """Knobs of an evaluation run; `stride=None` means the protocol's own default.
+
+    User input goes through `parse` (ConfigError, one line); nested in a wire schema it
+    validates like any pydantic model.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    seq_len: int = Field(2048, ge=1)
+    stride: int | None = Field(None, ge=1)
+    batch_windows: int = Field(32, ge=1)
+    slot_steps: int = Field(24, ge=0)
+    slot_lr: float = Field(0.012, gt=0)
+    slot_lr_min: float = Field(0.001, ge=0)
+    batch_invariant: bool = False
+    reference: bool = False
+    plan: PlanKind = "canonical"
+    max_windows: int | None = Field(None, ge=1)
+
+    @classmethod
+    def parse(cls, doc: dict[str, Any]) -> EvalParams:
+        """Validate user-supplied parameters; any problem is a ConfigError with one line."""
+        if not isinstance(doc, dict):
+            raise ConfigError(f"evaluation parameters must be a mapping, got {type(doc).__name__}")
+        try:
+            return cls.model_validate(doc)
+        except ValidationError as err:
+            raise ConfigError(f"evaluation parameter {_one_line(err)}") from None
+
+    @model_validator(mode="after")
+    def _stride_fits(self) -> EvalParams:
+        if self.stride is not None and self.stride > self.seq_len:
+            raise ValueError(f"stride {self.stride} exceeds seq_len {self.seq_len}")
+        return self

@@ -1,0 +1,19 @@
+"""`slot` (standard SLOT-N): fit each window's delta and bias to the positions it scores.
+
+Scoring after fitting on the scored targets themselves lets later targets inform earlier
+predictions; `golf.audit` measures that. Kept to reproduce records that used it.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from golf.protocols.base import Batch
+from golf.protocols.slot_core import SlotProtocol
+
+
+class Slot(SlotProtocol):
+    name = "slot"
+
+    def adapt_mask(self, batch: Batch) -> Tensor:
+        return batch.scored

@@ -1,0 +1,83 @@
+"""The causality flip test separates causal protocols from standard SLOT."""
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+from golf.audit import audit
+from golf.config import preset
+from golf.errors import ConfigError
+from golf.model import GPT
+from golf.protocols import EvalParams
+
+
+@pytest.fixture(scope="module")
+def model() -> GPT:
+    """The tiny config with every weight jittered, so that no block is an identity."""
+    torch.manual_seed(0)
+    gpt = GPT(preset("tiny")).eval()
+    with torch.no_grad():
+        for p in gpt.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    return gpt
+
+
+@pytest.fixture(scope="module")
+def tokens(model: GPT) -> torch.Tensor:
+    return torch.randint(
+        0, model.config.vocab_size, (400,), generator=torch.Generator().manual_seed(2)
+    )
+
+
+PARAMS = EvalParams(seq_len=48, stride=12, batch_windows=4)
+
+
+@pytest.mark.parametrize("name", ["plain", "sliding", "slot-causal"])
+def test_causal_protocols_have_no_violations(model, tokens, name):
+    params = PARAMS.model_copy(update={"stride": None}) if name == "plain" else PARAMS
+    report = audit(model, tokens, name, params, windows=6, seed=3)
+    assert report["protocol"] == name
+    assert report["windows_tested"] == 6 and report["pairs_tested"] > 0
+    assert report["violations"] == 0 and report["violation_rate"] == 0.0
+    assert report["rerun_max_abs_diff"] == 0.0
+
+
+def test_standard_slot_is_caught_with_default_hyperparameters(model, tokens):
+    report = audit(model, tokens, "slot", PARAMS, windows=6, seed=3)
+    assert report["violations"] > 0
+    assert 0 < report["violation_rate"] <= 1
+
+
+def test_audit_is_deterministic(model, tokens):
+    assert audit(model, tokens, "slot", PARAMS, windows=3, seed=5) == audit(
+        model, tokens, "slot", PARAMS, windows=3, seed=5
+    )
+
+
+class Lookahead(nn.Module):
+    """A broken model: every position also sees the mean hidden state of its whole window."""
+
+    def __init__(self, inner: GPT):
+        super().__init__()
+        self.inner, self.config = inner, inner.config
+
+    @property
+    def head_weight(self) -> Tensor:
+        return self.inner.head_weight
+
+    def forward_hidden(self, ids: Tensor) -> Tensor:
+        hidden = self.inner.forward_hidden(ids)
+        return hidden + hidden.mean(1, keepdim=True)
+
+    def logits(self, hidden: Tensor) -> Tensor:
+        return self.inner.logits(hidden)
+
+
+def test_a_model_that_sees_the_future_is_caught_under_sliding(model, tokens):
+    report = audit(Lookahead(model), tokens, "sliding", PARAMS, windows=4, seed=3)
+    assert report["violations"] > 0
+
+
+def test_audit_needs_a_window(model, tokens):
+    with pytest.raises(ConfigError):
+        audit(model, tokens, "sliding", PARAMS, windows=0)
