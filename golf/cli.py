@@ -5,7 +5,9 @@ from importlib.metadata import entry_points
 
 import typer
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="golf-eval: score Parameter Golf artifacts.")
+app = typer.Typer(
+    no_args_is_help=True, add_completion=False, help="golf-eval: score Parameter Golf artifacts."
+)
 
 
 def _load_plugins() -> None:

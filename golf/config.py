@@ -10,46 +10,50 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from golf.errors import ConfigError
+from golf.errors import ConfigError, validation_message
 
 ValueResidual = Literal["none", "gate", "alpha"]
 
 
 class ModelConfig(BaseModel):
-    """Hyperparameters that fix the GPT's tensor names, shapes and forward math."""
+    """Hyperparameters that fix the GPT's tensor names, shapes and forward math.
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    Every number has an upper bound too: a config arrives in untrusted artifact
+    metadata, and it must not describe a model no machine could build.
+    """
 
-    vocab_size: int = Field(1024, ge=2)
-    num_layers: int = Field(11, ge=1)
-    model_dim: int = Field(512, ge=2)
-    num_heads: int = Field(8, ge=1)
-    num_kv_heads: int = Field(4, ge=1)
-    mlp_mult: float = Field(3.0, gt=0)
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    vocab_size: int = Field(1024, ge=2, le=1 << 18)
+    num_layers: int = Field(11, ge=1, le=256)
+    model_dim: int = Field(512, ge=2, le=16384)
+    num_heads: int = Field(8, ge=1, le=256)
+    num_kv_heads: int = Field(4, ge=1, le=256)
+    mlp_mult: float = Field(3.0, gt=0, le=64)
     tie_embeddings: bool = True
-    tied_embed_init_std: float = Field(0.005, ge=0)
-    logit_softcap: float = Field(30.0, gt=0)
-    rope_base: float = Field(10000.0, gt=0)
+    tied_embed_init_std: float = Field(0.005, ge=0, le=1)
+    logit_softcap: float = Field(30.0, gt=0, le=1e4)
+    rope_base: float = Field(10000.0, gt=0, le=1e9)
     # 0 rotates the whole head; otherwise only the first rope_dims of each head.
-    rope_dims: int = Field(16, ge=0)
+    rope_dims: int = Field(16, ge=0, le=16384)
     # Past this length the RoPE base is NTK-scaled, as the reference Rotary does.
-    rope_train_seq_len: int = Field(2048, ge=1)
-    qk_gain_init: float = 5.25
+    rope_train_seq_len: int = Field(2048, ge=1, le=1 << 20)
+    qk_gain_init: float = Field(5.25, ge=-1e3, le=1e3)
     # Scale each block's normed inputs by 1/sqrt(layer + 1).
     ln_scale: bool = True
     # Exclusive self attention on the last n (virtual) layers.
-    xsa_last_n: int = Field(11, ge=0)
+    xsa_last_n: int = Field(11, ge=0, le=1024)
     # "gate": attn.vrl_gate on layers >= 1, v = (1-s)v + s*v_first, v_first before VE.
     # "alpha": attn.vrl_alpha on every layer, v = v + s*v0, v0 after VE.
     value_residual: ValueResidual = "gate"
-    bigram_vocab_size: int = Field(1024, ge=0)  # 0 disables BigramHash
-    bigram_dim: int = Field(128, ge=1)
+    bigram_vocab_size: int = Field(1024, ge=0, le=1 << 20)  # 0 disables BigramHash
+    bigram_dim: int = Field(128, ge=1, le=16384)
     smear: bool = True
     skip_gates: bool = False  # x = lerp(w*skip, x, sigmoid(g)) instead of x + w*skip
     attn_gate: bool = False  # per-head sigmoid gate on the attention output
     dtg: bool = False  # dynamic token gate on each block's update
     ve_enabled: bool = True
-    ve_dim: int = Field(128, ge=1)
+    ve_dim: int = Field(128, ge=1, le=16384)
     ve_layers: tuple[int, ...] = (9, 10)  # virtual layer indices, in scale order
     # Physical layers run a second time right after the last of them (e.g. 4,5).
     recur_layers: tuple[int, ...] = ()
@@ -118,7 +122,7 @@ class ModelConfig(BaseModel):
         try:
             return cls.model_validate(doc)
         except ValidationError as e:
-            raise ConfigError(_one_line(e)) from None
+            raise ConfigError(validation_message(e)) from None
 
 
 def _check_layers(name: str, layers: tuple[int, ...], n: int, *, ordered: bool) -> None:
@@ -129,15 +133,6 @@ def _check_layers(name: str, layers: tuple[int, ...], n: int, *, ordered: bool) 
         raise ValueError(f"{name} {list(layers)} repeats a layer")
     if ordered and list(layers) != sorted(layers):
         raise ValueError(f"{name} {list(layers)} must be increasing")
-
-
-def _one_line(e: ValidationError) -> str:
-    errors = e.errors()
-    err = errors[0]
-    loc = ".".join(str(p) for p in err["loc"])
-    msg = err["msg"].removeprefix("Value error, ")
-    more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
-    return f"{loc}: {msg}{more}" if loc else f"{msg}{more}"
 
 
 PRESETS: dict[str, ModelConfig] = {

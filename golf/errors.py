@@ -4,6 +4,8 @@ Layers above map these to exit codes (CLI) or 4xx responses (service); anything 
 is not a GolfError is a bug.
 """
 
+from pydantic import ValidationError
+
 
 class GolfError(Exception):
     """Base of every user-caused failure."""
@@ -26,3 +28,13 @@ class ArtifactError(GolfError):
 
 class MismatchError(GolfError):
     """Artifact and dataset disagree (tokenizer sha256 or vocab size)."""
+
+
+def validation_message(err: ValidationError) -> str:
+    """The first pydantic validation error as `field: reason`, counting the rest."""
+    errors = err.errors()
+    first = errors[0]
+    loc = ".".join(str(p) for p in first["loc"])
+    msg = first["msg"].removeprefix("Value error, ")
+    more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{loc}: {msg}{more}" if loc else f"{msg}{more}"

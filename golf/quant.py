@@ -115,9 +115,7 @@ def quantize_state_dict(
 ) -> dict[str, QTensor]:
     """Every tensor of a float state dict under the scheme `scheme_for` picks."""
     return {
-        name: quantize(
-            t, scheme_for(name, t.shape, passthrough_max_numel=passthrough_max_numel)
-        )
+        name: quantize(t, scheme_for(name, t.shape, passthrough_max_numel=passthrough_max_numel))
         for name, t in state.items()
     }
 

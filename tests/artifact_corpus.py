@@ -142,6 +142,7 @@ def xz(raw: bytes) -> bytes:
 
 def set_at(path: list[str], value: object) -> Callable[[dict[str, Any]], None]:
     """An edit for `Payload.with_meta` (or a header dict) that sets one nested field."""
+
     def edit(doc: dict[str, Any]) -> None:
         for key in path[:-1]:
             doc = doc[key]
@@ -415,9 +416,7 @@ def build_corpus(valid: bytes, marker: Path, limit: int) -> list[Case]:
         ),
         Case(
             "scale-shape-lie",
-            header_edit(
-                lambda h: h[f"{mat}.scale"].update(shape=[1, q_shape[0]])
-            ),
+            header_edit(lambda h: h[f"{mat}.scale"].update(shape=[1, q_shape[0]])),
             ShapeMismatch,
         ),
         Case(

@@ -3,9 +3,14 @@
 from pathlib import Path
 
 import pytest
+import torch
 from rich.console import Console
 
+from golf.config import preset
 from golf.demo import build_demo
+from golf.model import GPT
+
+torch.set_num_threads(1)  # many small ops: threads cost more than they give here
 
 SMALL_DEMO = {"max_chars": 500_000, "val_chars": 80_000, "shard_tokens": 60_000}
 """Knobs of the session's demo dataset: about 30k val and 170k train tokens in 3 shards,
@@ -18,3 +23,17 @@ def demo_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("demo_data")
     build_demo(path, console=Console(quiet=True), **SMALL_DEMO)
     return path
+
+
+@pytest.fixture(scope="session")
+def model() -> GPT:
+    """The tiny config with every weight jittered, so that no block is an identity.
+
+    Shared by the protocol, SLOT and audit tests; none of them may change its weights.
+    """
+    torch.manual_seed(0)
+    gpt = GPT(preset("tiny")).eval()
+    with torch.no_grad():
+        for p in gpt.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    return gpt.requires_grad_(False)

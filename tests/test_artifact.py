@@ -158,9 +158,7 @@ def test_pack_uses_the_reference_rule(tmp_path: Path, config: ModelConfig) -> No
     state = GPT(config).state_dict()
     pack(tmp_path / "m.golf", state, config, tokenizer_sha256=SHA, vocab_size=config.vocab_size)
     art = read_artifact(tmp_path / "m.golf")
-    assert all(
-        s is Scheme.FP16 for n, s in art.schemes.items() if state[n].numel() <= 65_536
-    )
+    assert all(s is Scheme.FP16 for n, s in art.schemes.items() if state[n].numel() <= 65_536)
 
 
 def test_writer_rejects_what_the_reader_would(

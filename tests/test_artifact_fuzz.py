@@ -135,8 +135,9 @@ _JSON = st.recursive(
     | st.floats()
     | st.text(max_size=8)
     | st.sampled_from([2**63, 512, "1", "gate", "int6", [0, 1]]),
-    lambda inner: st.lists(inner, max_size=3)
-    | st.dictionaries(st.text(max_size=4), inner, max_size=2),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=2)
+    ),
     max_leaves=4,
 )
 

@@ -5,21 +5,9 @@ import torch
 from torch import Tensor, nn
 
 from golf.audit import audit
-from golf.config import preset
 from golf.errors import ConfigError
 from golf.model import GPT
 from golf.protocols import EvalParams
-
-
-@pytest.fixture(scope="module")
-def model() -> GPT:
-    """The tiny config with every weight jittered, so that no block is an identity."""
-    torch.manual_seed(0)
-    gpt = GPT(preset("tiny")).eval()
-    with torch.no_grad():
-        for p in gpt.parameters():
-            p.add_(torch.randn_like(p) * 0.05)
-    return gpt
 
 
 @pytest.fixture(scope="module")

@@ -260,6 +260,10 @@ def test_causality() -> None:
         ({"logit_softcap": 0}, "logit_softcap"),
         ({"bigram_vocab_size": 1}, "bigram_vocab_size"),
         ({"qk_gain": 1.0}, "qk_gain"),
+        ({"num_layers": 10**9}, "num_layers"),
+        ({"mlp_mult": 1e308}, "mlp_mult"),
+        ({"logit_softcap": float("nan")}, "logit_softcap"),
+        ({"model_dim": 2**40, "num_heads": 8}, "model_dim"),
     ],
 )
 def test_invalid_configs_are_one_line_config_errors(change: dict, field: str) -> None:

@@ -8,7 +8,6 @@ import torch
 import torch.nn.functional as F
 
 from golf.bytes import ByteLUT
-from golf.config import preset
 from golf.errors import ConfigError
 from golf.evaluate import WindowRecord, evaluate, summarize
 from golf.model import GPT
@@ -22,17 +21,6 @@ def params_for(name: str, **overrides) -> EvalParams:
     """Small-window parameters; plain keeps its own stride (= seq_len)."""
     stride = None if name == "plain" else 12
     return EvalParams(seq_len=SEQ_LEN, stride=stride, batch_windows=3, **overrides)
-
-
-@pytest.fixture(scope="module")
-def model() -> GPT:
-    """The tiny config with every weight jittered, so that no block is an identity."""
-    torch.manual_seed(0)
-    gpt = GPT(preset("tiny")).eval()
-    with torch.no_grad():
-        for p in gpt.parameters():
-            p.add_(torch.randn_like(p) * 0.05)
-    return gpt
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +60,10 @@ def test_unknown_protocol_is_a_config_error_naming_the_known_ones():
         {"slot_lr": 0},
         {"max_windows": 0},
         {"batch_size": 8},
+        {"slot_lr": float("inf")},
+        {"slot_lr_min": 0.5},
+        {"seq_len": 10**9},
+        {"batch_windows": 10**9},
     ],
 )
 def test_invalid_params_are_one_line_config_errors(bad):

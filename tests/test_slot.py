@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from golf.bytes import ByteLUT
-from golf.config import preset
 from golf.evaluate import evaluate, summarize
 from golf.model import GPT
 from golf.plan import make_plan
@@ -16,17 +15,6 @@ from golf.protocols.adamw import FlatAdamW
 from golf.protocols.slot_core import BETAS, EPS, WEIGHT_DECAY, lr_at
 
 SEQ_LEN = 32
-
-
-@pytest.fixture(scope="module")
-def model() -> GPT:
-    """The tiny config with every weight jittered, so that no block is an identity."""
-    torch.manual_seed(0)
-    gpt = GPT(preset("tiny")).eval()
-    with torch.no_grad():
-        for p in gpt.parameters():
-            p.add_(torch.randn_like(p) * 0.05)
-    return gpt
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from golf.config import _one_line
-from golf.errors import ConfigError
+from golf.errors import ConfigError, validation_message
 from golf.plan import PlanKind
 
 
@@ -18,14 +17,14 @@ class EvalParams(BaseModel):
     validates like any pydantic model.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
-    seq_len: int = Field(2048, ge=1)
+    seq_len: int = Field(2048, ge=1, le=1 << 16)
     stride: int | None = Field(None, ge=1)
-    batch_windows: int = Field(32, ge=1)
-    slot_steps: int = Field(24, ge=0)
-    slot_lr: float = Field(0.012, gt=0)
-    slot_lr_min: float = Field(0.001, ge=0)
+    batch_windows: int = Field(32, ge=1, le=4096)
+    slot_steps: int = Field(24, ge=0, le=10_000)
+    slot_lr: float = Field(0.012, gt=0, le=100)
+    slot_lr_min: float = Field(0.001, ge=0, le=100)
     batch_invariant: bool = False
     reference: bool = False
     plan: PlanKind = "canonical"
@@ -39,10 +38,12 @@ class EvalParams(BaseModel):
         try:
             return cls.model_validate(doc)
         except ValidationError as err:
-            raise ConfigError(f"evaluation parameter {_one_line(err)}") from None
+            raise ConfigError(f"evaluation parameter {validation_message(err)}") from None
 
     @model_validator(mode="after")
     def _stride_fits(self) -> EvalParams:
         if self.stride is not None and self.stride > self.seq_len:
             raise ValueError(f"stride {self.stride} exceeds seq_len {self.seq_len}")
+        if self.slot_lr_min > self.slot_lr:
+            raise ValueError(f"slot_lr_min {self.slot_lr_min} exceeds slot_lr {self.slot_lr}")
         return self
