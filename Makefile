@@ -22,7 +22,7 @@ demo: setup
 	$(VENV)/bin/golf inspect $(DEMO_DIR)/tiny.golf
 	$(VENV)/bin/golf eval $(DEMO_DIR)/tiny.golf --data $(DEMO_DIR)/data \
 		--protocol plain --protocol sliding --protocol slot --protocol slot-causal \
-		--seq-len 256 --stride 64 --batch-windows 16 --max-windows 256
+		--seq-len 256 --stride 128 --batch-windows 32
 
 test: setup
 	$(VENV)/bin/python -m pytest -m "not slow" -q

@@ -1,13 +1,346 @@
 """The `golf` command. Core commands live here; other layers plug in through the
-`golf.commands` entry-point group so this module never imports them."""
+`golf.commands` entry-point group so this module never imports them.
 
+stdout carries results (tables, or JSON with `--json`); progress and errors go to
+stderr. A user mistake is one line `error: …` and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
 from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Annotated, Any
 
+import torch
 import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from golf.artifact import random_artifact, read_artifact
+from golf.audit import audit
+from golf.config import preset as model_preset
+from golf.data import Dataset
+from golf.demo import build_demo
+from golf.errors import ConfigError, GolfError
+from golf.import_pg import import_reference
+from golf.protocols import EvalParams, get_protocol
+from golf.report import EvalInputs, n_batches, resolve_params, run_protocol
 
 app = typer.Typer(
-    no_args_is_help=True, add_completion=False, help="golf-eval: score Parameter Golf artifacts."
+    no_args_is_help=True,
+    add_completion=False,
+    help="golf-eval: score Parameter Golf artifacts exactly.",
 )
+data_app = typer.Typer(no_args_is_help=True, help="Build datasets.")
+artifact_app = typer.Typer(no_args_is_help=True, help="Make artifacts.")
+audit_app = typer.Typer(no_args_is_help=True, help="Check protocols for legality.")
+app.add_typer(data_app, name="data")
+app.add_typer(artifact_app, name="artifact")
+app.add_typer(audit_app, name="audit")
+
+# Pipes and CI logs get a width that fits the report table instead of rich's 80.
+out = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
+err = Console(stderr=True, highlight=False)
+
+
+def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn a GolfError into `error: <one line>` on stderr and exit code 2."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except GolfError as e:
+            typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+# ------------------------------------------------------------------ shared options
+
+ArtifactArg = Annotated[Path, typer.Argument(help="A .golf artifact.", show_default=False)]
+DataOpt = Annotated[
+    Path, typer.Option("--data", help="Folder with *_val_*.bin shards (and tokenizer.model).")
+]
+TokenizerOpt = Annotated[
+    Path | None,
+    typer.Option(help="SentencePiece model, if not DATA/tokenizer.model or the PG layout's."),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
+DeviceOpt = Annotated[str, typer.Option(help="torch device; auto = cuda when available.")]
+SeqLenOpt = Annotated[int, typer.Option(help="Window length L.")]
+StrideOpt = Annotated[
+    int | None,
+    typer.Option(help="Window stride (plain always uses L); default: each protocol's own."),
+]
+BatchOpt = Annotated[int, typer.Option(help="Windows per batch B.")]
+StepsOpt = Annotated[int, typer.Option(help="SLOT AdamW steps.")]
+LrOpt = Annotated[float, typer.Option(help="SLOT peak learning rate.")]
+LrMinOpt = Annotated[float, typer.Option(help="SLOT final learning rate (cosine).")]
+MaxWindowsOpt = Annotated[int | None, typer.Option(help="Score only the first N windows.")]
+ReferenceOpt = Annotated[
+    bool, typer.Option("--reference", help="Run SLOT's literal reference path (slow).")
+]
+InvariantOpt = Annotated[
+    bool,
+    typer.Option("--batch-invariant", help="Normalise SLOT's loss per window, not per batch."),
+]
+PlanOpt = Annotated[str, typer.Option(help="canonical (exact once) or legacy (reference tail).")]
+
+
+def eval_params(**fields: Any) -> EvalParams:
+    return EvalParams.parse(fields)
+
+
+def pick_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        chosen = torch.device(device)
+    except RuntimeError:
+        raise ConfigError(f"unknown torch device {device!r}") from None
+    if chosen.type == "cuda" and (chosen.index or 0) >= torch.cuda.device_count():
+        raise ConfigError(f"device {device} is not available: {torch.cuda.device_count()} GPUs")
+    return device
+
+
+def print_json(doc: Any) -> None:
+    typer.echo(json.dumps(doc, indent=2))
+
+
+# ------------------------------------------------------------------ commands
+
+
+@data_app.command("demo")
+@user_errors
+def data_demo(
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder to write the dataset to.")],
+    max_chars: Annotated[
+        int | None, typer.Option(help="Read at most this much text (smaller, faster).")
+    ] = None,
+) -> None:
+    """Build the offline demo dataset: 1024-piece tokenizer and val/train shards."""
+    kwargs: dict[str, Any] = {"max_chars": max_chars}
+    if max_chars is not None:
+        kwargs |= {"val_chars": max_chars // 5, "shard_tokens": max(1, max_chars // 4)}
+    summary = build_demo(out_dir, console=err, **kwargs)
+    out.print(
+        f"{summary['path']}: {summary['val_tokens']:,} val and {summary['train_tokens']:,} "
+        f"train tokens, dataset {summary['sha256']}"
+    )
+
+
+@artifact_app.command("random")
+@user_errors
+def artifact_random(
+    data: DataOpt,
+    out_path: Annotated[Path, typer.Option("--out", help="Where to write the .golf file.")],
+    preset: Annotated[str, typer.Option(help="Model preset: tiny or seed.")] = "tiny",
+    tokenizer: TokenizerOpt = None,
+    seed: Annotated[int, typer.Option(help="torch seed of the initialisation.")] = 0,
+) -> None:
+    """A quantized random-init model for DATA's tokenizer (tests and the first demo)."""
+    dataset = Dataset.open(data, tokenizer)
+    config = model_preset(preset).replace(vocab_size=dataset.vocab_size)
+    n_bytes = random_artifact(
+        config, dataset.tokenizer_sha256, dataset.vocab_size, out_path, seed=seed
+    )
+    out.print(f"{out_path}: {n_bytes:,} bytes, preset {preset}, seed {seed}")
+
+
+@app.command("inspect")
+@user_errors
+def inspect(artifact: ArtifactArg, as_json: JsonOpt = False) -> None:
+    """Validate an artifact and show its config, size and budget verdict."""
+    summary = read_artifact(artifact).summary()
+    if as_json:
+        print_json(summary)
+        return
+    cfg = summary["config"]
+    table = Table(title=str(artifact), show_header=False, title_justify="left")
+    rows = {
+        "sha256": summary["sha256"],
+        "model": f"{cfg['num_layers']}L d{cfg['model_dim']} {cfg['num_heads']}/"
+        f"{cfg['num_kv_heads']} heads, MLP×{cfg['mlp_mult']:g}, vocab {cfg['vocab_size']}",
+        "tensors": f"{summary['tensors']} ({summary['parameters']:,} parameters)",
+        "schemes": ", ".join(f"{k} {n}" for k, n in summary["schemes"].items()),
+        "bytes": f"{summary['artifact_bytes']:,} artifact + {summary['code_bytes']:,} code"
+        f" = {summary['total_bytes']:,} of {summary['budget_bytes']:,}",
+        "verdict": f"{summary['verdict']} ({summary['headroom_bytes']:,} bytes headroom)",
+        "tokenizer": summary["tokenizer_sha256"],
+        "provenance": json.dumps(summary["provenance"]),
+    }
+    for key, value in rows.items():
+        table.add_row(key, value)
+    out.print(table)
+
+
+@app.command("import-pg")
+@user_errors
+def import_pg(
+    ptz: Annotated[Path, typer.Argument(help="Reference lzma(torch.save) artifact (.ptz).")],
+    hparams: Annotated[
+        Path, typer.Option(help="JSON of the reference Hyperparameters, lower-case names.")
+    ],
+    tokenizer: Annotated[Path, typer.Option(help="The tokenizer.model it was trained with.")],
+    out_path: Annotated[Path, typer.Option("--out", help="Where to write the .golf file.")],
+    code_bytes: Annotated[int, typer.Option(help="Bytes of code counted in the budget.")] = 0,
+) -> None:
+    """Rewrite a reference .ptz artifact as .golf (read with weights_only=True)."""
+    try:
+        doc = json.loads(hparams.read_text("utf-8"))
+    except OSError as e:
+        raise ConfigError(f"cannot read {hparams}: {e.strerror or e}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{hparams} is not JSON: {e}") from None
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{hparams} must hold a JSON object of hyperparameters")
+    artifact = import_reference(ptz, doc, tokenizer, out_path, code_bytes=code_bytes)
+    summary = artifact.summary()
+    out.print(
+        f"{out_path}: {summary['tensors']} tensors, {summary['total_bytes']:,} bytes "
+        f"({summary['verdict']}), sha256 {artifact.sha256}"
+    )
+
+
+@app.command("eval")
+@user_errors
+def eval_cmd(
+    artifact: ArtifactArg,
+    data: DataOpt,
+    protocol: Annotated[
+        list[str], typer.Option(help="plain, sliding, slot or slot-causal; repeatable.")
+    ],
+    tokenizer: TokenizerOpt = None,
+    stride: StrideOpt = None,
+    seq_len: SeqLenOpt = 2048,
+    batch_windows: BatchOpt = 32,
+    slot_steps: StepsOpt = 24,
+    slot_lr: LrOpt = 0.012,
+    slot_lr_min: LrMinOpt = 0.001,
+    max_windows: MaxWindowsOpt = None,
+    reference: ReferenceOpt = False,
+    batch_invariant: InvariantOpt = False,
+    plan: PlanOpt = "canonical",
+    device: DeviceOpt = "auto",
+    as_json: JsonOpt = False,
+) -> None:
+    """Score an artifact under each protocol; a table, or the reports as JSON."""
+    params = eval_params(
+        seq_len=seq_len,
+        stride=stride,
+        batch_windows=batch_windows,
+        slot_steps=slot_steps,
+        slot_lr=slot_lr,
+        slot_lr_min=slot_lr_min,
+        max_windows=max_windows,
+        reference=reference,
+        batch_invariant=batch_invariant,
+        plan=plan,
+    )
+    protocols = [get_protocol(name) for name in protocol]  # fail before loading anything
+    inputs = EvalInputs.load(str(artifact), str(data), tokenizer, pick_device(device))
+    n_tokens = inputs.dataset.val_tokens(params.seq_len).size
+    reports = []
+    with Progress(
+        TextColumn("{task.description:>12}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("batches"),
+        TimeElapsedColumn(),
+        console=err,
+    ) as bar:
+        for proto in protocols:
+            resolved = resolve_params(proto, params)
+            task = bar.add_task(proto.name, total=n_batches(proto, n_tokens, resolved))
+            report = run_protocol(
+                inputs, proto.name, params, progress=lambda k, _, t=task: bar.advance(t)
+            )
+            reports.append(report)
+    if as_json:
+        print_json({"reports": [report.model_dump(mode="json") for report in reports]})
+        return
+    table = Table(
+        title=f"{artifact.name} ({inputs.artifact.sha256[:12]}) on {inputs.dataset.name} "
+        f"({inputs.dataset.sha256[:12]}), L={params.seq_len}",
+        title_justify="left",
+    )
+    for name in ("protocol", "stride", "val_bpb", "Δ bpb", "val_loss", "windows", "tokens"):
+        table.add_column(name, justify="left" if name == "protocol" else "right")
+    table.add_column("seconds", justify="right")
+    first = reports[0].val_bpb
+    for r in reports:
+        table.add_row(
+            r.protocol,
+            str(r.params.stride),
+            f"{r.val_bpb:.6f}",
+            f"{r.val_bpb - first:+.6f}",
+            f"{r.val_loss:.6f}",
+            f"{r.windows:,}",
+            f"{r.tokens:,}",
+            f"{r.elapsed_s:.2f}",
+        )
+    out.print(table)
+
+
+@audit_app.command("causality")
+@user_errors
+def audit_causality(
+    artifact: ArtifactArg,
+    data: DataOpt,
+    protocol: Annotated[str, typer.Option(help="The protocol to audit.")],
+    samples: Annotated[int, typer.Option(help="Windows sampled for the flip test.")] = 8,
+    seed: Annotated[int, typer.Option(help="Seed of the window and token sampling.")] = 0,
+    tokenizer: TokenizerOpt = None,
+    stride: StrideOpt = None,
+    seq_len: SeqLenOpt = 2048,
+    batch_windows: BatchOpt = 32,
+    slot_steps: StepsOpt = 24,
+    slot_lr: LrOpt = 0.012,
+    slot_lr_min: LrMinOpt = 0.001,
+    batch_invariant: InvariantOpt = False,
+    device: DeviceOpt = "auto",
+    as_json: JsonOpt = False,
+) -> None:
+    """Flip test of PR #1240: does changing a token move the NLL of earlier targets?"""
+    proto = get_protocol(protocol)
+    params = resolve_params(
+        proto,
+        eval_params(
+            seq_len=seq_len,
+            stride=stride,
+            batch_windows=batch_windows,
+            slot_steps=slot_steps,
+            slot_lr=slot_lr,
+            slot_lr_min=slot_lr_min,
+            batch_invariant=batch_invariant,
+        ),
+    )
+    inputs = EvalInputs.load(str(artifact), str(data), tokenizer, pick_device(device))
+    with err.status(f"auditing {proto.name} on {samples} windows"):
+        result = audit(
+            inputs.model,
+            inputs.dataset.val_tokens(params.seq_len),
+            proto,
+            params,
+            windows=samples,
+            seed=seed,
+        )
+    if as_json:
+        print_json(result)
+        return
+    verdict = "causal" if result["violations"] == 0 else "NOT causal"
+    out.print(
+        f"{result['protocol']}: {result['violations']:,} of {result['pairs_tested']:,} earlier "
+        f"scored positions moved over {result['windows_tested']} windows "
+        f"(rate {result['violation_rate']:.4f}) → {verdict}"
+    )
 
 
 def _load_plugins() -> None:

@@ -1,0 +1,197 @@
+"""The `golf` command end to end: its JSON is a contract, its errors are one line."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from test_import_pg import HPARAMS, _config, _ptz, _reference_quantize, _weights
+from typer.testing import CliRunner
+
+from golf.artifact import load_model, random_artifact, read_artifact
+from golf.cli import app
+from golf.config import preset
+from golf.data import Dataset
+from golf.evaluate import evaluate, summarize
+from golf.protocols import EvalParams
+
+runner = CliRunner()
+SMALL = ["--seq-len", "64", "--stride", "32", "--batch-windows", "8", "--max-windows", "24"]
+REPORT_KEYS = {
+    "protocol",
+    "val_bpb",
+    "val_loss",
+    "tokens",
+    "bytes",
+    "windows",
+    "elapsed_s",
+    "params",
+    "artifact_sha256",
+    "dataset_sha256",
+}
+
+
+def golf(*args: str | Path) -> tuple[int, str, str]:
+    result = runner.invoke(app, [str(a) for a in args])
+    if result.exception and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.fixture(scope="module")
+def artifact(demo_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("cli") / "tiny.golf"
+    code, stdout, _ = golf("artifact", "random", "--data", demo_data, "--out", path, "--seed", 3)
+    assert code == 0 and str(path) in stdout
+    return path
+
+
+def test_data_demo_builds_a_dataset_that_opens(tmp_path: Path) -> None:
+    code, stdout, _ = golf("data", "demo", "--out", tmp_path, "--max-chars", 200_000)
+    assert code == 0
+    dataset = Dataset.open(tmp_path)
+    assert dataset.vocab_size == 1024 and dataset.sha256 in stdout
+    assert dataset.val_tokens().size > 1000 and dataset.train_tokens().size > 1000
+
+
+def test_inspect_json_describes_the_artifact(artifact: Path, demo_data: Path) -> None:
+    code, stdout, _ = golf("inspect", artifact, "--json")
+    assert code == 0
+    summary = json.loads(stdout)
+    assert summary["sha256"] == read_artifact(artifact).sha256
+    assert summary["tokenizer_sha256"] == Dataset.open(demo_data).tokenizer_sha256
+    assert summary["config"] == preset("tiny").model_dump(mode="json")
+    assert summary["verdict"] == "fits" and summary["artifact_bytes"] == artifact.stat().st_size
+    assert summary["provenance"]["seeds"] == [3]
+
+
+def test_inspect_table_names_the_verdict(artifact: Path) -> None:
+    code, stdout, _ = golf("inspect", artifact)
+    assert code == 0 and "fits" in stdout and "4L d64" in stdout
+
+
+def test_eval_json_reports_equal_a_direct_evaluation(artifact: Path, demo_data: Path) -> None:
+    names = ["plain", "sliding", "slot", "slot-causal"]
+    protocol_args = [a for name in names for a in ("--protocol", name)]
+    code, stdout, _ = golf("eval", artifact, "--data", demo_data, *protocol_args, *SMALL, "--json")
+    assert code == 0
+    reports = json.loads(stdout)["reports"]
+    assert [r["protocol"] for r in reports] == names
+
+    dataset = Dataset.open(demo_data)
+    model = load_model(read_artifact(artifact))
+    lut = dataset.byte_lut(1024)
+    tokens = dataset.val_tokens(64)
+    for report in reports:
+        assert set(report) == REPORT_KEYS
+        assert report["artifact_sha256"] == read_artifact(artifact).sha256
+        assert report["dataset_sha256"] == dataset.sha256
+        assert report["elapsed_s"] > 0
+        stride = 64 if report["protocol"] == "plain" else 32
+        assert report["params"]["stride"] == stride and report["params"]["seq_len"] == 64
+        params = EvalParams(seq_len=64, stride=stride, batch_windows=8, max_windows=24)
+        expected = summarize(evaluate(model, tokens, lut, report["protocol"], params))
+        assert {k: report[k] for k in expected} == expected
+    by_name = {r["protocol"]: r for r in reports}
+    assert by_name["plain"]["tokens"] == 24 * 64
+    assert by_name["sliding"]["tokens"] == 64 + 23 * 32
+    assert by_name["slot"]["val_bpb"] < by_name["sliding"]["val_bpb"]
+
+
+def test_eval_table_has_a_row_per_protocol_and_deltas(artifact: Path, demo_data: Path) -> None:
+    code, stdout, _ = golf(
+        "eval", artifact, "--data", demo_data, "--protocol", "sliding", "--protocol", "slot",
+        *SMALL, "--slot-steps", "4",
+    )  # fmt: skip
+    assert code == 0
+    rows = [line for line in stdout.splitlines() if "sliding" in line or " slot " in line]
+    assert len(rows) == 2 and "+0.000000" in rows[0] and "-0." in rows[1]
+
+
+def test_audit_separates_causal_from_standard_slot(artifact: Path, demo_data: Path) -> None:
+    window = ["--seq-len", "48", "--stride", "16", "--batch-windows", "4", "--samples", "3"]
+    results = {}
+    for name in ("sliding", "slot-causal", "slot"):
+        code, stdout, _ = golf(
+            "audit", "causality", artifact, "--data", demo_data, "--protocol", name, *window,
+            "--json",
+        )  # fmt: skip
+        assert code == 0
+        results[name] = json.loads(stdout)
+        assert results[name]["windows_tested"] == 3 and results[name]["pairs_tested"] > 0
+    assert results["sliding"]["violations"] == 0
+    assert results["slot-causal"]["violations"] == 0
+    assert results["slot"]["violations"] > 0 and results["slot"]["violation_rate"] > 0
+
+
+def test_import_pg_rewrites_a_reference_artifact(tmp_path: Path, demo_data: Path) -> None:
+    config = _config()
+    obj = _reference_quantize(_weights(config), False, config.num_layers)
+    ptz, hparams = tmp_path / "final_model.int6.ptz", tmp_path / "hparams.json"
+    ptz.write_bytes(_ptz(obj))
+    hparams.write_text(json.dumps(HPARAMS))
+    out = tmp_path / "imported.golf"
+    tokenizer = demo_data / "tokenizer.model"
+    code, stdout, _ = golf(
+        "import-pg", ptz, "--hparams", hparams, "--tokenizer", tokenizer, "--out", out,
+        "--code-bytes", 1234,
+    )  # fmt: skip
+    assert code == 0 and "fits" in stdout
+    imported = read_artifact(out)
+    assert imported.config == config and imported.metadata.code_bytes == 1234
+    assert imported.metadata.tokenizer.sha256 == Dataset.open(demo_data).tokenizer_sha256
+    original = obj["w"]["blocks.0.attn.c_q.weight.q"].float()
+    scale = obj["w"]["blocks.0.attn.c_q.weight.scale"].float()[:, None]
+    assert torch.equal(imported.dequantize()["blocks.0.attn.c_q.weight"], original * scale)
+
+
+def _hostile_hparams(tmp_path: Path) -> list[str]:
+    bad = tmp_path / "hparams.json"
+    bad.write_text("{not json")
+    return ["import-pg", str(tmp_path / "x.ptz"), "--hparams", str(bad)]
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("unknown protocol", "unknown protocol 'slot-acausal'"),
+        ("bad stride", "stride"),
+        ("bad plan", "plan"),
+        ("corrupt artifact", "not an xz stream"),
+        ("missing artifact", "cannot read"),
+        ("wrong tokenizer", "tokenizer sha256"),
+        ("missing data", "dataset folder not found"),
+        ("bad device", "device"),
+        ("bad hparams", "is not json"),
+        ("absent gpu", "not available"),
+    ],
+)
+def test_user_errors_are_one_line_and_exit_2(
+    case: str, message: str, artifact: Path, demo_data: Path, tmp_path: Path
+) -> None:
+    corrupt = tmp_path / "corrupt.golf"
+    corrupt.write_bytes(b"hello, I am not an artifact")
+    foreign = tmp_path / "foreign.golf"
+    random_artifact(preset("tiny"), "0" * 64, 1024, foreign)
+    eval_ = ["eval", str(artifact), "--data", str(demo_data), *SMALL]
+    args = {
+        "unknown protocol": [*eval_, "--protocol", "slot-acausal"],
+        "bad stride": [*eval_, "--protocol", "sliding", "--stride", "0"],
+        "bad plan": [*eval_, "--protocol", "sliding", "--plan", "sideways"],
+        "corrupt artifact": ["inspect", str(corrupt)],
+        "missing artifact": ["inspect", str(tmp_path / "nope.golf")],
+        "wrong tokenizer": ["eval", str(foreign), "--data", str(demo_data), "--protocol", "plain"],
+        "missing data": [
+            "eval", str(artifact), "--data", str(tmp_path / "no"), "--protocol", "plain",
+        ],
+        "bad device": [*eval_, "--protocol", "plain", "--device", "warp-drive"],
+        "absent gpu": [*eval_, "--protocol", "plain", "--device", "cuda:99"],
+        "bad hparams": [
+            *_hostile_hparams(tmp_path), "--tokenizer", str(demo_data / "tokenizer.model"),
+            "--out", str(tmp_path / "y.golf"),
+        ],
+    }[case]  # fmt: skip
+    code, stdout, stderr = golf(*args)
+    assert code == 2 and stdout == ""
+    assert stderr.startswith("error: ") and stderr.count("\n") == 1
+    assert message in stderr.lower()
