@@ -18,7 +18,8 @@ setup: $(VENV)/.installed
 
 demo: setup
 	$(VENV)/bin/golf data demo --out $(DEMO_DIR)/data
-	$(VENV)/bin/golf artifact random --preset tiny --data $(DEMO_DIR)/data --out $(DEMO_DIR)/tiny.golf
+	$(VENV)/bin/golf train --preset tiny --data $(DEMO_DIR)/data --out $(DEMO_DIR)/tiny.golf \
+		--log $(DEMO_DIR)/train.jsonl
 	$(VENV)/bin/golf inspect $(DEMO_DIR)/tiny.golf
 	$(VENV)/bin/golf eval $(DEMO_DIR)/tiny.golf --data $(DEMO_DIR)/data \
 		--protocol plain --protocol sliding --protocol slot --protocol slot-causal \
@@ -28,10 +29,11 @@ test: setup
 	$(VENV)/bin/python -m pytest -m "not slow" -q
 
 lint: setup
-	$(VENV)/bin/ruff check golf tests bench
+	$(VENV)/bin/ruff check golf trainer tests bench
 
 bench: setup
 	$(VENV)/bin/python bench/slot.py
+	$(VENV)/bin/python bench/train.py
 
 clean:
 	rm -rf build .pytest_cache

@@ -45,7 +45,7 @@ app.add_typer(audit_app, name="audit")
 
 # Pipes and CI logs get a width that fits the report table instead of rich's 80.
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 120)
 
 
 def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:

@@ -247,12 +247,15 @@ class GPT(nn.Module):
             nn.init.zeros_(self.bigram.embed.weight)
         if cfg.smear:
             self.smear = SmearGate(d)
-        self.num_encoder = n // 2
-        num_skips = min(self.num_encoder, n - self.num_encoder)
+        num_encoder = n // 2
+        num_skips = min(num_encoder, n - num_encoder)
         self.skip_weights = nn.Parameter(torch.ones(num_skips, d))
         if cfg.skip_gates:
             self.skip_gates = nn.Parameter(torch.zeros(num_skips, d))
         self.blocks = nn.ModuleList(Block(cfg, i) for i in range(n))
+        # Training may switch depth recurrence on late: until then the stack runs its
+        # physical layers once, through the first num_layers blocks, as the reference does.
+        self.recur_active = True
         if cfg.ve_enabled:
             self.ve_shared = ScaledEmbedding(cfg.vocab_size, cfg.ve_dim, cfg.kv_dim, 0.1)
             nn.init.normal_(self.ve_shared.embed.weight, std=0.01)
@@ -301,9 +304,11 @@ class GPT(nn.Module):
         ve_base = self.ve_shared(ids) if cfg.ve_enabled else None
         skips: list[Tensor] = []
         v0: Tensor | None = None
-        for i, p in enumerate(cfg.virtual_layers):
-            if i >= self.num_encoder and skips:
-                j = i - self.num_encoder
+        layers = cfg.virtual_layers if self.recur_active else range(cfg.num_layers)
+        num_encoder = len(layers) // 2
+        for i, p in enumerate(layers):
+            if i >= num_encoder and skips:
+                j = i - num_encoder
                 s = self.skip_weights[j].to(x.dtype) * skips.pop()
                 if cfg.skip_gates:
                     x = torch.lerp(s, x, torch.sigmoid(self.skip_gates[j].to(x.dtype)))
@@ -315,7 +320,7 @@ class GPT(nn.Module):
             x, v = self.blocks[i](x, x0, self.blocks[p], rope, ve, v0)
             if i == 0 and cfg.value_residual != "none":
                 v0 = v
-            if i < self.num_encoder:
+            if i < num_encoder:
                 skips.append(x)
         return rms_norm(x)
 
