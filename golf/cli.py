@@ -344,8 +344,14 @@ def audit_causality(
 
 
 def _load_plugins() -> None:
+    """Add the commands of the layers above; one that cannot import leaves the rest usable."""
     for ep in entry_points(group="golf.commands"):
-        ep.load()(app)
+        try:
+            register = ep.load()
+        except ImportError as e:
+            err.print(f"warning: `golf` commands of {ep.value} are unavailable: {e}", markup=False)
+            continue
+        register(app)
 
 
 def main() -> None:
