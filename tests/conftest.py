@@ -37,3 +37,13 @@ def model() -> GPT:
         for p in gpt.parameters():
             p.add_(torch.randn_like(p) * 0.05)
     return gpt.requires_grad_(False)
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """A local Ray for the service tests, started once: 2 CPUs, no dashboard."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()

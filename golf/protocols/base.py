@@ -64,6 +64,8 @@ class Protocol(ABC):
     """An evaluation protocol; subclasses are registered by `name` in `golf.protocols`."""
 
     name: ClassVar[str]
+    causal: ClassVar[bool] = True
+    """False when a scored prediction may depend on later targets (reports flag it)."""
 
     def default_stride(self, seq_len: int) -> int:
         return seq_len

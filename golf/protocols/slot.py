@@ -14,6 +14,7 @@ from golf.protocols.slot_core import SlotProtocol
 
 class Slot(SlotProtocol):
     name = "slot"
+    causal = False
 
     def adapt_mask(self, batch: Batch) -> Tensor:
         return batch.scored

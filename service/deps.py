@@ -1,0 +1,39 @@
+"""The app's shared objects, made once in the lifespan and handed to routes by dependency."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from service.auth import ApiKeys
+from service.datasets import Datasets
+from service.events import Hub
+from service.metrics import Metrics
+from service.scheduler import Scheduler
+from service.settings import Settings
+from service.store import Store
+from workers.pool import WorkerPool
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    keys: ApiKeys
+    store: Store
+    datasets: Datasets
+    hub: Hub
+    metrics: Metrics
+    pool: WorkerPool
+    scheduler: Scheduler
+    validations: asyncio.Semaphore
+    """Artifacts validated at once: each may inflate up to max_decompressed_bytes."""
+
+
+def get_state(request: Request) -> AppState:
+    return request.app.state.golf
+
+
+StateDep = Annotated[AppState, Depends(get_state)]

@@ -1,0 +1,89 @@
+"""The final job report, built from stored window records with golf's own `make_report`,
+so it carries the same numbers, to the bit, as `golf eval --json` on the same inputs."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from golf import __version__
+from golf.protocols import EvalParams, get_protocol
+from golf.report import make_report
+from service.store import Store
+
+
+class IncompleteJob(Exception):
+    """The stored windows do not cover the plan exactly once (a bug, never reported)."""
+
+
+def artifact_flags(summary: dict[str, Any]) -> list[str]:
+    """Contested techniques the artifact's provenance declares."""
+    provenance = summary["provenance"]
+    flags = []
+    if provenance.get("ttt_data_source") == "val":
+        flags.append("ttt_on_val")
+    if provenance.get("gptq_calibration_source") == "val":
+        flags.append("gptq_calibrated_on_val")
+    return flags
+
+
+def digest(job: dict[str, Any]) -> str:
+    """sha256 of everything that determines the numbers: inputs, protocols, params, code."""
+    doc = {
+        "artifact": job["artifact"],
+        "dataset": job["dataset_sha256"],
+        "protocols": job["protocols"],
+        "params": {p: job["plans"][p]["params"] for p in job["protocols"]},
+        "golf_eval": __version__,
+    }
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+
+
+def build_report(store: Store, job_id: str, environment: dict[str, Any]) -> dict[str, Any]:
+    """The report of a job whose shards are all done; IncompleteJob unless Σ tokens = plan."""
+    job = store.job(job_id)
+    elapsed: dict[str, float] = {}
+    for shard in store.shards(job_id):
+        elapsed[shard["protocol"]] = elapsed.get(shard["protocol"], 0.0) + shard["elapsed_s"]
+    reports = []
+    for protocol in job["protocols"]:
+        plan = job["plans"][protocol]
+        records = store.windows(job_id, protocol)
+        tokens = sum(r.tokens for r in records)
+        if len(records) != plan["windows"] or tokens != plan["scored_tokens"]:
+            raise IncompleteJob(
+                f"{protocol}: stored {len(records)} windows and {tokens} tokens, the plan has "
+                f"{plan['windows']} windows and {plan['scored_tokens']} tokens"
+            )
+        reports.append(
+            make_report(
+                protocol,
+                records,
+                EvalParams.model_validate(plan["params"]),
+                elapsed_s=elapsed.get(protocol, 0.0),
+                artifact_sha256=job["artifact"],
+                dataset_sha256=job["dataset_sha256"],
+            )
+        )
+    artifact = store.artifact(job["artifact"])
+    own_flags = artifact_flags(artifact)
+    first = reports[0].val_bpb
+    return {
+        "job": job_id,
+        "reports": [r.model_dump(mode="json") for r in reports],
+        "table": [
+            {"protocol": r.protocol, "val_bpb": r.val_bpb, "delta_bpb": r.val_bpb - first}
+            for r in reports
+        ],
+        "artifact": {
+            "id": job["artifact"],
+            "total_bytes": artifact["total_bytes"],
+            "verdict": artifact["verdict"],
+            "flags": own_flags,
+        },
+        "flags": own_flags
+        + [f"non_causal_protocol:{p}" for p in job["protocols"] if not get_protocol(p).causal],
+        "environment": environment,
+        "digest": digest(job),
+    }

@@ -1,0 +1,40 @@
+"""Artifact upload: streamed, capped, validated by golf's safe reader, stored by sha256."""
+
+from __future__ import annotations
+
+import os
+import secrets
+
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
+
+from golf.artifact import read_artifact
+from service.auth import CallerDep
+from service.deps import StateDep
+from service.schemas import ArtifactOut
+from service.uploads import receive_file
+
+router = APIRouter(prefix="/v1/artifacts", tags=["artifacts"])
+
+
+@router.post("", response_model=ArtifactOut)
+async def upload_artifact(request: Request, _: CallerDep, s: StateDep) -> ArtifactOut:
+    """Multipart field `file`; the same bytes always give the same id."""
+    settings = s.settings
+    settings.uploads_dir.mkdir(parents=True, exist_ok=True)
+    settings.artifacts_dir.mkdir(parents=True, exist_ok=True)
+    tmp = settings.uploads_dir / f"{secrets.token_hex(8)}.part"
+    try:
+        await receive_file(request, "file", tmp, settings.max_upload_bytes)
+        async with s.validations:
+            artifact = await run_in_threadpool(
+                read_artifact, tmp, max_decompressed=settings.max_decompressed_bytes
+            )
+        summary = artifact.summary()
+        stored = settings.artifacts_dir / f"{artifact.sha256}.golf"
+        if not stored.exists():
+            os.replace(tmp, stored)
+        s.store.put_artifact(artifact.sha256, summary)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return ArtifactOut.from_summary(summary)

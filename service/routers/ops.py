@@ -1,0 +1,24 @@
+"""Liveness and Prometheus metrics; both open, for load balancers and scrapers."""
+
+from __future__ import annotations
+
+import ray
+from fastapi import APIRouter, Response
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from service.deps import StateDep
+from service.schemas import Health
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz", response_model=Health)
+async def healthz(s: StateDep) -> Health:
+    db = s.store.ping()
+    up = ray.is_initialized()
+    return Health(ok=db and up, workers=s.pool.ready, ray=up, db=db)
+
+
+@router.get("/metrics", response_class=Response)
+async def metrics(s: StateDep) -> Response:
+    return Response(s.metrics.render(s.store), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,261 @@
+"""The engine loop: plan jobs into shards, dispatch them fairly, persist, finalize.
+
+Everything it knows is in the store, so it can stop at any point: a restart requeues
+the shards that were running and carries on. Shards are dispatched round-robin over
+the owners that have work waiting, then by priority, then by age; each worker runs one
+shard at a time and streams its batches back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import ray
+from ray.exceptions import RayActorError, RayError
+
+from golf import __version__
+from golf.data import Dataset
+from golf.evaluate import WindowRecord
+from golf.plan import shard_plan
+from golf.protocols import EvalParams, get_protocol
+from golf.report import resolve_params
+from service.datasets import Datasets
+from service.errors import one_line
+from service.events import Hub
+from service.metrics import Metrics
+from service.objects import ObjectCache
+from service.reports import build_report
+from service.store import QueuedShard, ShardKey, Store
+from workers.pool import Worker, WorkerPool
+from workers.task import ShardTask
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class JobPlan:
+    """Per protocol: resolved params, window and token totals, shards as batch ranges."""
+
+    plans: dict[str, dict[str, Any]]
+    shards: dict[str, list[tuple[int, int, int]]]
+
+
+def plan_job(
+    dataset: Dataset, protocols: list[str], params: EvalParams, batches_per_shard: int
+) -> JobPlan:
+    """golf's window plan of each protocol, cut into shards of whole batches.
+
+    ConfigError or DataError if the parameters do not fit the protocol or the dataset.
+    """
+    plans: dict[str, dict[str, Any]] = {}
+    shards: dict[str, list[tuple[int, int, int]]] = {}
+    n_tokens = dataset.val_tokens(params.seq_len).size
+    for name in protocols:
+        protocol = get_protocol(name)
+        resolved = resolve_params(protocol, params)
+        plan = protocol.plan(n_tokens - 1, resolved)
+        B = resolved.batch_windows
+        n_batches = plan.n_batches(B)
+        plans[name] = {
+            "params": resolved.model_dump(mode="json"),
+            "windows": len(plan),
+            "scored_tokens": plan.scored_tokens,
+        }
+        shards[name] = [
+            (r.start, r.stop, min(r.stop * B, len(plan)) - r.start * B)
+            for r in shard_plan(n_batches, math.ceil(n_batches / batches_per_shard))
+        ]
+    return JobPlan(plans, shards)
+
+
+class Scheduler:
+    def __init__(
+        self,
+        store: Store,
+        pool: WorkerPool,
+        datasets: Datasets,
+        objects: ObjectCache,
+        hub: Hub,
+        metrics: Metrics,
+        max_decompressed: int,
+    ):
+        self.store = store
+        self.pool = pool
+        self.datasets = datasets
+        self.objects = objects
+        self.hub = hub
+        self.metrics = metrics
+        self.max_decompressed = max_decompressed
+        self._wake = asyncio.Event()
+        self._engine: asyncio.Task | None = None
+        self._running: dict[ShardKey, asyncio.Task] = {}
+        self._stopped_jobs: set[str] = set()
+        self._last_owner: str | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Requeue what a previous process left running, then run the engine loop."""
+        requeued = self.store.requeue_interrupted()
+        if requeued:
+            log.info("resuming: %d interrupted shards requeued", requeued)
+        self._engine = asyncio.create_task(self._loop())
+
+    async def stop(self) -> None:
+        tasks = [t for t in (self._engine, *self._running.values()) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop_job(self, job_id: str) -> None:
+        """Stop streaming a cancelled or failed job's shards; their workers move on."""
+        self._stopped_jobs.add(job_id)
+        self.wake()
+
+    def environment(self) -> dict[str, Any]:
+        infos = [w.info for w in self.pool.workers if w.info]
+        return {
+            "device": ",".join(sorted({i["device"] for i in infos})) or "unknown",
+            "torch": ",".join(sorted({i["torch"] for i in infos})) or "unknown",
+            "workers": len(self.pool.workers),
+            "golf_eval": __version__,
+        }
+
+    # ------------------------------------------------------------------ engine
+
+    async def _loop(self) -> None:
+        try:
+            await self.pool.start()
+        except Exception:
+            log.exception("workers failed to start; jobs stay queued")
+            raise
+        log.info("%d workers ready: %s", self.pool.ready, self.environment())
+        while True:
+            self._wake.clear()
+            try:
+                await self._finalize()
+                self._dispatch()
+            except Exception:
+                log.exception("scheduler step failed; retrying on the next event")
+            await self._wake.wait()
+
+    def _dispatch(self) -> None:
+        queued: list[QueuedShard] | None = None
+        while (worker := self.pool.idle()) is not None:
+            if queued is None:
+                queued = self.store.queued_shards()
+            shard = self._pick(queued)
+            if shard is None:
+                return
+            queued.remove(shard)
+            worker.busy = True
+            self.store.start_shard(shard.key, shard.owner, worker.name)
+            self.hub.publish(shard.key.job)
+            self._running[shard.key] = asyncio.create_task(self._run(worker, shard))
+
+    def _pick(self, queued: list[QueuedShard]) -> QueuedShard | None:
+        """Next owner after the last one served (cyclic), then priority, age, plan order."""
+        owners = sorted({s.owner for s in queued})
+        if not owners:
+            return None
+        later = [o for o in owners if self._last_owner is not None and o > self._last_owner]
+        self._last_owner = owner = (later or owners)[0]
+        return min(
+            (s for s in queued if s.owner == owner),
+            key=lambda s: (-s.priority, s.created_at, s.key.job, s.protocol_index, s.key.shard),
+        )
+
+    async def _run(self, worker: Worker, shard: QueuedShard) -> None:
+        """Run one shard on one worker, persisting each batch as it arrives."""
+        key = shard.key
+        started = time.monotonic()
+        try:
+            task = await asyncio.to_thread(self._task, shard)
+            await self._stream(worker, task, key)
+        except RayActorError as e:
+            log.warning("%s died running %s: %s; requeued", worker.name, key, one_line(e))
+            self.store.requeue_shard(key)
+            try:
+                await self.pool.replace(worker)
+            except Exception:
+                log.exception("replacing %s failed; retrying on its next shard", worker.name)
+        except Exception as e:
+            log.exception("%s failed", key)
+            self._fail(key.job, one_line(e))
+        finally:
+            self.metrics.worker_busy(worker.name, time.monotonic() - started)
+            self._running.pop(key, None)
+            worker.busy = False
+            self.hub.publish(key.job)
+            self.wake()
+
+    async def _stream(self, worker: Worker, task: ShardTask, key: ShardKey) -> None:
+        seconds = 0.0
+        stream = worker.actor.run_shard.remote(task)
+        async for ref in stream:
+            if key.job in self._stopped_jobs:
+                await _abandon(stream)
+                self.store.requeue_shard(key)  # not done; a stopped job never dispatches it
+                return
+            batch = await ref
+            seconds += batch["seconds"]
+            added = self.store.add_windows(key, [WindowRecord(**r) for r in batch["records"]])
+            self.metrics.windows_done(added)
+            self.hub.publish(key.job)
+        self.store.finish_shard(key, seconds)
+
+    def _task(self, shard: QueuedShard) -> ShardTask:
+        """The shard's inputs as object-store refs (put once per content hash)."""
+        job = self.store.job(shard.key.job)
+        dataset = self.datasets.get(job["dataset"])
+        if dataset is None or dataset.sha256 != job["dataset_sha256"]:
+            raise RuntimeError(f"dataset {job['dataset']} changed or vanished since submission")
+        params = EvalParams.model_validate(job["plans"][shard.key.protocol]["params"])
+        vocab = self.store.artifact(job["artifact"])["vocab_size"]
+        return ShardTask(
+            job=shard.key.job,
+            protocol=shard.key.protocol,
+            shard=shard.key.shard,
+            batch_lo=shard.batch_lo,
+            batch_hi=shard.batch_hi,
+            params=params,
+            artifact=self.objects.artifact(job["artifact"]),
+            max_decompressed=self.max_decompressed,
+            tokens=self.objects.tokens(dataset, params.seq_len),
+            byte_lut=self.objects.byte_lut(dataset, vocab),
+        )
+
+    async def _finalize(self) -> None:
+        """Check and report every job whose shards are all done."""
+        for job_id in self.store.finished_jobs():
+            try:
+                report = await asyncio.to_thread(
+                    build_report, self.store, job_id, self.environment()
+                )
+                self.store.succeed_job(job_id, report)
+            except Exception as e:
+                log.exception("finalizing %s failed", job_id)
+                self._fail(job_id, one_line(e))
+            self.hub.publish(job_id)
+
+    def _fail(self, job_id: str, message: str) -> None:
+        if self.store.fail_job(job_id, message):
+            self.stop_job(job_id)
+
+
+async def _abandon(stream: Any) -> None:
+    """Cancel a shard's remaining batches and wait for the worker to let go of it."""
+    with contextlib.suppress(RayError):
+        ray.cancel(stream)
+    with contextlib.suppress(RayError):
+        async for _ in stream:
+            pass

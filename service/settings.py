@@ -1,0 +1,55 @@
+"""Service configuration: one pydantic model filled by `golf serve` flags or GOLF_* variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from golf.artifact import DEFAULT_MAX_DECOMPRESSED
+
+
+class Settings(BaseSettings):
+    """Everything an operator may tune; defaults serve one machine out of the box."""
+
+    model_config = SettingsConfigDict(env_prefix="GOLF_", frozen=True, extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    data_root: Path = Path("data")
+    """Folder whose subfolders are datasets (shards + tokenizer.model), named by folder."""
+    state_dir: Path = Path("state")
+    """SQLite database, stored artifacts and upload temp files."""
+    workers: int | None = Field(None, ge=1, le=1024)
+    """Evaluation actors; default: one per GPU in the Ray cluster, else one."""
+    worker_gpus: float | None = Field(None, ge=0, le=8)
+    """GPUs per actor; default: 1 when the cluster has GPUs, else 0 (CPU actors)."""
+    worker_cpus: float = Field(1.0, gt=0, le=1024)
+    """Ray CPU resource each CPU actor reserves."""
+    worker_threads: int | None = Field(None, ge=1, le=1024)
+    """torch threads per CPU actor; default: this machine's cores shared by the actors."""
+    worker_cache: int = Field(4, ge=1, le=1024)
+    """Models (and datasets) each actor keeps loaded, least recently used evicted."""
+    ray_address: str | None = None
+    """Join this Ray cluster instead of starting an embedded one."""
+    api_keys: Path | None = None
+    """File of `KEY OWNER [admin]` lines; without it a dev key is made and printed."""
+    max_upload_bytes: int = Field(64 * 2**20, ge=1)
+    max_decompressed_bytes: int = Field(DEFAULT_MAX_DECOMPRESSED, ge=1)
+    max_jobs_per_owner: int = Field(8, ge=1)
+    """Queued plus running jobs one owner may have."""
+    batches_per_shard: int = Field(8, ge=1)
+    """Shard size: a dead worker costs at most this many batches of re-run."""
+
+    @property
+    def db_path(self) -> Path:
+        return self.state_dir / "golf.sqlite"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.state_dir / "artifacts"
+
+    @property
+    def uploads_dir(self) -> Path:
+        return self.state_dir / "uploads"

@@ -1,0 +1,349 @@
+"""Durable state in SQLite (WAL): artifacts, jobs, shards, per-window records, dispatches.
+
+The store is the source of truth: a restarted service rebuilds its queue from it. Window
+rows are keyed (job, protocol, window) and inserted with INSERT OR IGNORE, and shard
+counters grow only by the rows actually inserted, so a shard that runs twice is
+counted once.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from golf.evaluate import WindowRecord
+
+ACTIVE = ("queued", "running")
+TERMINAL = ("succeeded", "failed", "cancelled")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS artifacts (
+    id TEXT PRIMARY KEY, summary TEXT NOT NULL, created_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY, owner TEXT NOT NULL, state TEXT NOT NULL,
+    artifact TEXT NOT NULL, dataset TEXT NOT NULL, dataset_sha256 TEXT NOT NULL,
+    protocols TEXT NOT NULL, params TEXT NOT NULL, plans TEXT NOT NULL,
+    priority INTEGER NOT NULL, created_at REAL NOT NULL, started_at REAL,
+    finished_at REAL, error TEXT, report TEXT);
+CREATE INDEX IF NOT EXISTS jobs_owner ON jobs (owner, state);
+CREATE TABLE IF NOT EXISTS shards (
+    job TEXT NOT NULL, protocol TEXT NOT NULL, shard INTEGER NOT NULL,
+    batch_lo INTEGER NOT NULL, batch_hi INTEGER NOT NULL, windows_total INTEGER NOT NULL,
+    state TEXT NOT NULL DEFAULT 'queued', windows_done INTEGER NOT NULL DEFAULT 0,
+    tokens INTEGER NOT NULL DEFAULT 0, bytes INTEGER NOT NULL DEFAULT 0,
+    nll_sum REAL NOT NULL DEFAULT 0, worker TEXT, attempts INTEGER NOT NULL DEFAULT 0,
+    elapsed_s REAL NOT NULL DEFAULT 0, PRIMARY KEY (job, protocol, shard));
+CREATE TABLE IF NOT EXISTS windows (
+    job TEXT NOT NULL, protocol TEXT NOT NULL, window INTEGER NOT NULL,
+    nll_sum REAL NOT NULL, tokens INTEGER NOT NULL, bytes INTEGER NOT NULL,
+    PRIMARY KEY (job, protocol, window)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS dispatches (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, job TEXT NOT NULL,
+    owner TEXT NOT NULL, protocol TEXT NOT NULL, shard INTEGER NOT NULL,
+    worker TEXT NOT NULL, attempt INTEGER NOT NULL);
+"""
+
+JSON_COLUMNS = ("protocols", "params", "plans", "report")
+
+
+class OverCapacity(Exception):
+    """The owner already has as many active jobs as allowed."""
+
+
+@dataclass(frozen=True)
+class ShardKey:
+    job: str
+    protocol: str
+    shard: int
+
+
+@dataclass(frozen=True)
+class QueuedShard:
+    """A shard waiting for a worker, with what the fair dispatcher orders by."""
+
+    key: ShardKey
+    owner: str
+    priority: int
+    created_at: float
+    protocol_index: int
+    batch_lo: int
+    batch_hi: int
+
+
+class Store:
+    """One SQLite connection shared by the event loop and the thread pool, behind a lock."""
+
+    def __init__(self, path: Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(SCHEMA)
+        self._lock = threading.RLock()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _all(self, sql: str, args: Iterable[Any] = ()) -> list[dict[str, Any]]:
+        with self._lock:
+            return [_decode(row) for row in self._db.execute(sql, tuple(args))]
+
+    def ping(self) -> bool:
+        return self._all("SELECT 1 AS ok")[0]["ok"] == 1
+
+    # ------------------------------------------------------------------ artifacts
+
+    def put_artifact(self, sha256: str, summary: dict[str, Any]) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO artifacts VALUES (?, ?, ?)",
+                (sha256, json.dumps(summary), time.time()),
+            )
+
+    def artifact(self, sha256: str) -> dict[str, Any] | None:
+        rows = self._all("SELECT summary FROM artifacts WHERE id = ?", (sha256,))
+        return json.loads(rows[0]["summary"]) if rows else None
+
+    # ------------------------------------------------------------------ jobs
+
+    def create_job(
+        self,
+        *,
+        owner: str,
+        artifact: str,
+        dataset: str,
+        dataset_sha256: str,
+        protocols: list[str],
+        params: dict[str, Any],
+        plans: dict[str, dict[str, Any]],
+        shards: dict[str, list[tuple[int, int, int]]],
+        priority: int,
+        max_active: int,
+    ) -> str:
+        """Insert a queued job and its shards `(batch_lo, batch_hi, windows)` per protocol."""
+        job_id = "j_" + secrets.token_hex(8)
+        with self._tx() as db:
+            (active,) = db.execute(
+                "SELECT count(*) FROM jobs WHERE owner = ? AND state IN (?, ?)", (owner, *ACTIVE)
+            ).fetchone()
+            if active >= max_active:
+                raise OverCapacity(f"{owner} already has {active} active jobs (cap {max_active})")
+            db.execute(
+                "INSERT INTO jobs (id, owner, state, artifact, dataset, dataset_sha256,"
+                " protocols, params, plans, priority, created_at)"
+                " VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    job_id,
+                    owner,
+                    artifact,
+                    dataset,
+                    dataset_sha256,
+                    json.dumps(protocols),
+                    json.dumps(params),
+                    json.dumps(plans),
+                    priority,
+                    time.time(),
+                ),
+            )
+            db.executemany(
+                "INSERT INTO shards (job, protocol, shard, batch_lo, batch_hi, windows_total)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (job_id, protocol, i, lo, hi, n)
+                    for protocol, ranges in shards.items()
+                    for i, (lo, hi, n) in enumerate(ranges)
+                ],
+            )
+        return job_id
+
+    def job(self, job_id: str) -> dict[str, Any] | None:
+        rows = self._all("SELECT * FROM jobs WHERE id = ?", (job_id,))
+        return rows[0] if rows else None
+
+    def jobs(self, owner: str | None = None) -> list[dict[str, Any]]:
+        """Jobs newest first, all of them or one owner's."""
+        where, args = ("WHERE owner = ?", (owner,)) if owner is not None else ("", ())
+        return self._all(f"SELECT * FROM jobs {where} ORDER BY created_at DESC, id", args)
+
+    def job_counts(self) -> dict[str, int]:
+        rows = self._all("SELECT state, count(*) AS n FROM jobs GROUP BY state")
+        return {row["state"]: row["n"] for row in rows}
+
+    def shard_counts(self) -> dict[str, int]:
+        rows = self._all("SELECT state, count(*) AS n FROM shards GROUP BY state")
+        return {row["state"]: row["n"] for row in rows}
+
+    def set_job_state(self, job_id: str, state: str, *, only_from: tuple[str, ...]) -> bool:
+        """Move a job to `state` if it is in one of `only_from`; False if it was not."""
+        finished = time.time() if state in TERMINAL else None
+        with self._tx() as db:
+            cur = db.execute(
+                f"UPDATE jobs SET state = ?, finished_at = coalesce(?, finished_at)"
+                f" WHERE id = ? AND state IN ({','.join('?' * len(only_from))})",
+                (state, finished, job_id, *only_from),
+            )
+        return cur.rowcount == 1
+
+    def fail_job(self, job_id: str, error: str) -> bool:
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE jobs SET state = 'failed', error = ?, finished_at = ?"
+                " WHERE id = ? AND state IN (?, ?)",
+                (error, time.time(), job_id, *ACTIVE),
+            )
+        return cur.rowcount == 1
+
+    def succeed_job(self, job_id: str, report: dict[str, Any]) -> bool:
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE jobs SET state = 'succeeded', report = ?, finished_at = ?"
+                " WHERE id = ? AND state = 'running'",
+                (json.dumps(report), time.time(), job_id),
+            )
+        return cur.rowcount == 1
+
+    # ------------------------------------------------------------------ shards
+
+    def shards(self, job_id: str) -> list[dict[str, Any]]:
+        return self._all(
+            "SELECT s.* FROM shards s JOIN jobs j ON j.id = s.job WHERE s.job = ?"
+            " ORDER BY instr(j.protocols, '\"' || s.protocol || '\"'), s.shard",
+            (job_id,),
+        )
+
+    def queued_shards(self) -> list[QueuedShard]:
+        """Shards waiting to run, of jobs that are still active."""
+        rows = self._all(
+            "SELECT s.job, s.protocol, s.shard, s.batch_lo, s.batch_hi, j.owner, j.priority,"
+            " j.created_at, instr(j.protocols, '\"' || s.protocol || '\"') AS protocol_index"
+            " FROM shards s JOIN jobs j ON j.id = s.job"
+            " WHERE s.state = 'queued' AND j.state IN (?, ?)",
+            ACTIVE,
+        )
+        return [
+            QueuedShard(
+                ShardKey(r["job"], r["protocol"], r["shard"]),
+                r["owner"],
+                r["priority"],
+                r["created_at"],
+                r["protocol_index"],
+                r["batch_lo"],
+                r["batch_hi"],
+            )
+            for r in rows
+        ]
+
+    def start_shard(self, key: ShardKey, owner: str, worker: str) -> None:
+        """Mark a shard running on `worker`, its job running, and log the dispatch."""
+        now = time.time()
+        with self._tx() as db:
+            db.execute(
+                "UPDATE shards SET state = 'running', worker = ?, attempts = attempts + 1"
+                " WHERE job = ? AND protocol = ? AND shard = ?",
+                (worker, key.job, key.protocol, key.shard),
+            )
+            db.execute(
+                "UPDATE jobs SET state = 'running', started_at = coalesce(started_at, ?)"
+                " WHERE id = ? AND state = 'queued'",
+                (now, key.job),
+            )
+            db.execute(
+                "INSERT INTO dispatches (at, job, owner, protocol, shard, worker, attempt)"
+                " SELECT ?, job, ?, protocol, shard, worker, attempts FROM shards"
+                " WHERE job = ? AND protocol = ? AND shard = ?",
+                (now, owner, key.job, key.protocol, key.shard),
+            )
+
+    def add_windows(self, key: ShardKey, records: Iterable[WindowRecord]) -> int:
+        """Store a batch's records once each; returns how many were new."""
+        added = tokens = n_bytes = 0
+        nll = 0.0
+        with self._tx() as db:
+            for r in records:
+                cur = db.execute(
+                    "INSERT OR IGNORE INTO windows VALUES (?, ?, ?, ?, ?, ?)",
+                    (key.job, key.protocol, r.window, r.nll_sum, r.tokens, r.bytes),
+                )
+                if cur.rowcount == 1:
+                    added += 1
+                    tokens += r.tokens
+                    n_bytes += r.bytes
+                    nll += r.nll_sum
+            db.execute(
+                "UPDATE shards SET windows_done = windows_done + ?, tokens = tokens + ?,"
+                " bytes = bytes + ?, nll_sum = nll_sum + ?"
+                " WHERE job = ? AND protocol = ? AND shard = ?",
+                (added, tokens, n_bytes, nll, key.job, key.protocol, key.shard),
+            )
+        return added
+
+    def finish_shard(self, key: ShardKey, elapsed_s: float) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE shards SET state = 'done', elapsed_s = ?"
+                " WHERE job = ? AND protocol = ? AND shard = ?",
+                (elapsed_s, key.job, key.protocol, key.shard),
+            )
+
+    def requeue_shard(self, key: ShardKey) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE shards SET state = 'queued' WHERE job = ? AND protocol = ? AND shard = ?",
+                (key.job, key.protocol, key.shard),
+            )
+
+    def requeue_interrupted(self) -> int:
+        """After a restart: shards left running by the previous process run again."""
+        with self._tx() as db:
+            return db.execute("UPDATE shards SET state = 'queued' WHERE state = 'running'").rowcount
+
+    def finished_jobs(self) -> list[str]:
+        """Running jobs whose every shard is done: ready to be checked and reported."""
+        rows = self._all(
+            "SELECT j.id FROM jobs j WHERE j.state = 'running' AND NOT EXISTS"
+            " (SELECT 1 FROM shards s WHERE s.job = j.id AND s.state != 'done')"
+        )
+        return [row["id"] for row in rows]
+
+    # ------------------------------------------------------------------ windows
+
+    def windows(self, job_id: str, protocol: str) -> list[WindowRecord]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT window, nll_sum, tokens, bytes FROM windows"
+                " WHERE job = ? AND protocol = ? ORDER BY window",
+                (job_id, protocol),
+            ).fetchall()
+        return [WindowRecord(*row) for row in rows]
+
+    def dispatches(self) -> list[dict[str, Any]]:
+        return self._all("SELECT * FROM dispatches ORDER BY seq")
+
+
+def _decode(row: sqlite3.Row) -> dict[str, Any]:
+    doc = dict(row)
+    for column in JSON_COLUMNS:
+        if doc.get(column) is not None:
+            doc[column] = json.loads(doc[column])
+    return doc

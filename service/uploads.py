@@ -1,0 +1,97 @@
+"""Multipart uploads streamed straight to a temp file under a hard byte cap.
+
+Starlette's form parser spools files without a limit; this parser writes the one file
+field chunk by chunk and stops at the cap, so an oversize upload costs at most the cap
+on disk, and nothing is kept in memory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import Request
+from python_multipart.multipart import MultipartParseError, MultipartParser, parse_options_header
+
+from service.errors import http_error
+
+MULTIPART_SLACK = 64 * 1024
+"""Room for boundaries and part headers when judging a declared Content-Length."""
+
+
+class _OverCap(Exception):
+    pass
+
+
+async def receive_file(request: Request, field: str, dest: Path, cap: int) -> int:
+    """Write multipart field `field` of the request body to `dest`; returns its size.
+
+    413 past `cap` bytes (by Content-Length up front, else while streaming); 415 for a
+    body that is not multipart; 422 for a malformed body or a missing field.
+    """
+    mime, options = parse_options_header(request.headers.get("content-type", ""))
+    boundary = options.get(b"boundary")
+    if mime != b"multipart/form-data" or not boundary:
+        raise http_error(415, f"expected multipart/form-data with the file in field `{field}`")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > cap + MULTIPART_SLACK:
+        raise http_error(413, f"upload of {declared} bytes exceeds the limit of {cap} bytes")
+
+    size = 0
+    found = False
+    in_field = False
+    headers: list[tuple[bytes, bytes]] = []
+    name = value = b""
+
+    with dest.open("wb") as out:
+
+        def on_header_field(data: bytes, start: int, end: int) -> None:
+            nonlocal name
+            name += data[start:end]
+
+        def on_header_value(data: bytes, start: int, end: int) -> None:
+            nonlocal value
+            value += data[start:end]
+
+        def on_header_end() -> None:
+            nonlocal name, value
+            headers.append((name.lower(), value))
+            name = value = b""
+
+        def on_headers_finished() -> None:
+            nonlocal in_field, found
+            disposition = dict(headers).get(b"content-disposition", b"")
+            in_field = parse_options_header(disposition)[1].get(b"name") == field.encode()
+            if in_field and found:
+                raise MultipartParseError(f"field `{field}` appears more than once")
+            found = found or in_field
+            headers.clear()
+
+        def on_part_data(data: bytes, start: int, end: int) -> None:
+            nonlocal size
+            if in_field:
+                size += end - start
+                if size > cap:
+                    raise _OverCap
+                out.write(data[start:end])
+
+        parser = MultipartParser(
+            boundary,
+            {
+                "on_header_field": on_header_field,
+                "on_header_value": on_header_value,
+                "on_header_end": on_header_end,
+                "on_headers_finished": on_headers_finished,
+                "on_part_data": on_part_data,
+            },
+        )
+        try:
+            async for chunk in request.stream():
+                parser.write(chunk)
+            parser.finalize()
+        except _OverCap:
+            raise http_error(413, f"upload exceeds the limit of {cap} bytes") from None
+        except MultipartParseError as e:
+            raise http_error(422, f"malformed multipart body: {e}") from None
+    if not found:
+        raise http_error(422, f"multipart field `{field}` is missing")
+    return size

@@ -1,0 +1,117 @@
+"""Helpers of the service tests: a real app on the session's local Ray, driven over HTTP."""
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from golf.artifact import random_artifact
+from golf.config import preset
+from golf.data import Dataset
+from golf.protocols import EvalParams
+from golf.report import EvalInputs, run_protocol
+from service.app import create_app
+from service.settings import Settings
+
+KEYS = {"alice": "key-alice", "bob": "key-bob", "carol": "key-carol", "dave": "key-dave"}
+ADMIN = "key-admin"
+TERMINAL = ("succeeded", "failed", "cancelled")
+
+# Short jobs: 64-token windows with half overlap, a few dozen windows, 8-step SLOT.
+PARAMS = {"seq_len": 64, "stride": 32, "batch_windows": 8, "max_windows": 48, "slot_steps": 8}
+
+
+def auth(owner_or_key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {KEYS.get(owner_or_key, owner_or_key)}"}
+
+
+def make_artifact(data_dir: Path, out: Path, seed: int = 0) -> Path:
+    dataset = Dataset.open(data_dir)
+    config = preset("tiny").replace(vocab_size=dataset.vocab_size)
+    random_artifact(config, dataset.tokenizer_sha256, dataset.vocab_size, out, seed=seed)
+    return out
+
+
+def make_settings(root: Path, demo_data: Path, **overrides: Any) -> Settings:
+    """Settings for a test app: data root holding `demo`, owners of KEYS plus an admin."""
+    data_root = root / "data"
+    if not data_root.exists():
+        data_root.mkdir(parents=True)
+        (data_root / "demo").symlink_to(demo_data, target_is_directory=True)
+        keys = "\n".join(f"{key} {owner}" for owner, key in KEYS.items())
+        (root / "keys").write_text(f"# test keys\n{keys}\n{ADMIN} ops admin\n")
+    fields: dict[str, Any] = {
+        "data_root": data_root,
+        "state_dir": root / "state",
+        "api_keys": root / "keys",
+        "workers": 2,
+        "worker_cpus": 0.25,  # several apps' actors fit the session's 2-CPU Ray
+        "worker_threads": 1,  # as the in-process reference (tests/conftest.py)
+        "batches_per_shard": 2,
+        "max_upload_bytes": 1 << 20,
+        "max_decompressed_bytes": 4 << 20,
+    }
+    return Settings(**(fields | overrides))
+
+
+@contextmanager
+def serve(settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(settings)) as client:
+        yield client
+
+
+def upload(client: TestClient, data: bytes, owner: str = "alice") -> Any:
+    return client.post("/v1/artifacts", files={"file": ("model.golf", data)}, headers=auth(owner))
+
+
+def submit(
+    client: TestClient,
+    artifact: str,
+    protocols: list[str],
+    owner: str = "alice",
+    params: dict[str, Any] | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    body = {
+        "artifact": artifact,
+        "dataset": "demo",
+        "protocols": protocols,
+        "params": PARAMS if params is None else params,
+        **extra,
+    }
+    response = client.post("/v1/jobs", json=body, headers=auth(owner))
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def wait_job(
+    client: TestClient,
+    job_id: str,
+    owner: str = "alice",
+    timeout: float = 120,
+    until: tuple[str, ...] = TERMINAL,
+    poll: float = 0.05,
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        job = client.get(f"/v1/jobs/{job_id}", headers=auth(owner)).json()
+        if job["state"] in until:
+            return job
+        assert time.monotonic() < deadline, f"job stuck: {job}"
+        time.sleep(poll)
+
+
+def local_reports(
+    artifact: Path, data_dir: Path, protocols: list[str], params: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """What `golf eval --json` reports for the same inputs, in this process."""
+    inputs = EvalInputs.load(str(artifact), str(data_dir))
+    parsed = EvalParams.parse(params)
+    return [run_protocol(inputs, p, parsed).model_dump(mode="json") for p in protocols]
+
+
+def without_elapsed(reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in r.items() if k != "elapsed_s"} for r in reports]

@@ -1,0 +1,70 @@
+"""The evaluation actor: one per GPU (or CPU slot), one shard at a time, batches streamed.
+
+Each batch's window records are yielded as soon as they exist (a Ray streaming
+generator), so the service persists progress while the shard runs and a crash loses
+at most the batch in flight.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import asdict
+from typing import Any
+
+import ray
+import torch
+from torch import nn
+
+from golf.artifact import load_model, read_artifact
+from golf.evaluate import batch_nll, device_tokens, window_records
+from golf.protocols import get_protocol
+from workers.cache import LRU
+from workers.task import ShardTask
+
+
+@ray.remote(max_restarts=0)
+class EvalWorker:
+    """Keeps models (by artifact sha256) and val tokens (by dataset sha256) loaded."""
+
+    def __init__(self, name: str, threads: int, cache_size: int):
+        self.name = name
+        self.device = "cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu"
+        if self.device == "cpu":
+            torch.set_num_threads(threads)
+        self.models: LRU[nn.Module] = LRU(cache_size)
+        self.tokens: LRU[torch.Tensor] = LRU(cache_size)
+        self.luts: LRU[Any] = LRU(cache_size)
+
+    def info(self) -> dict[str, Any]:
+        """Who this actor is; the pool awaits it as the actor's readiness check."""
+        return {
+            "name": self.name,
+            "device": self.device,
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "pid": os.getpid(),
+        }
+
+    @ray.method(num_returns="streaming")
+    def run_shard(self, task: ShardTask) -> Iterator[dict[str, Any]]:
+        """Yield `{"batch", "seconds", "records"}` for each batch of the shard, in order."""
+        model = self.models.get(
+            task.artifact.key,
+            lambda: load_model(
+                read_artifact(ray.get(task.artifact.ref), max_decompressed=task.max_decompressed),
+                self.device,
+            ),
+        )
+        tokens = self.tokens.get(
+            task.tokens.key, lambda: device_tokens(ray.get(task.tokens.ref), model)
+        )
+        byte_lut = self.luts.get(task.byte_lut.key, lambda: ray.get(task.byte_lut.ref))
+        protocol = get_protocol(task.protocol)
+        plan = protocol.plan(tokens.numel() - 1, task.params)
+        for k in range(task.batch_lo, task.batch_hi):
+            started = time.perf_counter()
+            batch, nll = batch_nll(model, tokens, plan, protocol, task.params, k)
+            records = [asdict(r) for r in window_records(batch, nll, byte_lut)]
+            yield {"batch": k, "seconds": time.perf_counter() - started, "records": records}

@@ -1,0 +1,64 @@
+"""The set of evaluation actors: started together, each replaced when it dies."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import ray
+
+from workers.actor import EvalWorker
+
+
+@dataclass
+class Worker:
+    """One actor slot; `name` survives replacement so progress shows a stable worker."""
+
+    name: str
+    actor: Any = None
+    info: dict[str, Any] = field(default_factory=dict)
+    busy: bool = True  # until the actor answered its first call
+
+
+class WorkerPool:
+    def __init__(self, size: int, *, gpus: float, cpus: float, threads: int, cache_size: int):
+        self.options: dict[str, Any] = {"num_cpus": cpus}
+        if gpus:
+            self.options["num_gpus"] = gpus
+        self.threads = threads
+        self.cache_size = cache_size
+        self.workers = [Worker(f"worker-{i}") for i in range(size)]
+
+    async def start(self) -> None:
+        """Start every actor and wait until each answers."""
+        await asyncio.gather(*(self._spawn(worker) for worker in self.workers))
+
+    async def replace(self, worker: Worker) -> None:
+        """Kill what is left of a worker's actor and start a fresh one in its slot."""
+        worker.busy = True
+        with contextlib.suppress(Exception):
+            ray.kill(worker.actor, no_restart=True)
+        await self._spawn(worker)
+
+    def idle(self) -> Worker | None:
+        return next((worker for worker in self.workers if not worker.busy), None)
+
+    @property
+    def ready(self) -> int:
+        return sum(1 for worker in self.workers if worker.info)
+
+    def shutdown(self) -> None:
+        for worker in self.workers:
+            if worker.actor is not None:
+                with contextlib.suppress(Exception):
+                    ray.kill(worker.actor, no_restart=True)
+
+    async def _spawn(self, worker: Worker) -> None:
+        worker.info = {}
+        worker.actor = EvalWorker.options(**self.options).remote(
+            worker.name, self.threads, self.cache_size
+        )
+        worker.info = await worker.actor.info.remote()
+        worker.busy = False

@@ -1,0 +1,37 @@
+"""What the service sends a worker: one shard, plus its inputs as content-keyed object refs.
+
+The refs sit inside dataclasses, so Ray hands them over unresolved: a worker fetches an
+input from the object store only when its cache lacks that key, and never needs the
+service's disk.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from golf.protocols import EvalParams
+
+
+@dataclass(frozen=True)
+class Blob:
+    """An object in the Ray object store, named by the content hash it is cached under."""
+
+    key: str
+    ref: Any  # ray.ObjectRef; Any keeps this module importable without starting Ray
+
+
+@dataclass(frozen=True)
+class ShardTask:
+    """Batches `[batch_lo, batch_hi)` of one protocol's plan, with resolved parameters."""
+
+    job: str
+    protocol: str
+    shard: int
+    batch_lo: int
+    batch_hi: int
+    params: EvalParams
+    artifact: Blob  # the .golf bytes
+    max_decompressed: int
+    tokens: Blob  # the N + 1 val tokens (uint16 ndarray) for params.seq_len
+    byte_lut: Blob  # golf.bytes.ByteLUT sized for the artifact's vocabulary
