@@ -17,23 +17,23 @@ $(VENV)/.installed: pyproject.toml
 setup: $(VENV)/.installed
 
 demo: setup
-	$(VENV)/bin/golf data demo --out $(DEMO_DIR)/data
-	$(VENV)/bin/golf train --preset tiny --data $(DEMO_DIR)/data --out $(DEMO_DIR)/tiny.golf \
-		--log $(DEMO_DIR)/train.jsonl
+	$(VENV)/bin/golf data demo --out $(DEMO_DIR)/datasets/demo
+	$(VENV)/bin/golf train --preset tiny --data $(DEMO_DIR)/datasets/demo \
+		--out $(DEMO_DIR)/tiny.golf --log $(DEMO_DIR)/train.jsonl
 	$(VENV)/bin/golf inspect $(DEMO_DIR)/tiny.golf
-	$(VENV)/bin/golf eval $(DEMO_DIR)/tiny.golf --data $(DEMO_DIR)/data \
-		--protocol plain --protocol sliding --protocol slot --protocol slot-causal \
-		--seq-len 256 --stride 128 --batch-windows 32
+	DEMO_DIR=$(DEMO_DIR) scripts/demo_service.sh
 
 test: setup
 	$(VENV)/bin/python -m pytest -m "not slow" -q
 
 lint: setup
-	$(VENV)/bin/ruff check golf trainer tests bench
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 bench: setup
 	$(VENV)/bin/python bench/slot.py
 	$(VENV)/bin/python bench/train.py
+	$(VENV)/bin/python bench/service.py
 
 clean:
 	rm -rf build .pytest_cache
