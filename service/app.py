@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -57,7 +59,12 @@ def create_app(settings: Settings, keys: ApiKeys | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owns_ray = not ray.is_initialized()
         if owns_ray:
+            # ray.init replaces SIGTERM's handler with sys.exit; keep the server's, so
+            # that a stopped service shuts down cleanly instead of dying mid-request.
+            server_sigterm = signal.getsignal(signal.SIGTERM)
             ray.init(address=settings.ray_address, include_dashboard=False)
+            if threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGTERM, server_sigterm)
         store = Store(settings.db_path)
         hub, metrics, pool = Hub(), Metrics(), make_pool(settings)
         data = Datasets(settings.data_root)

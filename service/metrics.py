@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from service.store import ACTIVE, TERMINAL, Store
 
 RATE_WINDOW_S = 30.0
-SHARD_STATES = ("queued", "running", "done")
+SHARD_STATES = ("queued", "running", "done", "cancelled", "failed")
 
 
 class Metrics:

@@ -203,6 +203,8 @@ class Store:
                 f" WHERE id = ? AND state IN ({','.join('?' * len(only_from))})",
                 (state, finished, job_id, *only_from),
             )
+            if cur.rowcount == 1 and state in ("cancelled", "failed"):
+                _close_shards(db, job_id, state)
         return cur.rowcount == 1
 
     def fail_job(self, job_id: str, error: str) -> bool:
@@ -212,6 +214,8 @@ class Store:
                 " WHERE id = ? AND state IN (?, ?)",
                 (error, time.time(), job_id, *ACTIVE),
             )
+            if cur.rowcount == 1:
+                _close_shards(db, job_id, "failed")
         return cur.rowcount == 1
 
     def succeed_job(self, job_id: str, report: dict[str, Any]) -> bool:
@@ -347,3 +351,8 @@ def _decode(row: sqlite3.Row) -> dict[str, Any]:
         if doc.get(column) is not None:
             doc[column] = json.loads(doc[column])
     return doc
+
+
+def _close_shards(db: sqlite3.Connection, job_id: str, state: str) -> None:
+    """A job that ends without a report ends its unfinished shards too, so none looks busy."""
+    db.execute("UPDATE shards SET state = ? WHERE job = ? AND state != 'done'", (state, job_id))

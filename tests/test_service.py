@@ -149,6 +149,7 @@ def test_cap_429_and_cancel(client, artifact_id: str) -> None:
     for job in jobs:
         cancelled = client.delete(f"/v1/jobs/{job['id']}", headers=auth("carol"))
         assert cancelled.status_code == 200 and cancelled.json()["state"] == "cancelled"
+        assert {shard["state"] for shard in cancelled.json()["shards"]} <= {"done", "cancelled"}
     again = client.delete(f"/v1/jobs/{jobs[0]['id']}", headers=auth("carol"))
     assert again.status_code == 409
     assert client.get(f"/v1/jobs/{jobs[0]['id']}/report", headers=auth("carol")).status_code == 409
@@ -283,3 +284,19 @@ def test_killed_worker_shard_is_rerun_once(
     while client.get("/healthz").json()["workers"] < 2:  # the replacement actor is starting
         assert time.monotonic() < deadline, "the killed worker was not replaced"
         time.sleep(0.1)
+
+
+def test_metrics_count_jobs_shards_and_windows(client, artifact_id: str) -> None:
+    job = submit(client, artifact_id, ["sliding"], owner="alice")
+    done = wait_job(client, job["id"])
+    assert done["state"] == "succeeded"
+    text = client.get("/metrics").text
+    values = {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("golf_")
+    }
+    assert values['golf_jobs{state="succeeded"}'] >= 1
+    assert values['golf_shards{state="done"}'] >= len(done["shards"])
+    assert values["golf_windows_total"] >= done["progress"]["windows_done"] > 0
+    assert sum(v for k, v in values.items() if k.startswith("golf_worker_busy_seconds_total")) > 0
