@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 DEMO_DIR ?= build/demo
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo chromium test lint bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +23,12 @@ demo: setup
 	$(VENV)/bin/golf inspect $(DEMO_DIR)/tiny.golf
 	DEMO_DIR=$(DEMO_DIR) scripts/demo_service.sh
 
-test: setup
+# The dashboard's browser test drives Debian's chromium (tests/test_dashboard.py).
+chromium:
+	@command -v chromium >/dev/null || (apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
+
+test: setup chromium
 	$(VENV)/bin/python -m pytest -m "not slow" -q
 
 lint: setup

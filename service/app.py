@@ -21,7 +21,7 @@ from service.errors import install_handlers
 from service.events import Hub
 from service.metrics import Metrics
 from service.objects import ObjectCache
-from service.routers import artifacts, datasets, jobs, ops
+from service.routers import artifacts, dashboard, datasets, jobs, ops
 from service.scheduler import Scheduler
 from service.settings import Settings
 from service.store import Store
@@ -97,6 +97,7 @@ def create_app(settings: Settings, keys: ApiKeys | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_handlers(app)
-    for module in (artifacts, datasets, jobs, ops):
+    for module in (artifacts, datasets, jobs, ops, dashboard):
         app.include_router(module.router)
+    app.mount("/static", dashboard.static, name="static")
     return app

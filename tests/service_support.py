@@ -1,11 +1,13 @@
 """Helpers of the service tests: a real app on the session's local Ray, driven over HTTP."""
 
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import uvicorn
 from fastapi.testclient import TestClient
 
 from golf.artifact import random_artifact
@@ -61,6 +63,24 @@ def make_settings(root: Path, demo_data: Path, **overrides: Any) -> Settings:
 def serve(settings: Settings) -> Iterator[TestClient]:
     with TestClient(create_app(settings)) as client:
         yield client
+
+
+@contextmanager
+def serve_http(settings: Settings) -> Iterator[str]:
+    """The app under uvicorn on a free local port, in a thread; its URL."""
+    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=0, log_level="warning")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "service did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
 
 
 def upload(client: TestClient, data: bytes, owner: str = "alice") -> Any:
