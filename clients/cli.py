@@ -1,13 +1,15 @@
-"""`golf submit / watch / report / jobs`: the service from a shell, through the SDK.
+"""`golf submit / watch / report / compare / jobs`: the service from a shell, via the SDK.
 
 Plugged into `golf` by the `golf.commands` entry point. Like the rest of clients/ it
 imports neither torch nor golf, so it also works from a lean client-only install.
 stdout carries results; progress and errors go to stderr; a refusal by the server or
-an unreachable server is one line `error: …` and exit 2; a failed job exits 1.
+an unreachable server is one line `error: …` (with what to do) and exit 2; a failed
+job exits 1. Ctrl-C during `watch` or `submit --wait` detaches (exit 0): the job runs on.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import re
@@ -20,17 +22,17 @@ from typing import Annotated, Any, NoReturn
 import httpx
 import typer
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-)
 from rich.table import Table
 
 from clients.sdk import TERMINAL, Client, ServiceError
+from clients.views import (
+    LiveJob,
+    compare_doc,
+    compare_markdown,
+    compare_table,
+    report_markdown,
+    report_table,
+)
 
 # As golf/cli.py: pipes and CI logs get a width that fits the tables.
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
@@ -47,12 +49,27 @@ ApiKeyOpt = Annotated[
     typer.Option("--api-key", envvar="GOLF_API_KEY", help="Bearer API key.", show_default=False),
 ]
 JobArg = Annotated[str, typer.Argument(help="Job id (j_…).", show_default=False)]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Same as --format json.")]
+FORMATS = ("table", "json", "md")
+FormatOpt = Annotated[
+    str,
+    typer.Option(
+        "--format",
+        "-f",
+        help="table (for a terminal), json (the API's report) or md (a table for a PR).",
+    ),
+]
 
 
 def _fail(message: str, code: int = 2) -> NoReturn:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)
+
+
+_HINTS = {
+    401: "; pass --api-key or set GOLF_API_KEY",
+    429: "; wait for one of yours to end (golf jobs)",
+}
 
 
 def service_errors(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -64,117 +81,81 @@ def service_errors(command: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return command(*args, **kwargs)
         except ServiceError as e:
-            hint = "; pass --api-key or set GOLF_API_KEY" if e.status == 401 else ""
-            _fail(f"{e}{hint}")
+            server_bug = "; the server failed, see its log" if e.status >= 500 else ""
+            _fail(f"{e}{_HINTS.get(e.status, server_bug)}")
         except httpx.ConnectError:
-            _fail(f"cannot reach server at {server}")
+            _fail(f"cannot reach server at {server}; pass --server or set GOLF_SERVER")
         except httpx.TimeoutException:
-            _fail(f"server at {server} did not answer in time")
+            _fail(f"server at {server} did not answer in time; try again, or see its log")
         except (httpx.TransportError, httpx.InvalidURL) as e:
             _fail(f"cannot talk to server at {server}: {e}")
 
     return wrapper
 
 
-class JobBars:
-    """Progress on stderr from job objects: one bar for the job, one per protocol shard."""
-
-    def __init__(self) -> None:
-        self.progress = Progress(
-            TextColumn("{task.description:>14}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("windows  {task.fields[info]}"),
-            TimeElapsedColumn(),
-            console=err,
-        )
-        self.tasks: dict[str, TaskID] = {}
-
-    def __enter__(self) -> JobBars:
-        self.progress.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.progress.stop()
-
-    def update(self, job: dict[str, Any]) -> None:
-        total = job.get("progress") or {}
-        running = "  ".join(
-            f"{name} {r['val_bpb']:.4f}"
-            for name, r in (job.get("running") or {}).items()
-            if r.get("val_bpb") is not None  # None until the protocol's first batch lands
-        )
-        eta = f"  eta {job['eta_s']:.0f}s" if job.get("eta_s") is not None else ""
-        self._set(
-            "job",
-            total.get("windows_done", 0),
-            total.get("windows_total"),
-            f"{job['state']}  {running}{eta}".rstrip(),
-        )
-        for s in job.get("shards") or []:
-            info = s["state"] + (f" on {s['worker']}" if s.get("worker") else "")
-            name = f"{s['protocol']} #{s['shard']}"
-            self._set(name, s["windows_done"], s["windows_total"], info)
-
-    def _set(self, name: str, done: int, total: int | None, info: str) -> None:
-        if name not in self.tasks:
-            self.tasks[name] = self.progress.add_task(name, total=total, info=info)
-        self.progress.update(self.tasks[name], completed=done, total=total, info=info)
+def _job(client: Client, job_id: str) -> dict[str, Any]:
+    """The job object; an unknown job is one line saying how to find yours."""
+    try:
+        return client.get(job_id)
+    except ServiceError as e:
+        if e.status == 404:
+            _fail(f"unknown job {job_id} (HTTP 404); list yours with golf jobs")
+        raise
 
 
-def _follow(client: Client, job_id: str) -> dict[str, Any]:
-    job = client.get(job_id)  # an unknown job fails before any bar is drawn
-    if job["state"] in TERMINAL:
-        return client.wait(job_id)  # nothing left to show progress of
-    with JobBars() as bars:
-        bars.update(job)
-        return client.wait(job_id, progress=bars.update)
+def _report(client: Client, job_id: str) -> dict[str, Any]:
+    """A finished job's report; before that (or if it failed), say how to follow it."""
+    try:
+        return client.report(job_id)
+    except ServiceError as e:
+        if e.status == 404:
+            _fail(f"unknown job {job_id} (HTTP 404); list yours with golf jobs")
+        if e.status == 409:
+            _fail(f"{e}; follow it with golf watch {job_id}")
+        raise
 
 
-def _show_result(result: dict[str, Any], as_json: bool) -> None:
+def _follow(client: Client, job_id: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """Follow a job to its end under a live view: (result, last job object).
+
+    Ctrl-C detaches, leaving the job running: one line saying so, and None.
+    """
+    try:
+        job = _job(client, job_id)  # an unknown job fails before anything is drawn
+        if job["state"] in TERMINAL:
+            return client.wait(job_id), job  # nothing left to show progress of
+        with LiveJob(job_id, err) as view:
+            view.update(job)
+            result = client.wait(job_id, progress=view.update)
+            job = client.get(job_id)
+            view.finish(job, result)
+    except KeyboardInterrupt:
+        typer.echo(f"detached; the job keeps running: golf watch {job_id}", err=True)
+        return None
+    return result, job
+
+
+def _format(fmt: str, as_json: bool) -> str:
+    """The output format; `--json` is `--format json`, kept for scripts written before."""
+    fmt = fmt.lower()
+    if fmt not in FORMATS:
+        _fail(f"unknown --format {fmt}; use one of {', '.join(FORMATS)}")
+    if as_json and fmt not in ("table", "json"):
+        _fail(f"--json and --format {fmt} disagree; pass one of them")
+    return "json" if as_json else fmt
+
+
+def _show_result(result: dict[str, Any], fmt: str, dataset: str | None = None) -> None:
     """Print a finished job's report; a failed or cancelled job is an error, exit 1."""
     if "reports" not in result:
         reason = f": {result['error']}" if result.get("error") else ""
         _fail(f"job {result['id']} {result['state']}{reason}", code=1)
-    if as_json:
+    if fmt == "json":
         typer.echo(json.dumps(result, indent=2))
+    elif fmt == "md":
+        typer.echo(report_markdown(result, dataset), nl=False)
     else:
-        out.print(report_table(result))
-
-
-def report_table(report: dict[str, Any]) -> Table:
-    """Protocol rows with Δ to the first; per-protocol flags in the row, others below."""
-    art = report["artifact"]
-    env = report.get("environment") or {}
-    flags = report.get("flags") or []
-    shared = [f for f in flags if ":" not in f]
-    caption = [f"digest {report['digest'][:16]}…"] if report.get("digest") else []
-    if env:
-        caption.append(f"{env.get('device')} · torch {env.get('torch')}")
-    if shared:
-        caption.append("flags: " + ", ".join(shared))
-    table = Table(
-        title=f"job {report['job']}: artifact {art['id'][:12]} "
-        f"({art['total_bytes']:,} bytes, {art['verdict']})",
-        title_justify="left",
-        caption="  ·  ".join(caption) or None,
-        caption_justify="left",
-    )
-    for name in ("protocol", "val_bpb", "Δ bpb", "tokens", "windows", "seconds", "flags"):
-        table.add_column(name, justify="left" if name in ("protocol", "flags") else "right")
-    first = report["reports"][0]["val_bpb"]
-    for r in report["reports"]:
-        row_flags = [f.split(":", 1)[0] for f in flags if f.endswith(f":{r['protocol']}")]
-        table.add_row(
-            r["protocol"],
-            f"{r['val_bpb']:.6f}",
-            f"{r['val_bpb'] - first:+.6f}",
-            f"{r['tokens']:,}",
-            f"{r['windows']:,}",
-            f"{r['elapsed_s']:.2f}",
-            ", ".join(row_flags),
-        )
-    return table
+        out.print(report_table(result, dataset))
 
 
 def jobs_table(jobs: list[dict[str, Any]]) -> Table:
@@ -234,13 +215,18 @@ def submit(
     ] = False,
     priority: Annotated[int, typer.Option(help="Higher runs first.")] = 0,
     wait: Annotated[
-        bool, typer.Option("--wait", help="Show progress, then print the report.")
+        bool, typer.Option("--wait", help="Show live progress, then print the report.")
     ] = False,
+    fmt: FormatOpt = "table",
     as_json: JsonOpt = False,
     server: ServerOpt = DEFAULT_SERVER,
     api_key: ApiKeyOpt = None,
 ) -> None:
-    """Submit a job (uploading the artifact first if given a file); prints the job id."""
+    """Submit a job (uploading the artifact first if given a file); prints the job id.
+
+    With --wait, a live view on stderr until the job ends (Ctrl-C detaches, the job
+    keeps running), then the report on stdout.
+    """
     given = {
         "stride": stride,
         "seq_len": seq_len,
@@ -252,12 +238,14 @@ def submit(
         "batch_invariant": batch_invariant or None,
     }
     params = {k: v for k, v in given.items() if v is not None}  # the server's defaults
+    fmt = _format(fmt, as_json)
     with Client(server, api_key) as client:
         job = client.submit(_artifact_id(client, artifact), dataset, protocol, params, priority)
         if wait:
             err.print(f"job {job['id']} {job['state']}")
-            _show_result(_follow(client, job["id"]), as_json)
-        elif as_json:
+            if followed := _follow(client, job["id"]):
+                _show_result(followed[0], fmt, dataset)
+        elif fmt == "json":
             typer.echo(json.dumps(job, indent=2))
         else:
             typer.echo(job["id"])
@@ -266,25 +254,76 @@ def submit(
 @service_errors
 def watch(
     job: JobArg,
+    fmt: FormatOpt = "table",
     as_json: JsonOpt = False,
     server: ServerOpt = DEFAULT_SERVER,
     api_key: ApiKeyOpt = None,
 ) -> None:
-    """Live progress of a job until it ends, then its report."""
+    """Live progress of a job until it ends, then its report; Ctrl-C detaches."""
+    fmt = _format(fmt, as_json)
     with Client(server, api_key) as client:
-        _show_result(_follow(client, job), as_json)
+        if followed := _follow(client, job):
+            result, last = followed
+            _show_result(result, fmt, last["dataset"])
 
 
 @service_errors
 def report(
     job: JobArg,
+    fmt: FormatOpt = "table",
     as_json: JsonOpt = False,
     server: ServerOpt = DEFAULT_SERVER,
     api_key: ApiKeyOpt = None,
 ) -> None:
-    """The report of a finished job: a table, or the full JSON."""
+    """The report of a finished job: a table, the API's JSON, or markdown for a PR."""
+    fmt = _format(fmt, as_json)
     with Client(server, api_key) as client:
-        _show_result(client.report(job), as_json)
+        result = _report(client, job)
+        dataset = _job(client, job)["dataset"] if fmt != "json" else None
+    _show_result(result, fmt, dataset)
+
+
+def _load_side(spec: str, client: Callable[[], Client]) -> tuple[str, dict[str, Any]]:
+    """A report file (from `golf report --format json`) or a job id: (label, report)."""
+    path = Path(spec)
+    if path.is_file():
+        try:
+            doc = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, ValueError) as e:
+            _fail(f"{spec}: not a JSON report ({e}); write one with golf report JOB -f json")
+        if not isinstance(doc, dict) or not doc.get("reports") or "artifact" not in doc:
+            _fail(f"{spec}: not a job report; write one with golf report JOB -f json > {spec}")
+        return f"{doc.get('job', '?')} ({path.name})", doc
+    if spec.startswith("j_"):
+        return spec, _report(client(), spec)
+    _fail(f"{spec}: no such file, nor a job id (j_…); list your jobs with golf jobs")
+
+
+@service_errors
+def compare(
+    a: Annotated[str, typer.Argument(help="Job id, or a report JSON file.", show_default=False)],
+    b: Annotated[str, typer.Argument(help="Job id, or a report JSON file.", show_default=False)],
+    fmt: FormatOpt = "table",
+    as_json: JsonOpt = False,
+    server: ServerOpt = DEFAULT_SERVER,
+    api_key: ApiKeyOpt = None,
+) -> None:
+    """val_bpb of two jobs (or report files) side by side, Δ = B − A, and what differs."""
+    fmt = _format(fmt, as_json)
+    with contextlib.ExitStack() as stack:
+
+        @functools.cache
+        def client() -> Client:  # only when a side is a job id
+            return stack.enter_context(Client(server, api_key))
+
+        label_a, report_a = _load_side(a, client)
+        label_b, report_b = _load_side(b, client)
+    if fmt == "json":
+        typer.echo(json.dumps(compare_doc(label_a, report_a, label_b, report_b), indent=2))
+    elif fmt == "md":
+        typer.echo(compare_markdown(label_a, report_a, label_b, report_b), nl=False)
+    else:
+        out.print(compare_table(label_a, report_a, label_b, report_b))
 
 
 @service_errors
@@ -303,5 +342,5 @@ def jobs(
 
 
 def register(app: typer.Typer) -> None:
-    for command in (submit, watch, report, jobs):
+    for command in (submit, watch, report, compare, jobs):
         app.command(command.__name__)(command)

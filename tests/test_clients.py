@@ -2,27 +2,26 @@
 uvicorn on a local port: real HTTP and real Server-Sent Events, one app for the module."""
 
 import asyncio
+import io
 import json
 import math
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
 import typer
-import uvicorn
-from service_support import KEYS, PARAMS, make_artifact, make_settings
+from rich.console import Console
+from service_support import KEYS, PARAMS, make_artifact, make_settings, serve_http
 from typer.testing import CliRunner
 
 from clients import AsyncClient, Client, Event, ServiceError
 from clients.cli import register
 from clients.sse import SSEDecoder
+from clients.views import LiveJob, shard_strip
 from golf.data import Dataset
-from service.app import create_app
 
 ALICE, BOB = KEYS["alice"], KEYS["bob"]
 PROTOCOLS = ["sliding", "slot"]
@@ -34,18 +33,8 @@ SHARDS = math.ceil(PARAMS["max_windows"] / PARAMS["batch_windows"] / BATCHES_PER
 def server(ray_cluster, demo_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The service's app under uvicorn in a thread; its URL."""
     root = tmp_path_factory.mktemp("clients")
-    settings = make_settings(root, demo_data, batches_per_shard=BATCHES_PER_SHARD)
-    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=0, log_level="warning")
-    uv = uvicorn.Server(config)
-    thread = threading.Thread(target=uv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not uv.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "service did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{uv.servers[0].sockets[0].getsockname()[1]}"
-    uv.should_exit = True
-    thread.join(timeout=30)
+    with serve_http(make_settings(root, demo_data, batches_per_shard=BATCHES_PER_SHARD)) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +99,8 @@ def test_the_golf_command_registers_the_client_commands() -> None:
     (ep,) = [ep for ep in entry_points(group="golf.commands") if ep.name == "clients"]
     app = typer.Typer()
     ep.load()(app)
-    assert {c.name for c in app.registered_commands} == {"submit", "watch", "report", "jobs"}
+    names = {c.name for c in app.registered_commands}
+    assert names == {"submit", "watch", "report", "compare", "jobs"}
 
 
 def test_upload_is_content_addressed(client: Client, artifact: Path) -> None:
@@ -216,13 +206,222 @@ def test_async_client_round_trip(server: str, artifact: Path) -> None:
     assert events[-1].event == "report" and events[-1].data == report
 
 
-def test_cli_submit_wait_prints_the_report_table(server: str, artifact: Path) -> None:
+def test_cli_submit_wait_shows_the_live_view_then_the_report(
+    server: str, artifact: Path, client: Client
+) -> None:
     protocol_args = [a for p in PROTOCOLS for a in ("--protocol", p)]
     args = ["submit", artifact, "--dataset", "demo", *protocol_args, *_flags(PARAMS), "--wait"]
-    code, stdout, stderr = golf(*args, server=server)
+    code, stdout, stderr = golf(*args, "--format", "json", server=server)
     assert code == 0, stderr
-    assert "uploaded tiny.golf" in stderr and f"slot #{SHARDS - 1}" in stderr
-    assert "val_bpb" in stdout and "sliding" in stdout and "non_causal_protocol" in stdout
+    report = json.loads(stdout)
+    assert report == client.report(report["job"])
+    # Off a terminal the live view prints its last frame: the whole job, then a line
+    # per protocol with the reported val_bpb and one done cell per shard.
+    lines = stderr.splitlines()
+    assert lines[0].startswith("uploaded tiny.golf: ") and lines[1] == f"job {report['job']} queued"
+    total = PARAMS["max_windows"] * len(PROTOCOLS)
+    head = lines[2].split()
+    assert head[:2] == [report["job"], "succeeded"] and "100%" in head
+    assert f"{total}/{total}" in head and "windows/s" in head and "eta" in head
+    rows = [line.split() for line in lines[3:]]
+    assert rows == [
+        [
+            r["protocol"],
+            "val_bpb",
+            f"{r['val_bpb']:.4f}",
+            "▮" * SHARDS,
+            f"{SHARDS}/{SHARDS}",
+            "done",
+        ]
+        for r in report["reports"]
+    ]
+    table = golf("report", report["job"], server=server)[1]
+    assert "val_bpb" in table and "non_causal_protocol" in table and "dataset demo" in table
+
+
+def test_live_view_rate_and_eta() -> None:
+    """windows/s from the progress seen; the server's ETA counted down between events."""
+    now = [100.0]
+    view = LiveJob("j_x", Console(file=io.StringIO()), now=lambda: now[0])
+    job = {"state": "running", "protocols": ["slot"], "eta_s": None, "shards": []}
+    view.update(job | {"progress": {"windows_done": 10, "windows_total": 100}})
+    assert view.rate() is None and view.eta(10, 100) is None
+    now[0] = 104.0
+    view.update(job | {"progress": {"windows_done": 30, "windows_total": 100}})
+    assert view.rate() == 5.0 and view.eta(30, 100) == 14.0
+    view.update(job | {"progress": {"windows_done": 30, "windows_total": 100}, "eta_s": 9.0})
+    now[0] = 107.0
+    assert view.eta(30, 100) == 6.0
+    view.update(job | {"state": "succeeded", "progress": {"windows_done": 100}})
+    assert view.eta(100, 100) is None
+    # Off a terminal, a plain job line every 30 s of updates.
+    log = io.StringIO()
+    view = LiveJob("j_y", Console(file=log, width=120), now=lambda: now[0])
+    view.update(job | {"progress": {"windows_done": 10, "windows_total": 100}})
+    now[0] += 31.0
+    assert log.getvalue() == ""
+    view.update(job | {"progress": {"windows_done": 72, "windows_total": 100}, "eta_s": 30.0})
+    (line,) = log.getvalue().splitlines()
+    words = line.split()
+    assert words[:2] == ["j_y", "running"] and words[2].startswith("━━━")
+    assert words[3:] == ["72%", "72/100", "windows", "2.0", "windows/s", "eta", "0:00:30"]
+
+
+def test_shard_strip_is_one_cell_per_shard_up_to_a_line() -> None:
+    strip, per = shard_strip(["done", "running", "queued", "failed", "cancelled"])
+    assert (strip.plain, per) == ("▮▮▯▮▮", 1)
+    assert [span.style for span in strip.spans] == ["green", "yellow", "grey50", "red", "magenta"]
+    states = ["done"] * 100 + ["running"] + ["queued"] * 99  # 200 shards, 4 a cell
+    strip, per = shard_strip(states, cells=50)
+    assert per == 4 and strip.plain == "▮" * 26 + "▯" * 24
+    assert [span.style for span in strip.spans][24:27] == ["green", "yellow", "grey50"]
+
+
+def _detach_on_update(monkeypatch: pytest.MonkeyPatch, at: int) -> None:
+    """Ctrl-C as the `at`-th job object reaches the live view (1: the first GET's)."""
+    update, calls = LiveJob.update, []
+
+    def interrupted(self: LiveJob, job: dict) -> None:
+        calls.append(job)
+        if len(calls) == at:
+            raise KeyboardInterrupt
+        update(self, job)
+
+    monkeypatch.setattr(LiveJob, "update", interrupted)
+
+
+def test_ctrl_c_detaches_submit_wait_and_the_job_completes(
+    server: str, client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _detach_on_update(monkeypatch, at=2)  # the first progress event of the stream
+    artifact_id = client.jobs()[0]["artifact"]
+    args = ["submit", artifact_id, "--dataset", "demo", "--protocol", "sliding", *_flags(PARAMS)]
+    code, stdout, stderr = golf(*args, "--wait", server=server)
+    job_id = stderr.splitlines()[0].split()[1]
+    assert code == 0 and stdout == ""
+    assert stderr.splitlines()[-1] == f"detached; the job keeps running: golf watch {job_id}"
+    assert client.wait(job_id)["reports"][0]["windows"] == PARAMS["max_windows"]
+
+
+def test_ctrl_c_detaches_watch_and_the_job_keeps_running(
+    server: str, client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    big = dict(PARAMS, max_windows=None, slot_steps=24)
+    job = client.submit(client.jobs()[0]["artifact"], "demo", ["slot"], big)
+    try:
+        _detach_on_update(monkeypatch, at=1)
+        code, stdout, stderr = golf("watch", job["id"], server=server)
+        assert code == 0 and stdout == ""
+        assert stderr.splitlines()[-1] == f"detached; the job keeps running: golf watch {job['id']}"
+        assert client.get(job["id"])["state"] in ("queued", "running")
+        code, _, stderr = golf("report", job["id"], "-f", "md", server=server)
+        assert code == 2 and stderr.count("\n") == 1
+        assert (
+            stderr.endswith(f"; follow it with golf watch {job['id']}\n") and "HTTP 409" in stderr
+        )
+    finally:
+        client.cancel(job["id"])
+
+
+def _md_rows(text: str) -> list[list[str]]:
+    """The cells of a markdown table's rows (header first, rule dropped)."""
+    rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in text.splitlines()]
+    return [r for i, r in enumerate(rows) if i != 1]
+
+
+def test_cli_report_md_is_the_json_report(finished: dict, server: str, client: Client) -> None:
+    job_id = finished["job"]["id"]
+    code, stdout, stderr = golf("report", job_id, "--format", "md", server=server)
+    assert code == 0, stderr
+    report = client.report(job_id)
+    table, line = stdout.rpartition("\n\n")[0], stdout.splitlines()[-1]
+    header, *rows = _md_rows(table)
+    assert header == [
+        "protocol", "val_bpb", "Δ bpb", "val_loss", "tokens", "windows", "seconds", "flags"
+    ]  # fmt: skip
+    assert stdout.splitlines()[1] == "|---|---:|---:|---:|---:|---:|---:|---|"
+    first = report["reports"][0]["val_bpb"]
+    assert len(rows) == len(report["reports"]) == 2
+    for row, r in zip(rows, report["reports"], strict=True):
+        assert row[0] == r["protocol"]
+        assert abs(float(row[1]) - r["val_bpb"]) <= 5e-7
+        assert abs(float(row[2]) - (r["val_bpb"] - first)) <= 5e-7
+        assert abs(float(row[3]) - r["val_loss"]) <= 5e-7
+        assert int(row[4].replace(",", "")) == r["tokens"]
+        assert int(row[5]) == r["windows"] == PARAMS["max_windows"]
+        assert abs(float(row[6]) - r["elapsed_s"]) <= 0.005
+    assert [row[7] for row in rows] == ["", "`non_causal_protocol`"]
+    art = report["artifact"]
+    assert line == (
+        f"job `{job_id}` · artifact `{art['id'][:12]}` ({art['total_bytes']:,} bytes, fits) · "
+        f"dataset `demo` (`{report['reports'][0]['dataset_sha256'][:12]}`) · seq_len 64, "
+        f"stride sliding 32 / slot 32, slot steps 8, max_windows 48 · "
+        f"digest `{report['digest'][:16]}`"
+    )
+    assert (
+        golf("report", job_id, "-f", "json", server=server)[1]
+        == golf("report", job_id, "--json", server=server)[1]
+    )
+
+
+@pytest.fixture(scope="module")
+def finished_b(finished: dict, server: str) -> dict:
+    """The artifact of `finished` again, with 4 SLOT steps instead of 8 and `plain` too."""
+    with Client(server, ALICE) as c:
+        params = dict(PARAMS, slot_steps=4)
+        job = c.submit(finished["job"]["artifact"], "demo", [*PROTOCOLS, "plain"], params)
+        return c.wait(job["id"])
+
+
+def test_cli_compare_two_jobs(finished: dict, finished_b: dict, server: str) -> None:
+    a, b = finished["report"], finished_b
+    code, stdout, stderr = golf("compare", a["job"], b["job"], "-f", "json", server=server)
+    assert code == 0, stderr
+    doc = json.loads(stdout)
+    assert doc["differs"] == ["slot_steps 8 → 4", "protocols sliding, slot → sliding, slot, plain"]
+    bpb_a = {r["protocol"]: r["val_bpb"] for r in a["reports"]}
+    bpb_b = {r["protocol"]: r["val_bpb"] for r in b["reports"]}
+    assert [(r["protocol"], r["val_bpb_a"], r["val_bpb_b"]) for r in doc["rows"]] == [
+        (p, bpb_a.get(p), bpb_b[p]) for p in ("sliding", "slot", "plain")
+    ]
+    sliding, slot, plain = doc["rows"]
+    assert sliding["delta_bpb"] == 0.0  # SLOT's steps do not touch the sliding protocol
+    assert slot["delta_bpb"] == bpb_b["slot"] - bpb_a["slot"] != 0.0
+    assert plain["delta_bpb"] is None
+    code, stdout, _ = golf("compare", a["job"], b["job"], server=server)
+    assert code == 0 and "same artifact; differs: slot_steps 8 → 4" in stdout
+    assert f"A = {a['job']}: artifact {a['artifact']['id'][:12]}" in stdout
+
+
+def test_cli_compare_report_files(
+    finished: dict, finished_b: dict, server: str, tmp_path: Path
+) -> None:
+    a, b = finished["report"], finished_b
+    file_a, file_b = tmp_path / "a.json", tmp_path / "b.json"
+    file_a.write_text(golf("report", a["job"], "-f", "json", server=server)[1])
+    file_b.write_text(golf("report", b["job"], "-f", "json", server=server)[1])
+    # Two files need no server at all.
+    code, stdout, stderr = golf("compare", file_a, file_b, "-f", "md", server="http://127.0.0.1:9")
+    assert code == 0, stderr
+    lines = stdout.splitlines()
+    assert lines[0].startswith(f"**A** = {a['job']} (a.json): artifact {a['artifact']['id'][:12]}")
+    assert lines[2] == "same artifact; differs: slot_steps 8 → 4; " + (
+        "protocols sliding, slot → sliding, slot, plain"
+    )
+    header, *rows = _md_rows("\n".join(lines[4:]))
+    assert header == ["protocol", "val_bpb A", "val_bpb B", "Δ (B − A)"]
+    by_b = {r["protocol"]: r["val_bpb"] for r in b["reports"]}
+    ra, rb = a["reports"]
+    assert rows[:2] == [
+        [r["protocol"], f"{r['val_bpb']:.6f}", f"{by_b[r['protocol']]:.6f}",
+         f"{by_b[r['protocol']] - r['val_bpb']:+.6f}"]
+        for r in (ra, rb)
+    ]  # fmt: skip
+    assert rows[2] == ["plain", "—", f"{by_b['plain']:.6f}", "—"]
+    # A file on one side, a job id on the other: the same comparison.
+    mixed = golf("compare", file_a, b["job"], "-f", "json", server=server)[1]
+    both = golf("compare", a["job"], b["job"], "-f", "json", server=server)[1]
+    assert json.loads(mixed)["rows"] == json.loads(both)["rows"]
 
 
 def test_cli_report_json_jobs_and_watch(finished: dict, server: str, client: Client) -> None:
@@ -243,12 +442,22 @@ def test_cli_submit_without_wait_prints_the_job_id(server: str, client: Client) 
     assert client.wait(stdout.strip())["reports"][0]["protocol"] == "sliding"
 
 
+UNKNOWN = "unknown job j_nope (HTTP 404); list yours with golf jobs"
+
+
 @pytest.mark.parametrize(
     ("args", "key", "url", "words"),
     [
         (["jobs"], ALICE, "http://127.0.0.1:9", "cannot reach server at http://127.0.0.1:9"),
         (["jobs"], "wrong", None, "HTTP 401"),
-        (["report", "j_nope"], ALICE, None, "HTTP 404"),
+        (["report", "j_nope"], ALICE, None, UNKNOWN),
+        (["report", "j_nope", "-f", "md"], ALICE, None, UNKNOWN),
+        (["watch", "j_nope"], ALICE, None, UNKNOWN),
+        (["compare", "j_nope", "j_nope"], ALICE, None, UNKNOWN),
+        (["compare", "no.json", "j_nope"], ALICE, None, "no.json: no such file, nor a job id"),
+        (["compare", __file__, "j_x"], ALICE, None, f"{__file__}: not a JSON report"),
+        (["report", "j_nope", "--format", "xml"], ALICE, None, "unknown --format xml"),
+        (["report", "j_nope", "--json", "-f", "md"], ALICE, None, "--json and --format md"),
         (["submit", "no.golf", "--dataset", "demo", "--protocol", "x"], ALICE, None, "no.golf"),
     ],
 )
