@@ -75,6 +75,10 @@ def test_upload_is_content_addressed(client, artifact: Path, artifact_id: str) -
     datasets = client.get("/v1/datasets", headers=auth("alice")).json()["datasets"]
     assert [d["name"] for d in datasets] == ["demo"]
     assert datasets[0]["tokenizer_sha256"] == doc["tokenizer_sha256"]
+    looked_up = client.get(f"/v1/artifacts/{artifact_id}", headers=auth("carol"))
+    assert looked_up.status_code == 200 and looked_up.json() == doc
+    unknown = client.get(f"/v1/artifacts/{'0' * 64}", headers=auth("carol"))
+    assert unknown.status_code == 404 and unknown.json()["detail"] == f"unknown artifact {'0' * 64}"
 
 
 def test_report_equals_golf_eval(client, artifact_id: str, expected: list[dict]) -> None:

@@ -1,4 +1,5 @@
-"""Artifact upload: streamed, capped, validated by golf's safe reader, stored by sha256."""
+"""Artifacts: upload (streamed, capped, validated by golf's safe reader, stored by sha256)
+and look-up of a stored one's summary."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from golf.artifact import read_artifact
 from service.auth import CallerDep
 from service.deps import StateDep
+from service.errors import http_error
 from service.schemas import ArtifactOut
 from service.uploads import receive_file
 
@@ -37,4 +39,13 @@ async def upload_artifact(request: Request, _: CallerDep, s: StateDep) -> Artifa
         s.store.put_artifact(artifact.sha256, summary)
     finally:
         tmp.unlink(missing_ok=True)
+    return ArtifactOut.from_summary(summary)
+
+
+@router.get("/{artifact_id}", response_model=ArtifactOut)
+async def get_artifact(artifact_id: str, _: CallerDep, s: StateDep) -> ArtifactOut:
+    """The summary stored at upload: config, bytes, budget verdict, provenance flags."""
+    summary = s.store.artifact(artifact_id)
+    if summary is None:
+        raise http_error(404, f"unknown artifact {artifact_id}")
     return ArtifactOut.from_summary(summary)

@@ -296,12 +296,11 @@ function jobsPage(app) {
   }, 1500);
 }
 
-/** Artifact sizes and verdicts, read once from the report of a job that succeeded. */
+/** Artifact sizes and verdicts, read once per artifact from GET /v1/artifacts/{id}. */
 async function learnArtifacts(jobs, known) {
   for (const job of jobs) {
-    if (job.state !== "succeeded" || known.has(job.artifact)) continue;
-    const report = await api(jobPath(job.id, "/report"));
-    known.set(job.artifact, report.artifact);
+    if (known.has(job.artifact)) continue;
+    known.set(job.artifact, await api(`/v1/artifacts/${encodeURIComponent(job.artifact)}`));
   }
 }
 
@@ -311,7 +310,7 @@ function artifactCell(hash, info) {
         el("span", { class: "muted" }, ` ${fmtInt(info.total_bytes)} B `),
         verdictBadge(info.verdict),
       ]
-    : [el("span", { class: "muted", title: "known once a job of this artifact succeeds" }, " …")];
+    : [el("span", { class: "muted" }, " …")];
   return el("td", { class: "artifact" }, el("code", { title: hash }, shortHash(hash)), details);
 }
 
