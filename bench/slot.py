@@ -20,7 +20,6 @@ import ctypes
 import gc
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -30,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from device import describe  # bench/ is first on sys.path when run as a file
 from rich.console import Console
 from rich.table import Table
 
@@ -93,12 +93,6 @@ class PeakMemory:
 def _rss() -> int:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def describe(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"{platform.machine()} CPU, {os.cpu_count()} cores"
 
 
 def parse_args() -> argparse.Namespace:

@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+from device import describe  # bench/ is first on sys.path when run as a file
 from rich.console import Console
 
 from golf.data import Dataset
@@ -27,12 +26,6 @@ from golf.model import GPT
 from trainer.config import preset
 from trainer.dist import Dist
 from trainer.train import train
-
-
-def describe(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"{platform.machine()} CPU, {os.cpu_count()} cores"
 
 
 def main() -> None:
