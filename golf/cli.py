@@ -174,11 +174,26 @@ def inspect(artifact: ArtifactArg, as_json: JsonOpt = False) -> None:
         f" = {summary['total_bytes']:,} of {summary['budget_bytes']:,}",
         "verdict": f"{summary['verdict']} ({summary['headroom_bytes']:,} bytes headroom)",
         "tokenizer": summary["tokenizer_sha256"],
-        "provenance": json.dumps(summary["provenance"]),
+        "provenance": provenance_line(summary["provenance"]),
     }
     for key, value in rows.items():
         table.add_row(key, value)
     out.print(table)
+
+
+def provenance_line(provenance: dict[str, Any]) -> str:
+    """Who made the weights and how, in one line; long notes are left to `--json`."""
+    ttt = provenance["ttt_data_source"]
+    gptq = provenance["gptq_calibration_source"]
+    parts = [
+        provenance["trainer_version"],
+        "seeds " + (", ".join(map(str, provenance["seeds"])) or "none"),
+        f"TTT on {ttt} × {provenance['ttt_epochs']}" if ttt else "no TTT",
+        f"GPTQ calibrated on {gptq}" if gptq else "round-to-nearest",
+    ]
+    for key, value in provenance["notes"].items():
+        parts.append(f"{key}: {value}" if len(value) <= 40 else f"{key}: (see --json)")
+    return " · ".join(parts)
 
 
 @app.command("import-pg")

@@ -68,6 +68,7 @@ def test_inspect_json_describes_the_artifact(artifact: Path, demo_data: Path) ->
 def test_inspect_table_names_the_verdict(artifact: Path) -> None:
     code, stdout, _ = golf("inspect", artifact)
     assert code == 0 and "fits" in stdout and "4L d64" in stdout
+    assert "seeds 3 · no TTT · round-to-nearest · source: random-init" in stdout
 
 
 def test_eval_json_reports_equal_a_direct_evaluation(artifact: Path, demo_data: Path) -> None:
