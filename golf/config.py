@@ -8,9 +8,9 @@ value, so it can travel inside artifact metadata and come back equal.
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from golf.errors import ConfigError, validation_message
+from golf.errors import ConfigError, parse_document
 
 ValueResidual = Literal["none", "gate", "alpha"]
 
@@ -117,12 +117,7 @@ class ModelConfig(BaseModel):
     @classmethod
     def parse(cls, doc: dict[str, Any]) -> "ModelConfig":
         """Validate a config document; any problem is a ConfigError with one line."""
-        if not isinstance(doc, dict):
-            raise ConfigError(f"model config must be a mapping, got {type(doc).__name__}")
-        try:
-            return cls.model_validate(doc)
-        except ValidationError as e:
-            raise ConfigError(validation_message(e)) from None
+        return parse_document(cls, doc, "model config")
 
 
 def _check_layers(name: str, layers: tuple[int, ...], n: int, *, ordered: bool) -> None:

@@ -4,7 +4,11 @@ Layers above map these to exit codes (CLI) or 4xx responses (service); anything 
 is not a GolfError is a bug.
 """
 
-from pydantic import ValidationError
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class GolfError(Exception):
@@ -38,3 +42,16 @@ def validation_message(err: ValidationError) -> str:
     msg = first["msg"].removeprefix("Value error, ")
     more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
     return f"{loc}: {msg}{more}" if loc else f"{msg}{more}"
+
+
+def parse_document(model: type[M], doc: Any, what: str, prefix: str = "") -> M:
+    """`model` validated from a user's document; any problem is a ConfigError with one line.
+
+    `what` names the document when it is not a mapping; `prefix` leads the field errors.
+    """
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{what} must be a mapping, got {type(doc).__name__}")
+    try:
+        return model.model_validate(doc)
+    except ValidationError as e:
+        raise ConfigError(prefix + validation_message(e)) from None

@@ -11,11 +11,11 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from golf.config import ModelConfig
 from golf.config import preset as model_preset
-from golf.errors import ConfigError, validation_message
+from golf.errors import ConfigError, parse_document
 from golf.quant import PASSTHROUGH_MAX_NUMEL
 
 DataSource = Literal["train", "val"]
@@ -105,12 +105,7 @@ class TrainConfig(BaseModel):
     @classmethod
     def parse(cls, doc: dict[str, Any]) -> TrainConfig:
         """Validate a config document; any problem is a ConfigError with one line."""
-        if not isinstance(doc, dict):
-            raise ConfigError(f"training config must be a mapping, got {type(doc).__name__}")
-        try:
-            return cls.model_validate(doc)
-        except ValidationError as e:
-            raise ConfigError(f"training config {validation_message(e)}") from None
+        return parse_document(cls, doc, "training config", "training config ")
 
     @classmethod
     def load(cls, path: str | Path) -> TrainConfig:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from golf.errors import ConfigError, validation_message
+from golf.errors import parse_document
 from golf.plan import PlanKind
 
 
@@ -33,12 +33,7 @@ class EvalParams(BaseModel):
     @classmethod
     def parse(cls, doc: dict[str, Any]) -> EvalParams:
         """Validate user-supplied parameters; any problem is a ConfigError with one line."""
-        if not isinstance(doc, dict):
-            raise ConfigError(f"evaluation parameters must be a mapping, got {type(doc).__name__}")
-        try:
-            return cls.model_validate(doc)
-        except ValidationError as err:
-            raise ConfigError(f"evaluation parameter {validation_message(err)}") from None
+        return parse_document(cls, doc, "evaluation parameters", "evaluation parameter ")
 
     @model_validator(mode="after")
     def _stride_fits(self) -> EvalParams:
