@@ -3,6 +3,8 @@
 
 stdout carries results (tables, or JSON with `--json`); progress and errors go to
 stderr. A user mistake is one line `error: …` and exit code 2, never a traceback.
+Each command imports the engine (torch) when it runs, so `golf --help` and the client
+commands start without it.
 """
 
 from __future__ import annotations
@@ -13,23 +15,17 @@ import sys
 from collections.abc import Callable
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import torch
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from golf.artifact import random_artifact, read_artifact
-from golf.audit import audit
-from golf.config import preset as model_preset
-from golf.data import Dataset
-from golf.demo import build_demo
 from golf.errors import ConfigError, GolfError
-from golf.import_pg import import_reference
-from golf.protocols import EvalParams, get_protocol
-from golf.report import EvalInputs, n_batches, resolve_params, run_protocol
+
+if TYPE_CHECKING:
+    from golf.protocols import EvalParams
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -95,10 +91,14 @@ PlanOpt = Annotated[str, typer.Option(help="canonical (exact once) or legacy (re
 
 
 def eval_params(**fields: Any) -> EvalParams:
+    from golf.protocols import EvalParams
+
     return EvalParams.parse(fields)
 
 
 def pick_device(device: str) -> str:
+    import torch
+
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     try:
@@ -126,6 +126,8 @@ def data_demo(
     ] = None,
 ) -> None:
     """Build the offline demo dataset: 1024-piece tokenizer and val/train shards."""
+    from golf.demo import build_demo
+
     kwargs: dict[str, Any] = {"max_chars": max_chars}
     if max_chars is not None:
         kwargs |= {"val_chars": max_chars // 5, "shard_tokens": max(1, max_chars // 4)}
@@ -146,6 +148,10 @@ def artifact_random(
     seed: Annotated[int, typer.Option(help="torch seed of the initialisation.")] = 0,
 ) -> None:
     """A quantized random-init model for DATA's tokenizer (tests and the first demo)."""
+    from golf.artifact import random_artifact
+    from golf.config import preset as model_preset
+    from golf.data import Dataset
+
     dataset = Dataset.open(data, tokenizer)
     config = model_preset(preset).replace(vocab_size=dataset.vocab_size)
     n_bytes = random_artifact(
@@ -158,6 +164,8 @@ def artifact_random(
 @user_errors
 def inspect(artifact: ArtifactArg, as_json: JsonOpt = False) -> None:
     """Validate an artifact and show its config, size and budget verdict."""
+    from golf.artifact import read_artifact
+
     summary = read_artifact(artifact).summary()
     if as_json:
         print_json(summary)
@@ -208,6 +216,8 @@ def import_pg(
     code_bytes: Annotated[int, typer.Option(help="Bytes of code counted in the budget.")] = 0,
 ) -> None:
     """Rewrite a reference .ptz artifact as .golf (read with weights_only=True)."""
+    from golf.import_pg import import_reference
+
     try:
         doc = json.loads(hparams.read_text("utf-8"))
     except OSError as e:
@@ -247,6 +257,9 @@ def eval_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Score an artifact under each protocol; a table, or the reports as JSON."""
+    from golf.protocols import get_protocol
+    from golf.report import EvalInputs, n_batches, resolve_params, run_protocol
+
     params = eval_params(
         seq_len=seq_len,
         stride=stride,
@@ -324,6 +337,10 @@ def audit_causality(
     as_json: JsonOpt = False,
 ) -> None:
     """Flip test of PR #1240: does changing a token move the NLL of earlier targets?"""
+    from golf.audit import audit
+    from golf.protocols import get_protocol
+    from golf.report import EvalInputs, resolve_params
+
     proto = get_protocol(protocol)
     params = resolve_params(
         proto,
