@@ -173,11 +173,12 @@ REPORT_COLUMNS = ("protocol", "val_bpb", "Δ bpb", "val_loss", "tokens", "window
 
 
 def _flags(report: Report, protocol: str) -> list[str]:
-    """The flags that apply to one protocol: the artifact's, then the protocol's own."""
+    """Codes of the flags that apply to one protocol: the artifact's and the protocol's own.
+
+    A flag is `{"code", "protocol"}`; `protocol` is null for the artifact's flags.
+    """
     flags = report.get("flags") or []
-    return [f for f in flags if ":" not in f] + [
-        f.split(":", 1)[0] for f in flags if f.endswith(f":{protocol}")
-    ]
+    return [f["code"] for f in flags if f.get("protocol") in (None, protocol)]
 
 
 def report_rows(report: Report) -> list[list[str]]:

@@ -13,12 +13,14 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from golf.bytes import ByteLUT, bits_per_byte
 from golf.errors import ConfigError
+from golf.params import EvalParams
 from golf.plan import WindowPlan
-from golf.protocols import Batch, EvalParams, Protocol, get_protocol
+from golf.protocols import get_protocol
+from golf.protocols.base import Batch, Protocol, Scorer
 
 
 @dataclass(frozen=True)
@@ -36,7 +38,7 @@ Progress = Callable[[int, list[WindowRecord]], None]
 
 
 def evaluate(
-    model: nn.Module,
+    model: Scorer,
     tokens: Tensor | np.ndarray,
     byte_lut: ByteLUT,
     protocol: Protocol | str,
@@ -64,7 +66,7 @@ def evaluate(
 
 
 def batch_nll(
-    model: nn.Module,
+    model: Scorer,
     tokens: Tensor,
     plan: WindowPlan,
     protocol: Protocol,
@@ -104,7 +106,7 @@ def summarize(records: Sequence[WindowRecord]) -> dict[str, float | int]:
     }
 
 
-def device_tokens(tokens: Tensor | np.ndarray, model: nn.Module) -> Tensor:
+def device_tokens(tokens: Tensor | np.ndarray, model: Scorer) -> Tensor:
     """The token ids as int64 on the model's device."""
     if not isinstance(tokens, Tensor):
         tokens = torch.from_numpy(np.asarray(tokens, dtype=np.int64))

@@ -9,13 +9,11 @@ over-count) only so old logs can be compared.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 
 from golf.errors import ConfigError
-
-PlanKind = Literal["canonical", "legacy"]
+from golf.params import PlanKind
 
 
 @dataclass(frozen=True, eq=False)

@@ -8,33 +8,22 @@ import json
 from typing import Any
 
 from golf import __version__
-from golf.protocols import EvalParams, get_protocol
+from golf.records import protocol_flags
 from golf.report import make_report
-from service.store import Store
+from service.store import JobRow, Store
 
 
 class IncompleteJob(Exception):
     """The stored windows do not cover the plan exactly once (a bug, never reported)."""
 
 
-def artifact_flags(summary: dict[str, Any]) -> list[str]:
-    """Contested techniques the artifact's provenance declares."""
-    provenance = summary["provenance"]
-    flags = []
-    if provenance.get("ttt_data_source") == "val":
-        flags.append("ttt_on_val")
-    if provenance.get("gptq_calibration_source") == "val":
-        flags.append("gptq_calibrated_on_val")
-    return flags
-
-
-def digest(job: dict[str, Any]) -> str:
+def digest(job: JobRow) -> str:
     """sha256 of everything that determines the numbers: inputs, protocols, params, code."""
     doc = {
-        "artifact": job["artifact"],
-        "dataset": job["dataset_sha256"],
-        "protocols": job["protocols"],
-        "params": {p: job["plans"][p]["params"] for p in job["protocols"]},
+        "artifact": job.artifact,
+        "dataset": job.dataset_sha256,
+        "protocols": list(job.protocols),
+        "params": {p: job.plans[p].params.model_dump(mode="json") for p in job.protocols},
         "golf_eval": __version__,
     }
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
@@ -43,31 +32,33 @@ def digest(job: dict[str, Any]) -> str:
 def build_report(store: Store, job_id: str, environment: dict[str, Any]) -> dict[str, Any]:
     """The report of a job whose shards are all done; IncompleteJob unless Σ tokens = plan."""
     job = store.job(job_id)
+    assert job is not None
     elapsed: dict[str, float] = {}
     for shard in store.shards(job_id):
-        elapsed[shard["protocol"]] = elapsed.get(shard["protocol"], 0.0) + shard["elapsed_s"]
+        elapsed[shard.protocol] = elapsed.get(shard.protocol, 0.0) + shard.elapsed_s
     reports = []
-    for protocol in job["protocols"]:
-        plan = job["plans"][protocol]
+    for protocol in job.protocols:
+        plan = job.plans[protocol]
         records = store.windows(job_id, protocol)
         tokens = sum(r.tokens for r in records)
-        if len(records) != plan["windows"] or tokens != plan["scored_tokens"]:
+        if len(records) != plan.windows or tokens != plan.scored_tokens:
             raise IncompleteJob(
                 f"{protocol}: stored {len(records)} windows and {tokens} tokens, the plan has "
-                f"{plan['windows']} windows and {plan['scored_tokens']} tokens"
+                f"{plan.windows} windows and {plan.scored_tokens} tokens"
             )
         reports.append(
             make_report(
                 protocol,
                 records,
-                EvalParams.model_validate(plan["params"]),
+                plan.params,
                 elapsed_s=elapsed.get(protocol, 0.0),
-                artifact_sha256=job["artifact"],
-                dataset_sha256=job["dataset_sha256"],
+                artifact_sha256=job.artifact,
+                dataset_sha256=job.dataset_sha256,
             )
         )
-    artifact = store.artifact(job["artifact"])
-    own_flags = artifact_flags(artifact)
+    artifact = store.artifact(job.artifact)
+    assert artifact is not None
+    own_flags = artifact.flags()
     first = reports[0].val_bpb
     return {
         "job": job_id,
@@ -77,13 +68,12 @@ def build_report(store: Store, job_id: str, environment: dict[str, Any]) -> dict
             for r in reports
         ],
         "artifact": {
-            "id": job["artifact"],
-            "total_bytes": artifact["total_bytes"],
-            "verdict": artifact["verdict"],
-            "flags": own_flags,
+            "id": job.artifact,
+            "total_bytes": artifact.total_bytes,
+            "verdict": artifact.verdict,
+            "flags": [f.model_dump() for f in own_flags],
         },
-        "flags": own_flags
-        + [f"non_causal_protocol:{p}" for p in job["protocols"] if not get_protocol(p).causal],
+        "flags": [f.model_dump() for f in own_flags + protocol_flags(job.protocols)],
         "environment": environment,
         "digest": digest(job),
     }

@@ -1,4 +1,4 @@
-"""The engine loop: plan jobs into shards, dispatch them fairly, persist, finalize.
+"""The engine loop: dispatch planned shards fairly, persist their records, finalize jobs.
 
 Everything it knows is in the store, so it can stop at any point: a restart requeues
 the shards that were running and carries on. Shards are dispatched round-robin over
@@ -11,20 +11,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import ray
 from ray.exceptions import RayActorError, RayError
 
 from golf import __version__
-from golf.data import Dataset
 from golf.evaluate import WindowRecord
-from golf.plan import shard_plan
-from golf.protocols import EvalParams, get_protocol
-from golf.report import resolve_params
 from service.datasets import Datasets
 from service.errors import one_line
 from service.events import Hub
@@ -36,42 +30,6 @@ from workers.pool import Worker, WorkerPool
 from workers.task import ShardTask
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class JobPlan:
-    """Per protocol: resolved params, window and token totals, shards as batch ranges."""
-
-    plans: dict[str, dict[str, Any]]
-    shards: dict[str, list[tuple[int, int, int]]]
-
-
-def plan_job(
-    dataset: Dataset, protocols: list[str], params: EvalParams, batches_per_shard: int
-) -> JobPlan:
-    """golf's window plan of each protocol, cut into shards of whole batches.
-
-    ConfigError or DataError if the parameters do not fit the protocol or the dataset.
-    """
-    plans: dict[str, dict[str, Any]] = {}
-    shards: dict[str, list[tuple[int, int, int]]] = {}
-    n_tokens = dataset.val_tokens(params.seq_len).size
-    for name in protocols:
-        protocol = get_protocol(name)
-        resolved = resolve_params(protocol, params)
-        plan = protocol.plan(n_tokens - 1, resolved)
-        B = resolved.batch_windows
-        n_batches = plan.n_batches(B)
-        plans[name] = {
-            "params": resolved.model_dump(mode="json"),
-            "windows": len(plan),
-            "scored_tokens": plan.scored_tokens,
-        }
-        shards[name] = [
-            (r.start, r.stop, min(r.stop * B, len(plan)) - r.start * B)
-            for r in shard_plan(n_batches, math.ceil(n_batches / batches_per_shard))
-        ]
-    return JobPlan(plans, shards)
 
 
 class Scheduler:
@@ -216,11 +174,13 @@ class Scheduler:
     def _task(self, shard: QueuedShard) -> ShardTask:
         """The shard's inputs as object-store refs (put once per content hash)."""
         job = self.store.job(shard.key.job)
-        dataset = self.datasets.get(job["dataset"])
-        if dataset is None or dataset.sha256 != job["dataset_sha256"]:
-            raise RuntimeError(f"dataset {job['dataset']} changed or vanished since submission")
-        params = EvalParams.model_validate(job["plans"][shard.key.protocol]["params"])
-        vocab = self.store.artifact(job["artifact"])["vocab_size"]
+        assert job is not None
+        dataset = self.datasets.get(job.dataset)
+        if dataset is None or dataset.sha256 != job.dataset_sha256:
+            raise RuntimeError(f"dataset {job.dataset} changed or vanished since submission")
+        params = job.plans[shard.key.protocol].params
+        artifact = self.store.artifact(job.artifact)
+        assert artifact is not None
         return ShardTask(
             job=shard.key.job,
             protocol=shard.key.protocol,
@@ -228,10 +188,10 @@ class Scheduler:
             batch_lo=shard.batch_lo,
             batch_hi=shard.batch_hi,
             params=params,
-            artifact=self.objects.artifact(job["artifact"]),
+            artifact=self.objects.artifact(job.artifact),
             max_decompressed=self.max_decompressed,
             tokens=self.objects.tokens(dataset, params.seq_len),
-            byte_lut=self.objects.byte_lut(dataset, vocab),
+            byte_lut=self.objects.byte_lut(dataset, artifact.vocab_size),
         )
 
     async def _finalize(self) -> None:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import time
+from dataclasses import asdict
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from golf.bytes import bits_per_byte
+from golf.records import ArtifactSummary, Flag
 from golf.report import ProtocolReport
-from service.reports import artifact_flags
+from service.store import JobRow, ShardRow
 
 
 class ArtifactOut(BaseModel):
@@ -22,16 +24,22 @@ class ArtifactOut(BaseModel):
     tokenizer_sha256: str
     vocab_size: int
     provenance: dict[str, Any]
-    flags: list[str]
+    flags: list[Flag]
 
     @classmethod
-    def from_summary(cls, summary: dict[str, Any]) -> ArtifactOut:
-        """From golf's `Artifact.summary()` (what `golf inspect --json` prints)."""
+    def from_summary(cls, summary: ArtifactSummary) -> ArtifactOut:
+        """From golf's `ArtifactSummary` (what `golf inspect --json` prints)."""
         return cls(
-            id=summary["sha256"],
-            bytes=summary["artifact_bytes"],
-            flags=artifact_flags(summary),
-            **{k: summary[k] for k in ArtifactOut.model_fields if k in summary and k != "bytes"},
+            id=summary.sha256,
+            bytes=summary.artifact_bytes,
+            code_bytes=summary.code_bytes,
+            total_bytes=summary.total_bytes,
+            verdict=summary.verdict,
+            config=summary.config,
+            tokenizer_sha256=summary.tokenizer_sha256,
+            vocab_size=summary.vocab_size,
+            provenance=summary.provenance,
+            flags=summary.flags(),
         )
 
 
@@ -119,7 +127,7 @@ class ArtifactBrief(BaseModel):
     id: str
     total_bytes: int
     verdict: str
-    flags: list[str]
+    flags: list[Flag]
 
 
 class Environment(BaseModel):
@@ -134,7 +142,7 @@ class ReportOut(BaseModel):
     reports: list[ProtocolReport]
     table: list[TableRow]
     artifact: ArtifactBrief
-    flags: list[str]
+    flags: list[Flag]
     environment: Environment
     digest: str
 
@@ -158,28 +166,32 @@ class Health(BaseModel):
     db: bool
 
 
-def job_object(job: dict[str, Any], shards: list[dict[str, Any]]) -> dict[str, Any]:
+def job_object(job: JobRow, shards: list[ShardRow]) -> dict[str, Any]:
     """The job object of the API (with `shards`), its progress, running val_bpb and ETA."""
-    done = sum(s["windows_done"] for s in shards)
-    total = sum(s["windows_total"] for s in shards)
+    done = sum(s.windows_done for s in shards)
+    total = sum(s.windows_total for s in shards)
     running: dict[str, dict[str, Any]] = {}
-    for protocol in job["protocols"]:
-        mine = [s for s in shards if s["protocol"] == protocol]
-        n_bytes = sum(s["bytes"] for s in mine)
-        nll = sum(s["nll_sum"] for s in mine)
+    for protocol in job.protocols:
+        mine = [s for s in shards if s.protocol == protocol]
+        n_bytes = sum(s.bytes for s in mine)
+        nll = sum(s.nll_sum for s in mine)
         running[protocol] = {
             "val_bpb": bits_per_byte(nll, n_bytes) if n_bytes else None,
-            "tokens": sum(s["tokens"] for s in mine),
+            "tokens": sum(s.tokens for s in mine),
             "bytes": n_bytes,
         }
     eta = None
-    if job["state"] == "running" and job["started_at"] and 0 < done < total:
-        eta = (time.time() - job["started_at"]) * (total - done) / done
-    fields = {k: job[k] for k in JobSummary.model_fields if k in job}
+    if job.state == "running" and job.started_at and 0 < done < total:
+        eta = (time.time() - job.started_at) * (total - done) / done
+    fields = {k: getattr(job, k) for k in JobSummary.model_fields if hasattr(job, k)}
     return {
         **fields,
+        "protocols": list(job.protocols),
+        "params": job.params.model_dump(mode="json"),
         "progress": {"windows_done": done, "windows_total": total},
         "running": running,
         "eta_s": eta,
-        "shards": [{k: s[k] for k in ShardOut.model_fields} for s in shards],
+        "shards": [
+            {k: v for k, v in asdict(s).items() if k in ShardOut.model_fields} for s in shards
+        ],
     }

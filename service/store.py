@@ -20,6 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from golf.evaluate import WindowRecord
+from golf.jobplan import JobPlan, ProtocolPlan
+from golf.params import EvalParams
+from golf.records import ArtifactSummary
 
 ACTIVE = ("queued", "running")
 TERMINAL = ("succeeded", "failed", "cancelled")
@@ -51,8 +54,6 @@ CREATE TABLE IF NOT EXISTS dispatches (
     worker TEXT NOT NULL, attempt INTEGER NOT NULL);
 """
 
-JSON_COLUMNS = ("protocols", "params", "plans", "report")
-
 
 class OverCapacity(Exception):
     """The owner already has as many active jobs as allowed."""
@@ -63,6 +64,64 @@ class ShardKey:
     job: str
     protocol: str
     shard: int
+
+
+@dataclass(frozen=True)
+class JobRow:
+    """A stored job: what was asked (`params`), what was planned (`plans`), where it is."""
+
+    id: str
+    owner: str
+    state: str
+    artifact: str
+    dataset: str
+    dataset_sha256: str
+    protocols: tuple[str, ...]
+    params: EvalParams
+    plans: dict[str, ProtocolPlan]
+    priority: int
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    error: str | None
+    report: dict[str, Any] | None
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> JobRow:
+        doc = dict(row)
+        plans = json.loads(doc["plans"])
+        return cls(
+            **{
+                **doc,
+                "protocols": tuple(json.loads(doc["protocols"])),
+                "params": EvalParams.model_validate(json.loads(doc["params"])),
+                "plans": {
+                    name: ProtocolPlan.model_validate({**plan, "protocol": name})
+                    for name, plan in plans.items()
+                },
+                "report": json.loads(doc["report"]) if doc["report"] is not None else None,
+            }
+        )
+
+
+@dataclass(frozen=True)
+class ShardRow:
+    """A stored shard: its batch range, state and the running sums of its windows."""
+
+    job: str
+    protocol: str
+    shard: int
+    batch_lo: int
+    batch_hi: int
+    windows_total: int
+    state: str
+    windows_done: int
+    tokens: int
+    bytes: int
+    nll_sum: float
+    worker: str | None
+    attempts: int
+    elapsed_s: float
 
 
 @dataclass(frozen=True)
@@ -107,23 +166,23 @@ class Store:
 
     def _all(self, sql: str, args: Iterable[Any] = ()) -> list[dict[str, Any]]:
         with self._lock:
-            return [_decode(row) for row in self._db.execute(sql, tuple(args))]
+            return [dict(row) for row in self._db.execute(sql, tuple(args))]
 
     def ping(self) -> bool:
         return self._all("SELECT 1 AS ok")[0]["ok"] == 1
 
     # ------------------------------------------------------------------ artifacts
 
-    def put_artifact(self, sha256: str, summary: dict[str, Any]) -> None:
+    def put_artifact(self, summary: ArtifactSummary) -> None:
         with self._tx() as db:
             db.execute(
                 "INSERT OR IGNORE INTO artifacts VALUES (?, ?, ?)",
-                (sha256, json.dumps(summary), time.time()),
+                (summary.sha256, summary.model_dump_json(), time.time()),
             )
 
-    def artifact(self, sha256: str) -> dict[str, Any] | None:
+    def artifact(self, sha256: str) -> ArtifactSummary | None:
         rows = self._all("SELECT summary FROM artifacts WHERE id = ?", (sha256,))
-        return json.loads(rows[0]["summary"]) if rows else None
+        return ArtifactSummary.model_validate_json(rows[0]["summary"]) if rows else None
 
     # ------------------------------------------------------------------ jobs
 
@@ -134,14 +193,12 @@ class Store:
         artifact: str,
         dataset: str,
         dataset_sha256: str,
-        protocols: list[str],
-        params: dict[str, Any],
-        plans: dict[str, dict[str, Any]],
-        shards: dict[str, list[tuple[int, int, int]]],
+        params: EvalParams,
+        plan: JobPlan,
         priority: int,
         max_active: int,
     ) -> str:
-        """Insert a queued job and its shards `(batch_lo, batch_hi, windows)` per protocol."""
+        """Insert a queued job and the shards of its plan."""
         job_id = "j_" + secrets.token_hex(8)
         with self._tx() as db:
             (active,) = db.execute(
@@ -159,9 +216,14 @@ class Store:
                     artifact,
                     dataset,
                     dataset_sha256,
-                    json.dumps(protocols),
-                    json.dumps(params),
-                    json.dumps(plans),
+                    json.dumps([p.protocol for p in plan.protocols]),
+                    params.model_dump_json(),
+                    json.dumps(
+                        {
+                            p.protocol: p.model_dump(mode="json", exclude={"protocol"})
+                            for p in plan.protocols
+                        }
+                    ),
                     priority,
                     time.time(),
                 ),
@@ -170,21 +232,25 @@ class Store:
                 "INSERT INTO shards (job, protocol, shard, batch_lo, batch_hi, windows_total)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
                 [
-                    (job_id, protocol, i, lo, hi, n)
-                    for protocol, ranges in shards.items()
-                    for i, (lo, hi, n) in enumerate(ranges)
+                    (job_id, s.protocol, s.shard, s.batch_lo, s.batch_hi, s.windows)
+                    for s in plan.shards
                 ],
             )
         return job_id
 
-    def job(self, job_id: str) -> dict[str, Any] | None:
-        rows = self._all("SELECT * FROM jobs WHERE id = ?", (job_id,))
-        return rows[0] if rows else None
+    def job(self, job_id: str) -> JobRow | None:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return JobRow.from_row(row) if row is not None else None
 
-    def jobs(self, owner: str | None = None) -> list[dict[str, Any]]:
+    def jobs(self, owner: str | None = None) -> list[JobRow]:
         """Jobs newest first, all of them or one owner's."""
         where, args = ("WHERE owner = ?", (owner,)) if owner is not None else ("", ())
-        return self._all(f"SELECT * FROM jobs {where} ORDER BY created_at DESC, id", args)
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT * FROM jobs {where} ORDER BY created_at DESC, id", args
+            ).fetchall()
+        return [JobRow.from_row(row) for row in rows]
 
     def job_counts(self) -> dict[str, int]:
         rows = self._all("SELECT state, count(*) AS n FROM jobs GROUP BY state")
@@ -229,12 +295,13 @@ class Store:
 
     # ------------------------------------------------------------------ shards
 
-    def shards(self, job_id: str) -> list[dict[str, Any]]:
-        return self._all(
+    def shards(self, job_id: str) -> list[ShardRow]:
+        rows = self._all(
             "SELECT s.* FROM shards s JOIN jobs j ON j.id = s.job WHERE s.job = ?"
             " ORDER BY instr(j.protocols, '\"' || s.protocol || '\"'), s.shard",
             (job_id,),
         )
+        return [ShardRow(**row) for row in rows]
 
     def queued_shards(self) -> list[QueuedShard]:
         """Shards waiting to run, of jobs that are still active."""
@@ -343,14 +410,6 @@ class Store:
 
     def dispatches(self) -> list[dict[str, Any]]:
         return self._all("SELECT * FROM dispatches ORDER BY seq")
-
-
-def _decode(row: sqlite3.Row) -> dict[str, Any]:
-    doc = dict(row)
-    for column in JSON_COLUMNS:
-        if doc.get(column) is not None:
-            doc[column] = json.loads(doc[column])
-    return doc
 
 
 def _close_shards(db: sqlite3.Connection, job_id: str, state: str) -> None:

@@ -14,7 +14,7 @@ from golf.artifact import random_artifact
 from golf.config import preset
 from golf.data import Dataset
 from golf.protocols import EvalParams
-from golf.report import EvalInputs, run_protocol
+from golf.runner import EvalInputs, run_protocol
 from service.app import create_app
 from service.settings import Settings
 

@@ -139,11 +139,11 @@ def test_dashboard_follows_a_job_to_its_report(
         "#compliance li",
         "items => Object.fromEntries(items.map(i => [i.dataset.flag, i.dataset.raised]))",
     )
-    artifact_flags = report["artifact"]["flags"]
+    artifact_flags = [f["code"] for f in report["artifact"]["flags"]]
     assert raised == {
         "ttt_on_val": str("ttt_on_val" in artifact_flags).lower(),
         "gptq_on_val": str("gptq_calibrated_on_val" in artifact_flags).lower(),
-        "non_causal": str("non_causal_protocol:slot" in report["flags"]).lower(),
+        "non_causal": str({"code": "non_causal_protocol", "protocol": "slot"} in report["flags"]).lower(),
         "size_budget": str(report["artifact"]["verdict"] != "fits").lower(),
     }
     assert raised["non_causal"] == "true"

@@ -1,6 +1,8 @@
 """Protocol registry, parameters, batches, and the evaluation engine over them."""
 
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -12,7 +14,8 @@ from golf.errors import ConfigError
 from golf.evaluate import WindowRecord, evaluate, summarize
 from golf.model import GPT
 from golf.plan import make_plan, shard_plan
-from golf.protocols import PROTOCOLS, Batch, EvalParams, get_protocol
+from golf.protocols import EvalParams, get_protocol, protocol_names
+from golf.protocols.base import Batch
 
 SEQ_LEN = 32
 
@@ -41,8 +44,17 @@ def byte_lut(model: GPT) -> ByteLUT:
 
 
 def test_registry_names_every_protocol():
-    assert set(PROTOCOLS) == {"plain", "sliding", "slot", "slot-causal"}
-    assert all(get_protocol(name).name == name for name in PROTOCOLS)
+    assert protocol_names() == ("plain", "sliding", "slot", "slot-causal")
+    assert all(get_protocol(name).name == name for name in protocol_names())
+
+
+def test_listing_protocols_imports_no_torch():
+    """The client CLI offers protocol choices in an install without torch."""
+    code = (
+        "import sys; from golf.protocols import protocol_names; from golf.params import "
+        "EvalParams; protocol_names(); EvalParams(); assert 'torch' not in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_unknown_protocol_is_a_config_error_naming_the_known_ones():
@@ -79,9 +91,22 @@ def test_default_strides(name, stride):
     assert get_protocol(name).plan(100_000, EvalParams()).stride == stride
 
 
-def test_plain_rejects_an_overlapping_stride():
-    with pytest.raises(ConfigError, match="stride"):
-        get_protocol("plain").plan(1000, EvalParams(stride=64))
+@pytest.mark.parametrize("name", protocol_names())
+def test_resolve_is_the_stride_the_plan_uses_and_is_idempotent(name):
+    protocol = get_protocol(name)
+    for params in (EvalParams(seq_len=128), EvalParams(seq_len=128, stride=64)):
+        resolved = protocol.resolve(params)
+        assert resolved.stride is not None
+        assert protocol.resolve(resolved) == resolved
+        assert protocol.plan(1000, params).stride == resolved.stride
+
+
+def test_plain_always_scores_whole_chunks_whatever_the_stride():
+    """One rule for CLI, service and reports: plain ignores the run's stride, and says so."""
+    plain = get_protocol("plain")
+    resolved = plain.resolve(EvalParams(seq_len=128, stride=64))
+    assert resolved.stride == 128
+    assert plain.plan(1000, EvalParams(seq_len=128, stride=64)).stride == 128
 
 
 def test_batch_pads_short_windows_and_masks_them_out():
@@ -106,7 +131,7 @@ def run(model, tokens, byte_lut, name, params=None, batches=None) -> list[Window
     return evaluate(model, tokens, byte_lut, name, params or params_for(name), batches=batches)
 
 
-@pytest.mark.parametrize("name", sorted(PROTOCOLS))
+@pytest.mark.parametrize("name", sorted(protocol_names()))
 def test_shards_sum_to_the_same_bits(model, tokens, byte_lut, name):
     params = params_for(name)
     whole = run(model, tokens, byte_lut, name, params)
@@ -119,7 +144,7 @@ def test_shards_sum_to_the_same_bits(model, tokens, byte_lut, name):
     assert sorted(split, key=lambda r: r.window) == whole
 
 
-@pytest.mark.parametrize("name", sorted(PROTOCOLS))
+@pytest.mark.parametrize("name", sorted(protocol_names()))
 def test_canonical_plan_scores_every_target_once(model, tokens, byte_lut, name):
     summary = summarize(run(model, tokens, byte_lut, name))
     assert summary["tokens"] == tokens.numel() - 1

@@ -91,7 +91,7 @@ def test_report_equals_golf_eval(client, artifact_id: str, expected: list[dict])
     assert without_elapsed(report["reports"]) == without_elapsed(expected)
     assert [row["protocol"] for row in report["table"]] == PROTOCOLS
     assert report["table"][0]["delta_bpb"] == 0.0
-    assert report["flags"] == ["non_causal_protocol:slot"]
+    assert report["flags"] == [{"code": "non_causal_protocol", "protocol": "slot"}]
     assert report["environment"]["device"] == "cpu" and report["environment"]["workers"] == 2
     assert len(report["digest"]) == 64
     for protocol, want in zip(PROTOCOLS, expected, strict=True):
@@ -101,6 +101,28 @@ def test_report_equals_golf_eval(client, artifact_id: str, expected: list[dict])
         ).json()["windows"]
         assert [r["window"] for r in rows] == list(range(48))
         assert sum(r["tokens"] for r in rows) == want["tokens"]
+
+
+def test_plain_beside_an_overlapping_stride_is_the_same_in_cli_and_service(
+    client, artifact: Path, artifact_id: str, demo_data: Path
+) -> None:
+    """One stride rule everywhere: plain runs whole chunks, and both reports say stride = L."""
+    from typer.testing import CliRunner
+
+    from golf.cli import app
+
+    params = {"seq_len": 128, "stride": 64, "batch_windows": 8, "max_windows": 16}
+    args = ["eval", str(artifact), "--data", str(demo_data), "--protocol", "plain"]
+    args += ["--protocol", "sliding", "--seq-len", "128", "--stride", "64"]
+    args += ["--batch-windows", "8", "--max-windows", "16", "--json"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    cli = json.loads(result.stdout)["reports"]
+    job = wait_job(client, submit(client, artifact_id, ["plain", "sliding"], params=params)["id"])
+    assert job["state"] == "succeeded", job["error"]
+    served = client.get(f"/v1/jobs/{job['id']}/report", headers=auth("alice")).json()["reports"]
+    assert without_elapsed(served) == without_elapsed(cli)
+    assert [r["params"]["stride"] for r in served] == [128, 64]
 
 
 def test_events_stream_progress_then_report(client, artifact_id: str, expected: list[dict]) -> None:

@@ -105,7 +105,7 @@ def test_fair_dispatch_under_load(
             report = client.get(f"/v1/jobs/{job_id}/report", headers=auth(owner)).json()
             assert report["reports"][0]["val_bpb"] == want[i]
         dispatches = client.app.state.golf.store.dispatches()
-        last_submitted = max(client.app.state.golf.store.job(j)["created_at"] for j in jobs)
+        last_submitted = max(client.app.state.golf.store.job(j).created_at for j in jobs)
     assert dispatches[0]["at"] >= last_submitted, "dispatch began before the queue was full"
     owners = [d["owner"] for d in dispatches]
     assert len(owners) == 4 * sum(i + 2 for i in range(5))  # 2(i+2) batches, 2 per shard

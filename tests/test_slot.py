@@ -10,8 +10,9 @@ from golf.bytes import ByteLUT
 from golf.evaluate import evaluate, summarize
 from golf.model import GPT
 from golf.plan import make_plan
-from golf.protocols import Batch, EvalParams, get_protocol
+from golf.protocols import EvalParams, get_protocol
 from golf.protocols.adamw import FlatAdamW
+from golf.protocols.base import Batch
 from golf.protocols.slot_core import BETAS, EPS, WEIGHT_DECAY, lr_at
 
 SEQ_LEN = 32

@@ -1,27 +1,50 @@
-"""Evaluation protocols by name. A new protocol is one module here plus one registry entry."""
+"""Evaluation protocols by name. A new protocol is one module here plus one registry line.
+
+The registry names each protocol's class by module path and imports it on first use (as
+vLLM's model registry does), so listing the names needs no torch: the client CLI offers
+them as choices in an install without it.
+"""
 
 from __future__ import annotations
 
-from golf.errors import ConfigError
-from golf.protocols.base import Batch, Protocol
-from golf.protocols.params import EvalParams
-from golf.protocols.plain import Plain
-from golf.protocols.sliding import Sliding
-from golf.protocols.slot import Slot
-from golf.protocols.slot_causal import SlotCausal
+from functools import cache
+from importlib import import_module
+from typing import TYPE_CHECKING
 
-PROTOCOLS: dict[str, Protocol] = {
-    protocol.name: protocol for protocol in (Plain(), Sliding(), Slot(), SlotCausal())
+from golf.errors import ConfigError
+from golf.params import EvalParams
+
+if TYPE_CHECKING:
+    from golf.protocols.base import Protocol
+
+REGISTRY: dict[str, str] = {
+    "plain": "golf.protocols.plain:Plain",
+    "sliding": "golf.protocols.sliding:Sliding",
+    "slot": "golf.protocols.slot:Slot",
+    "slot-causal": "golf.protocols.slot_causal:SlotCausal",
 }
+
+
+def protocol_names() -> tuple[str, ...]:
+    """The registered protocol names, in registry order."""
+    return tuple(REGISTRY)
 
 
 def get_protocol(name: str) -> Protocol:
     """The registered protocol called `name`; ConfigError naming the known ones otherwise."""
-    try:
-        return PROTOCOLS[name]
-    except KeyError:
-        known = ", ".join(PROTOCOLS)
-        raise ConfigError(f"unknown protocol {name!r}; expected one of: {known}") from None
+    if name not in REGISTRY:
+        known = ", ".join(REGISTRY)
+        raise ConfigError(f"unknown protocol {name!r}; expected one of: {known}")
+    return _instance(name)
 
 
-__all__ = ["PROTOCOLS", "Batch", "EvalParams", "Protocol", "get_protocol"]
+@cache
+def _instance(name: str) -> Protocol:
+    module, cls = REGISTRY[name].split(":")
+    protocol = getattr(import_module(module), cls)()
+    if protocol.name != name:
+        raise RuntimeError(f"registry entry {name!r} is a protocol named {protocol.name!r}")
+    return protocol
+
+
+__all__ = ["REGISTRY", "EvalParams", "get_protocol", "protocol_names"]

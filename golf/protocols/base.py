@@ -1,16 +1,54 @@
-"""What a protocol is: a window plan plus a per-position NLL for one batch of windows."""
+"""What a protocol is (a window plan plus a per-position NLL for one batch of windows) and
+what it may ask of a model (`Scorer`)."""
 
 from __future__ import annotations
 
+import typing
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
+from golf.params import EvalParams
 from golf.plan import WindowPlan, make_plan
-from golf.protocols.params import EvalParams
+
+
+class HeadConfig(typing.Protocol):
+    """The two numbers of a model's config that scoring needs."""
+
+    @property
+    def vocab_size(self) -> int: ...
+
+    @property
+    def logit_softcap(self) -> float: ...
+
+
+@typing.runtime_checkable
+class Scorer(typing.Protocol):
+    """Everything protocols, the causality audit and the evaluation engine call on a model.
+
+    The head must be `softcap·tanh(hidden·head_weightᵀ / softcap)`: SLOT's fast path
+    relies on it being linear before the softcap. `golf.model.GPT` implements this; a
+    second model family (registered by architecture in `golf.architectures`) implements
+    the same surface and every protocol runs on it unchanged.
+    """
+
+    config: HeadConfig
+
+    @property
+    def head_weight(self) -> Tensor:
+        """[V, d] output projection (tied or not)."""
+        ...
+
+    def forward_hidden(self, ids: Tensor) -> Tensor:
+        """[B, T] token ids -> [B, T, d] hidden states after the final norm."""
+        ...
+
+    def logits(self, hidden: Tensor) -> Tensor:
+        """[..., d] hidden -> [..., V] softcapped logits."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -70,11 +108,22 @@ class Protocol(ABC):
     def default_stride(self, seq_len: int) -> int:
         return seq_len
 
+    def resolve(self, params: EvalParams) -> EvalParams:
+        """The parameters this protocol actually runs with: its one stride rule.
+
+        The CLI, the service, the workers and the reports all see the resolved params,
+        so a report states the stride that was used. Resolving twice changes nothing.
+        """
+        if params.stride is None:
+            return params.model_copy(update={"stride": self.default_stride(params.seq_len)})
+        return params
+
     def plan(self, n_targets: int, params: EvalParams) -> WindowPlan:
-        """The windows this protocol scores under `params` (stride resolved)."""
-        stride = params.stride if params.stride is not None else self.default_stride(params.seq_len)
-        return make_plan(n_targets, params.seq_len, stride, params.plan, params.max_windows)
+        """The windows this protocol scores under `params`."""
+        params = self.resolve(params)
+        assert params.stride is not None  # resolve always sets it
+        return make_plan(n_targets, params.seq_len, params.stride, params.plan, params.max_windows)
 
     @abstractmethod
-    def nll(self, model: nn.Module, batch: Batch, params: EvalParams) -> Tensor:
+    def nll(self, model: Scorer, batch: Batch, params: EvalParams) -> Tensor:
         """[B, T] float32 NLL (nats) at the batch's scored positions, 0 elsewhere."""

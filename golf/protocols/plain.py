@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from golf.errors import ConfigError
-from golf.plan import WindowPlan
-from golf.protocols.params import EvalParams
+from golf.params import EvalParams
 from golf.protocols.sliding import Sliding
 
 
@@ -13,13 +11,10 @@ class Plain(Sliding):
 
     name = "plain"
 
-    def default_stride(self, seq_len: int) -> int:
-        return seq_len
+    def resolve(self, params: EvalParams) -> EvalParams:
+        """Always stride = seq_len, whatever stride the run gives the overlapping protocols.
 
-    def plan(self, n_targets: int, params: EvalParams) -> WindowPlan:
-        if params.stride not in (None, params.seq_len):
-            raise ConfigError(
-                f"plain scores non-overlapping chunks: stride must be seq_len "
-                f"({params.seq_len}), got {params.stride}"
-            )
-        return super().plan(n_targets, params)
+        One command can then score `plain` beside `sliding --stride 64`; the report's
+        params state the stride that was used.
+        """
+        return params.model_copy(update={"stride": params.seq_len})

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-from golf.protocols.base import Batch, Protocol
-from golf.protocols.params import EvalParams
+from golf.params import EvalParams
+from golf.protocols.base import Batch, Protocol, Scorer
 
 
 class Sliding(Protocol):
@@ -18,7 +18,7 @@ class Sliding(Protocol):
     def default_stride(self, seq_len: int) -> int:
         return min(64, seq_len)
 
-    def nll(self, model: nn.Module, batch: Batch, params: EvalParams) -> Tensor:
+    def nll(self, model: Scorer, batch: Batch, params: EvalParams) -> Tensor:
         with torch.inference_mode():
             hidden = model.forward_hidden(batch.inputs)
             scored = batch.scored

@@ -14,11 +14,11 @@ from abc import abstractmethod
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
+from golf.params import EvalParams
 from golf.protocols.adamw import FlatAdamW
-from golf.protocols.base import Batch, Protocol
-from golf.protocols.params import EvalParams
+from golf.protocols.base import Batch, Protocol, Scorer
 
 BETAS = (0.9, 0.999)
 EPS = 1e-5
@@ -35,7 +35,7 @@ class SlotProtocol(Protocol):
     def adapt_mask(self, batch: Batch) -> Tensor:
         """[B, T] bool: positions whose NLL the per-window parameters are fitted to."""
 
-    def nll(self, model: nn.Module, batch: Batch, params: EvalParams) -> Tensor:
+    def nll(self, model: Scorer, batch: Batch, params: EvalParams) -> Tensor:
         adapt, scored = self.adapt_mask(batch), batch.scored
         weight = model.head_weight.detach().float()
         softcap = float(model.config.logit_softcap)

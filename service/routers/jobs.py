@@ -8,14 +8,14 @@ from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from golf.protocols import EvalParams, get_protocol
+from golf.jobplan import JobPlan, plan_job
+from golf.params import EvalParams
 from service.auth import Caller, CallerDep
 from service.deps import AppState, StateDep
 from service.errors import http_error
 from service.events import job_events
-from service.scheduler import JobPlan, plan_job
 from service.schemas import JobCreate, JobList, JobOut, ReportOut, WindowList, job_object
-from service.store import ACTIVE, OverCapacity
+from service.store import ACTIVE, JobRow, OverCapacity
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -29,14 +29,11 @@ async def submit_job(body: JobCreate, caller: CallerDep, s: StateDep) -> dict[st
     if dataset is None:
         raise http_error(404, f"unknown dataset {body.dataset!r}; see GET /v1/datasets")
     params = EvalParams.parse(body.params)
-    if len(set(body.protocols)) != len(body.protocols):
-        raise http_error(422, "protocols: name each protocol once")
-    for name in body.protocols:
-        get_protocol(name)
 
     def prepare() -> tuple[JobPlan, str]:
-        dataset.check_compatible(artifact["tokenizer_sha256"], artifact["vocab_size"])
-        plan = plan_job(dataset, body.protocols, params, s.settings.batches_per_shard)
+        dataset.check_compatible(artifact.tokenizer_sha256, artifact.vocab_size)
+        n_tokens = dataset.val_tokens(params.seq_len).size
+        plan = plan_job(n_tokens, body.protocols, params, s.settings.batches_per_shard)
         return plan, dataset.sha256
 
     plan, dataset_sha256 = await run_in_threadpool(prepare)
@@ -46,10 +43,8 @@ async def submit_job(body: JobCreate, caller: CallerDep, s: StateDep) -> dict[st
             artifact=body.artifact,
             dataset=body.dataset,
             dataset_sha256=dataset_sha256,
-            protocols=body.protocols,
-            params=params.model_dump(mode="json"),
-            plans=plan.plans,
-            shards=plan.shards,
+            params=params,
+            plan=plan,
             priority=body.priority,
             max_active=s.settings.max_jobs_per_owner,
         )
@@ -78,7 +73,8 @@ async def job_event_stream(job_id: str, caller: CallerDep, s: StateDep) -> Strea
 
     def view() -> tuple[dict[str, Any], dict[str, Any] | None]:
         job = s.store.job(job_id)
-        return _job_object(s, job), job["report"]
+        assert job is not None
+        return _job_object(s, job), job.report
 
     return StreamingResponse(
         job_events(s.hub, job_id, view),
@@ -90,9 +86,9 @@ async def job_event_stream(job_id: str, caller: CallerDep, s: StateDep) -> Strea
 @router.get("/{job_id}/report", response_model=ReportOut)
 async def get_report(job_id: str, caller: CallerDep, s: StateDep) -> dict[str, Any]:
     job = _visible_job(s, job_id, caller)
-    if job["report"] is None:
-        raise http_error(409, f"job {job_id} is {job['state']}; a report exists once it succeeded")
-    return job["report"]
+    if job.report is None:
+        raise http_error(409, f"job {job_id} is {job.state}; a report exists once it succeeded")
+    return job.report
 
 
 @router.get("/{job_id}/windows", response_model=WindowList)
@@ -101,9 +97,9 @@ async def get_windows(
 ) -> dict[str, Any]:
     """Stored per-window records, by protocol (in the job's order) then window."""
     job = _visible_job(s, job_id, caller)
-    if protocol is not None and protocol not in job["protocols"]:
+    if protocol is not None and protocol not in job.protocols:
         raise http_error(422, f"protocol: job {job_id} has no protocol {protocol!r}")
-    protocols = [protocol] if protocol is not None else job["protocols"]
+    protocols = [protocol] if protocol is not None else job.protocols
 
     def read() -> list[dict[str, Any]]:
         return [
@@ -125,20 +121,20 @@ async def get_windows(
 async def cancel_job(job_id: str, caller: CallerDep, s: StateDep) -> dict[str, Any]:
     job = _visible_job(s, job_id, caller)
     if not s.store.set_job_state(job_id, "cancelled", only_from=ACTIVE):
-        state = s.store.job(job_id)["state"]
+        state = _visible_job(s, job_id, caller).state
         raise http_error(409, f"job {job_id} is {state}; only active jobs can be cancelled")
     s.scheduler.stop_job(job_id)
     s.hub.publish(job_id)
-    return _job_object(s, s.store.job(job["id"]))
+    return _job_object(s, _visible_job(s, job.id, caller))
 
 
-def _visible_job(s: AppState, job_id: str, caller: Caller) -> dict[str, Any]:
+def _visible_job(s: AppState, job_id: str, caller: Caller) -> JobRow:
     """The job if the caller may see it; 404 alike for unknown and other owners' jobs."""
     job = s.store.job(job_id)
-    if job is None or not caller.can_see(job["owner"]):
+    if job is None or not caller.can_see(job.owner):
         raise http_error(404, f"job {job_id} not found")
     return job
 
 
-def _job_object(s: AppState, job: dict[str, Any]) -> dict[str, Any]:
-    return job_object(job, s.store.shards(job["id"]))
+def _job_object(s: AppState, job: JobRow) -> dict[str, Any]:
+    return job_object(job, s.store.shards(job.id))

@@ -611,7 +611,9 @@ function renderReport(section, job, report) {
       ["Size", `${fmtInt(report.artifact.total_bytes)} bytes`],
       [
         "Declared",
-        report.artifact.flags.length ? report.artifact.flags.join(", ") : "nothing contested",
+        report.artifact.flags.length
+          ? report.artifact.flags.map((f) => f.code).join(", ")
+          : "nothing contested",
       ],
     ]),
     el("h3", {}, "Environment"),
@@ -673,10 +675,11 @@ function reportTable(report) {
 }
 
 function complianceList(report) {
-  const artifactFlags = new Set(report.artifact.flags);
+  // Flags are {code, protocol}; protocol is null for the artifact's own.
+  const artifactFlags = new Set(report.artifact.flags.map((f) => f.code));
   const nonCausal = report.flags
-    .filter((f) => f.startsWith("non_causal_protocol:"))
-    .map((f) => f.split(":")[1]);
+    .filter((f) => f.code === "non_causal_protocol")
+    .map((f) => f.protocol);
   const fits = report.artifact.verdict === "fits";
   const items = [
     ["ttt_on_val", "TTT on val", artifactFlags.has("ttt_on_val"), "declared", "no"],

@@ -1,0 +1,106 @@
+"""Job planning: each protocol's window plan, resolved, cut into shards of whole batches.
+
+Pure and typed: the service's router calls it to price and store a job, the scheduler
+reads the stored result back, and `golf eval` sizes its progress bars with it, so the
+windows a job promises are the windows every layer counts.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from pydantic import BaseModel, ConfigDict
+
+from golf.errors import ConfigError
+from golf.params import EvalParams
+from golf.plan import shard_plan
+from golf.protocols import get_protocol
+
+
+class ProtocolPlan(BaseModel):
+    """One protocol of a job: the params it runs with and the totals its report must match."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    protocol: str
+    params: EvalParams  # resolved: the stride that is used, never None
+    windows: int
+    scored_tokens: int
+
+    @property
+    def batches(self) -> int:
+        return -(-self.windows // self.params.batch_windows)
+
+
+class ShardSpec(BaseModel):
+    """Batches `[batch_lo, batch_hi)` of one protocol's plan: the unit a worker runs."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    protocol: str
+    shard: int
+    batch_lo: int
+    batch_hi: int
+    windows: int
+
+
+class JobPlan(BaseModel):
+    """Every protocol's plan and every shard of a job, in protocol order."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    protocols: tuple[ProtocolPlan, ...]
+    shards: tuple[ShardSpec, ...]
+
+    def protocol(self, name: str) -> ProtocolPlan:
+        for plan in self.protocols:
+            if plan.protocol == name:
+                return plan
+        raise KeyError(name)
+
+    @property
+    def windows(self) -> int:
+        return sum(plan.windows for plan in self.protocols)
+
+
+def plan_protocol(name: str, n_tokens: int, params: EvalParams) -> ProtocolPlan:
+    """Protocol `name` over `n_tokens` val tokens (N + 1, already truncated for seq_len)."""
+    protocol = get_protocol(name)
+    resolved = protocol.resolve(params)
+    plan = protocol.plan(n_tokens - 1, resolved)
+    return ProtocolPlan(
+        protocol=name,
+        params=resolved,
+        windows=len(plan),
+        scored_tokens=plan.scored_tokens,
+    )
+
+
+def plan_job(
+    n_tokens: int, protocols: Sequence[str], params: EvalParams, batches_per_shard: int
+) -> JobPlan:
+    """Plan each protocol and cut it into shards of at most `batches_per_shard` batches.
+
+    ConfigError if a protocol is unknown, named twice, or its params do not fit.
+    """
+    if len(set(protocols)) != len(protocols):
+        raise ConfigError("protocols: name each protocol once")
+    if batches_per_shard < 1:
+        raise ConfigError(f"batches_per_shard must be ≥ 1, got {batches_per_shard}")
+    plans = tuple(plan_protocol(name, n_tokens, params) for name in protocols)
+    shards: list[ShardSpec] = []
+    for plan in plans:
+        B = plan.params.batch_windows
+        ranges = shard_plan(plan.batches, math.ceil(plan.batches / batches_per_shard))
+        shards.extend(
+            ShardSpec(
+                protocol=plan.protocol,
+                shard=i,
+                batch_lo=r.start,
+                batch_hi=r.stop,
+                windows=min(r.stop * B, plan.windows) - r.start * B,
+            )
+            for i, r in enumerate(ranges)
+        )
+    return JobPlan(protocols=plans, shards=tuple(shards))

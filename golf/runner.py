@@ -1,0 +1,69 @@
+"""Local evaluation: load an artifact and a dataset, check they match, run protocols.
+
+What `golf eval` does in-process; the service runs the same `evaluate` batches on its
+workers and builds the same `ProtocolReport` from their records.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from golf.artifact import Artifact, load_model, read_artifact
+from golf.bytes import ByteLUT
+from golf.data import Dataset
+from golf.evaluate import Progress, evaluate
+from golf.params import EvalParams
+from golf.protocols import get_protocol
+from golf.protocols.base import Scorer
+from golf.report import ProtocolReport, make_report
+
+
+@dataclass(frozen=True)
+class EvalInputs:
+    """An artifact's model and the dataset tokens it is scored on, checked to match."""
+
+    artifact: Artifact
+    dataset: Dataset
+    model: Scorer
+    byte_lut: ByteLUT
+
+    @classmethod
+    def load(
+        cls,
+        artifact_path: str,
+        data_dir: str,
+        tokenizer: str | None = None,
+        device: str = "cpu",
+    ) -> EvalInputs:
+        """Read and validate both sides; MismatchError if the tokenizers differ."""
+        artifact = read_artifact(artifact_path)
+        dataset = Dataset.open(data_dir, tokenizer)
+        dataset.check_compatible(
+            artifact.metadata.tokenizer.sha256, artifact.metadata.tokenizer.vocab_size
+        )
+        model = load_model(artifact, device)
+        return cls(artifact, dataset, model, dataset.byte_lut(artifact.config.vocab_size))
+
+
+def run_protocol(
+    inputs: EvalInputs,
+    protocol_name: str,
+    params: EvalParams,
+    progress: Progress | None = None,
+) -> ProtocolReport:
+    """Evaluate every batch of one protocol; `elapsed_s` times the evaluation alone."""
+    protocol = get_protocol(protocol_name)
+    params = protocol.resolve(params)
+    tokens = inputs.dataset.val_tokens(params.seq_len)
+    started = time.perf_counter()
+    records = evaluate(inputs.model, tokens, inputs.byte_lut, protocol, params, progress=progress)
+    elapsed = time.perf_counter() - started
+    return make_report(
+        protocol.name,
+        records,
+        params,
+        elapsed_s=elapsed,
+        artifact_sha256=inputs.artifact.sha256,
+        dataset_sha256=inputs.dataset.sha256,
+    )

@@ -1,0 +1,50 @@
+"""The pure job planner that the router and the scheduler share."""
+
+import pytest
+
+from golf.errors import ConfigError
+from golf.jobplan import plan_job, plan_protocol
+from golf.params import EvalParams
+from golf.protocols import get_protocol
+
+N_TOKENS = 10_001  # N + 1 val tokens
+
+
+def test_protocol_plan_matches_the_window_plan():
+    params = EvalParams(seq_len=256, batch_windows=8)
+    for name in ("plain", "sliding", "slot", "slot-causal"):
+        planned = plan_protocol(name, N_TOKENS, params)
+        window_plan = get_protocol(name).plan(N_TOKENS - 1, params)
+        assert planned.params == get_protocol(name).resolve(params)
+        assert planned.windows == len(window_plan)
+        assert planned.scored_tokens == window_plan.scored_tokens == N_TOKENS - 1
+        assert planned.batches == window_plan.n_batches(8)
+
+
+@pytest.mark.parametrize("per_shard", [1, 2, 3, 7, 1000])
+def test_shards_cover_every_batch_and_window_once(per_shard):
+    params = EvalParams(seq_len=128, stride=32, batch_windows=4)
+    job = plan_job(N_TOKENS, ["sliding", "plain"], params, per_shard)
+    assert [p.protocol for p in job.protocols] == ["sliding", "plain"]
+    for planned in job.protocols:
+        shards = [s for s in job.shards if s.protocol == planned.protocol]
+        assert [s.shard for s in shards] == list(range(len(shards)))
+        assert shards[0].batch_lo == 0 and shards[-1].batch_hi == planned.batches
+        assert all(a.batch_hi == b.batch_lo for a, b in zip(shards, shards[1:], strict=False))
+        assert all(s.batch_hi - s.batch_lo <= per_shard for s in shards)
+        assert sum(s.windows for s in shards) == planned.windows
+    assert job.windows == sum(p.windows for p in job.protocols)
+
+
+def test_plans_round_trip_through_json():
+    job = plan_job(N_TOKENS, ["slot"], EvalParams(seq_len=128), 2)
+    assert type(job).model_validate_json(job.model_dump_json()) == job
+
+
+@pytest.mark.parametrize(
+    ("protocols", "fragment"),
+    [(["slot", "slot"], "name each protocol once"), (["nope"], "unknown protocol")],
+)
+def test_bad_protocol_lists_are_config_errors(protocols, fragment):
+    with pytest.raises(ConfigError, match=fragment):
+        plan_job(N_TOKENS, protocols, EvalParams(seq_len=128), 2)
