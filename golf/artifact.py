@@ -3,7 +3,8 @@ holds one JSON document under the key "golf".
 
 Stored tensors: a quantized tensor NAME is `NAME.q` (int8) plus `NAME.scale` (fp16, one
 per row); an fp16 passthrough tensor is stored as `NAME`. The JSON document carries
-the format version, the model config, the tokenizer sha256 and vocab size, the scheme
+the format version, the architecture (golf.architectures; absent in older files, which
+mean the default), the model config, the tokenizer sha256 and vocab size, the scheme
 of every tensor, provenance and the declared code bytes.
 
 Reading is safe by construction: no pickle, decompression stops past a limit, and the
@@ -33,9 +34,16 @@ from safetensors.torch import save as st_save
 from torch import Tensor
 
 from golf import __version__
+from golf.architectures import (
+    DEFAULT_ARCH,
+    UnknownArchitecture,
+    expected_shapes,
+    model_class,
+    roles_for,
+)
 from golf.config import ModelConfig
 from golf.errors import ArtifactError, ConfigError
-from golf.model import GPT, expected_shapes
+from golf.model import GPT
 from golf.quant import (
     PASSTHROUGH_MAX_NUMEL,
     QMAX,
@@ -89,6 +97,10 @@ class BadMetadata(ArtifactError):
 
 class UnsupportedVersion(BadMetadata):
     """The metadata declares a format version this reader does not know."""
+
+
+class UnknownArch(BadMetadata):
+    """The metadata names an architecture no model class is registered for."""
 
 
 class VocabMismatch(BadMetadata):
@@ -154,6 +166,7 @@ class ArtifactMeta(BaseModel):
 
     format: str = Field(pattern="^golf$")
     version: int
+    arch: str = DEFAULT_ARCH  # golf.architectures name; files without it mean the default
     config: dict[str, Any]
     tokenizer: TokenizerRef
     quant: dict[str, Scheme]
@@ -185,6 +198,7 @@ class Artifact:
         return {
             "sha256": self.sha256,
             "format_version": self.metadata.version,
+            "arch": self.metadata.arch,
             "config": self.config.model_dump(mode="json"),
             "tensors": len(self.tensors),
             "parameters": sum(qt.values.numel() for qt in self.tensors.values()),
@@ -212,6 +226,7 @@ def encode_artifact(
     vocab_size: int,
     provenance: Provenance | None = None,
     code_bytes: int = 0,
+    arch: str = DEFAULT_ARCH,
 ) -> bytes:
     """The `.golf` bytes of already-quantized tensors (round-to-nearest or GPTQ).
 
@@ -222,6 +237,7 @@ def encode_artifact(
             {
                 "format": METADATA_KEY,
                 "version": FORMAT_VERSION,
+                "arch": arch,
                 "config": config.model_dump(mode="json"),
                 "tokenizer": {"sha256": tokenizer_sha256, "vocab_size": vocab_size},
                 "quant": {name: str(qt.scheme) for name, qt in tensors.items()},
@@ -233,7 +249,7 @@ def encode_artifact(
     _check_vocab(meta, config)
     flat = _flatten(tensors)
     stored = {key: (_dtype_tag(t), tuple(t.shape)) for key, t in flat.items()}
-    _check_layout(meta.quant, stored, _model_shapes(config))
+    _check_layout(meta.quant, stored, _model_shapes(config, meta.arch))
     for name, qt in tensors.items():
         _check_values(name, qt)
     doc = meta.model_dump_json()
@@ -250,6 +266,7 @@ def write_artifact(
     vocab_size: int,
     provenance: Provenance | None = None,
     code_bytes: int = 0,
+    arch: str = DEFAULT_ARCH,
 ) -> int:
     """Write a `.golf` file atomically; returns its size in bytes."""
     data = encode_artifact(
@@ -259,6 +276,7 @@ def write_artifact(
         vocab_size=vocab_size,
         provenance=provenance,
         code_bytes=code_bytes,
+        arch=arch,
     )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -283,16 +301,21 @@ def pack(
     provenance: Provenance | None = None,
     code_bytes: int = 0,
     passthrough_max_numel: int = PASSTHROUGH_MAX_NUMEL,
+    arch: str = DEFAULT_ARCH,
 ) -> int:
-    """Quantize a float state dict with the reference rule (round-to-nearest) and write it."""
+    """Quantize a float state dict with the reference rule (round-to-nearest, schemes from
+    the roles the `arch` class declares) and write it."""
+    _model_class(arch)  # an unknown name is UnknownArch, as it would be on reading
+    roles = roles_for(config, arch)
     return write_artifact(
         path,
-        quantize_state_dict(state_dict, passthrough_max_numel=passthrough_max_numel),
+        quantize_state_dict(state_dict, roles, passthrough_max_numel=passthrough_max_numel),
         config,
         tokenizer_sha256=tokenizer_sha256,
         vocab_size=vocab_size,
         provenance=provenance,
         code_bytes=code_bytes,
+        arch=arch,
     )
 
 
@@ -304,15 +327,17 @@ def random_artifact(
     seed: int = 0,
     *,
     passthrough_max_numel: int = 0,
+    arch: str = DEFAULT_ARCH,
 ) -> int:
-    """A quantized, seeded random-init GPT: the first demo artifact and a test fixture.
+    """A quantized, seeded random-init model: the first demo artifact and a test fixture.
 
     Every matrix is quantized by default (threshold 0), so even a tiny config carries
     all three schemes; pass PASSTHROUGH_MAX_NUMEL for the reference's choice.
     """
+    cls = _model_class(arch)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        state = GPT(config).state_dict()
+        state = cls(config).state_dict()
     return pack(
         out_path,
         state,
@@ -321,6 +346,7 @@ def random_artifact(
         vocab_size=vocab_size,
         provenance=Provenance(seeds=(seed,), notes={"source": "random-init"}),
         passthrough_max_numel=passthrough_max_numel,
+        arch=arch,
     )
 
 
@@ -383,7 +409,7 @@ def read_artifact(
     config = _parse_config(meta.config)
     _check_vocab(meta, config)
     stored = {key: (e.dtype, e.shape) for key, e in entries.items()}
-    _check_layout(meta.quant, stored, _model_shapes(config))
+    _check_layout(meta.quant, stored, _model_shapes(config, meta.arch))
     try:
         flat = st_load(blob)
     except SafetensorError as e:
@@ -406,8 +432,9 @@ def read_artifact(
 
 
 def load_model(artifact: Artifact, device: str | torch.device = "cpu") -> GPT:
-    """A GPT holding the artifact's dequantized weights (strict: every name must match)."""
-    model = GPT(artifact.config)
+    """The artifact's model class holding its dequantized weights (strict: every name must
+    match)."""
+    model = _model_class(artifact.metadata.arch)(artifact.config)
     model.load_state_dict(artifact.dequantize(), strict=True)
     return model.to(device).eval()
 
@@ -538,11 +565,13 @@ def _parse_meta(header_meta: dict[str, str]) -> ArtifactMeta:
 
 def _meta_from_json(text: str) -> ArtifactMeta:
     try:
-        return ArtifactMeta.model_validate_json(text)
+        meta = ArtifactMeta.model_validate_json(text)
     except ValidationError as e:
         err = e.errors()[0]
         loc = ".".join(str(p) for p in err["loc"]) or "document"
         raise BadMetadata(f"metadata field {loc}: {err['msg']}") from None
+    _model_class(meta.arch)
+    return meta
 
 
 def _parse_config(doc: dict[str, Any]) -> ModelConfig:
@@ -561,13 +590,23 @@ def _parse_config(doc: dict[str, Any]) -> ModelConfig:
         raise ConfigInvalid(f"model config: {type(e).__name__}: {e}") from None
 
 
-def _model_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
-    """expected_shapes, refusing configs too deep to build or too large to describe."""
+def _model_class(arch: str) -> type[GPT]:
+    """The registered class of `arch`; UnknownArch (a BadMetadata) if there is none."""
+    try:
+        return model_class(arch)
+    except UnknownArchitecture as e:
+        raise UnknownArch(f"metadata field arch: {e}") from None
+
+
+def _model_shapes(config: ModelConfig, arch: str = DEFAULT_ARCH) -> dict[str, tuple[int, ...]]:
+    """expected_shapes, refusing unknown architectures, and configs too deep to build or
+    too large to describe."""
+    _model_class(arch)
     if config.num_virtual_layers > MAX_LAYERS:
         n = config.num_virtual_layers
         raise ConfigInvalid(f"model config has {n} layers, more than {MAX_LAYERS}")
     try:
-        return expected_shapes(config)
+        return expected_shapes(config, arch)
     except Exception as e:  # sizes past int64 or storage limits fail in torch, many ways
         message = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
         raise ConfigInvalid(f"model config describes no buildable model: {message}") from None

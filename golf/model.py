@@ -8,6 +8,10 @@ forward is the reference forward: same weights, same numbers.
 With depth recurrence the reference keeps one `blocks.{i}` per *virtual* layer for the
 control tensors (scales, mixes, q_gain, gates) but matrices only for the physical
 layers; a repeated layer borrows the matrices of the physical block it repeats.
+
+Every parameter is tagged with its Role where it is created (`role(..., Role.X)`):
+the artifact's quantization and the trainer's optimizer groups read these tags, and
+`GPT.parameter_roles()` refuses a model holding an untagged one.
 """
 
 import math
@@ -17,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from golf.config import ModelConfig
+from golf.roles import Role, role, roles_of
 
 try:  # flash-attn 3 first, then 2; used only for CUDA tensors
     from flash_attn_interface import flash_attn_func as _flash_attn  # type: ignore
@@ -25,6 +30,9 @@ except ImportError:
         from flash_attn import flash_attn_func as _flash_attn  # type: ignore
     except ImportError:
         _flash_attn = None
+
+
+MATRIX, EMBEDDING, CONTROL = Role.MATRIX, Role.EMBEDDING, Role.CONTROL
 
 
 class CastedLinear(nn.Linear):
@@ -86,19 +94,19 @@ class Attention(nn.Module):
         super().__init__()
         self.cfg = cfg
         d = cfg.model_dim
-        self.q_gain = nn.Parameter(torch.full((cfg.num_heads,), cfg.qk_gain_init))
+        self.q_gain = role(nn.Parameter(torch.full((cfg.num_heads,), cfg.qk_gain_init)), CONTROL)
         if cfg.value_residual == "gate" and layer > 0:
-            self.vrl_gate = nn.Parameter(torch.tensor(-1.5))
+            self.vrl_gate = role(nn.Parameter(torch.tensor(-1.5)), CONTROL)
         if cfg.value_residual == "alpha":
-            self.vrl_alpha = nn.Parameter(torch.zeros(1))
+            self.vrl_alpha = role(nn.Parameter(torch.zeros(1)), CONTROL)
         if weights:  # only physical layers own matrices
-            self.c_q = CastedLinear(d, d, bias=False)
-            self.c_k = CastedLinear(d, cfg.kv_dim, bias=False)
-            self.c_v = CastedLinear(d, cfg.kv_dim, bias=False)
-            self.proj = CastedLinear(d, d, bias=False)
+            self.c_q = role(CastedLinear(d, d, bias=False), MATRIX)
+            self.c_k = role(CastedLinear(d, cfg.kv_dim, bias=False), MATRIX)
+            self.c_v = role(CastedLinear(d, cfg.kv_dim, bias=False), MATRIX)
+            self.proj = role(CastedLinear(d, d, bias=False), MATRIX)
             self.proj._zero_init = True
         if cfg.attn_gate:
-            self.attn_gate = CastedLinear(d, cfg.num_heads, bias=True)
+            self.attn_gate = role(CastedLinear(d, cfg.num_heads, bias=True), CONTROL)
             nn.init.zeros_(self.attn_gate.weight)
             nn.init.constant_(self.attn_gate.bias, 4.0)
         self.use_xsa = layer >= cfg.num_virtual_layers - cfg.xsa_last_n
@@ -145,8 +153,8 @@ class MLP(nn.Module):
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        self.fc = CastedLinear(cfg.model_dim, cfg.mlp_hidden, bias=False)
-        self.proj = CastedLinear(cfg.mlp_hidden, cfg.model_dim, bias=False)
+        self.fc = role(CastedLinear(cfg.model_dim, cfg.mlp_hidden, bias=False), MATRIX)
+        self.proj = role(CastedLinear(cfg.mlp_hidden, cfg.model_dim, bias=False), MATRIX)
         self.proj._zero_init = True
 
     def forward(self, x: Tensor) -> Tensor:
@@ -160,14 +168,14 @@ class Block(nn.Module):
         super().__init__()
         d = cfg.model_dim
         weights = layer < cfg.num_layers
-        self.attn_scale = nn.Parameter(torch.ones(d))
-        self.mlp_scale = nn.Parameter(torch.ones(d))
-        self.resid_mix = nn.Parameter(torch.stack((torch.ones(d), torch.zeros(d))))
+        self.attn_scale = role(nn.Parameter(torch.ones(d)), CONTROL)
+        self.mlp_scale = role(nn.Parameter(torch.ones(d)), CONTROL)
+        self.resid_mix = role(nn.Parameter(torch.stack((torch.ones(d), torch.zeros(d)))), CONTROL)
         self.attn = Attention(cfg, layer, weights)
         if weights:
             self.mlp = MLP(cfg)
         if cfg.dtg:
-            self.dtg_gate = CastedLinear(d, 1, bias=True)
+            self.dtg_gate = role(CastedLinear(d, 1, bias=True), CONTROL)
             nn.init.zeros_(self.dtg_gate.weight)
             nn.init.constant_(self.dtg_gate.bias, 2.0)
         self.dtg = cfg.dtg
@@ -199,7 +207,7 @@ class SmearGate(nn.Module):
 
     def __init__(self, dim: int):
         super().__init__()
-        self.gate = nn.Parameter(torch.zeros(dim))
+        self.gate = role(nn.Parameter(torch.zeros(dim)), CONTROL)
 
     def forward(self, x: Tensor) -> Tensor:
         g = torch.sigmoid(self.gate.to(x.dtype))
@@ -212,11 +220,11 @@ class ScaledEmbedding(nn.Module):
 
     def __init__(self, rows: int, dim: int, out_dim: int, scale: float):
         super().__init__()
-        self.embed = nn.Embedding(rows, dim)
-        self.proj = CastedLinear(dim, out_dim, bias=False) if dim != out_dim else None
+        self.embed = role(nn.Embedding(rows, dim), EMBEDDING)
+        self.proj = role(CastedLinear(dim, out_dim, bias=False), MATRIX) if dim != out_dim else None
         if self.proj is not None:
             nn.init.zeros_(self.proj.weight)
-        self.scale = nn.Parameter(torch.tensor(scale))
+        self.scale = role(nn.Parameter(torch.tensor(scale)), CONTROL)
 
     def forward(self, ids: Tensor) -> Tensor:
         h = self.embed(ids)
@@ -241,7 +249,7 @@ class GPT(nn.Module):
         super().__init__()
         cfg = self.config = config
         d, n = cfg.model_dim, cfg.num_virtual_layers
-        self.tok_emb = nn.Embedding(cfg.vocab_size, d)
+        self.tok_emb = role(nn.Embedding(cfg.vocab_size, d), EMBEDDING)
         if cfg.bigram_vocab_size:
             self.bigram = ScaledEmbedding(cfg.bigram_vocab_size, cfg.bigram_dim, d, 0.05)
             nn.init.zeros_(self.bigram.embed.weight)
@@ -249,9 +257,9 @@ class GPT(nn.Module):
             self.smear = SmearGate(d)
         num_encoder = n // 2
         num_skips = min(num_encoder, n - num_encoder)
-        self.skip_weights = nn.Parameter(torch.ones(num_skips, d))
+        self.skip_weights = role(nn.Parameter(torch.ones(num_skips, d)), CONTROL)
         if cfg.skip_gates:
-            self.skip_gates = nn.Parameter(torch.zeros(num_skips, d))
+            self.skip_gates = role(nn.Parameter(torch.zeros(num_skips, d)), CONTROL)
         self.blocks = nn.ModuleList(Block(cfg, i) for i in range(n))
         # Training may switch depth recurrence on late: until then the stack runs its
         # physical layers once, through the first num_layers blocks, as the reference does.
@@ -260,16 +268,19 @@ class GPT(nn.Module):
             self.ve_shared = ScaledEmbedding(cfg.vocab_size, cfg.ve_dim, cfg.kv_dim, 0.1)
             nn.init.normal_(self.ve_shared.embed.weight, std=0.01)
             scales = (nn.Parameter(torch.ones(1)) for _ in cfg.ve_layers)
-            self.ve_layer_scales = nn.ParameterList(scales)
+            self.ve_layer_scales = role(nn.ParameterList(scales), CONTROL)
         if not cfg.tie_embeddings:
-            self.lm_head = CastedLinear(d, cfg.vocab_size, bias=False)
+            self.lm_head = role(CastedLinear(d, cfg.vocab_size, bias=False), EMBEDDING)
             self.lm_head._zero_init = True
         self._init_weights()
+        # The tags live on the Parameter objects, which copy.deepcopy replaces; this
+        # snapshot keeps them for copies, and fails now if a tensor has none.
+        self._roles = roles_of(self)
 
     def _init_weights(self) -> None:
         """The reference init: orthogonal matrices (>= 64 each side), zero output
         projections, and other `.proj` matrices scaled by 1/sqrt(2 * layers)."""
-        if self.tok_emb.weight.is_meta:  # expected_shapes: no values to fill
+        if self.tok_emb.weight.is_meta:  # built on the meta device: no values to fill
             return
         if self.config.tie_embeddings:
             nn.init.normal_(self.tok_emb.weight, std=self.config.tied_embed_init_std)
@@ -284,6 +295,10 @@ class GPT(nn.Module):
                 if name.endswith(".proj"):
                     with torch.no_grad():
                         m.weight.mul_(1.0 / math.sqrt(2 * n))
+
+    def parameter_roles(self) -> dict[str, Role]:
+        """State-dict name -> Role, as tagged above; MissingRole for an untagged tensor."""
+        return roles_of(self, self._roles)
 
     @property
     def head_weight(self) -> Tensor:
@@ -333,10 +348,3 @@ class GPT(nn.Module):
         """Mean cross-entropy of next-token targets [B,T]."""
         logits = self.logits(self.forward_hidden(ids))
         return F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
-
-
-def expected_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
-    """State-dict names and shapes for a config, built on the meta device (no memory)."""
-    with torch.device("meta"):
-        model = GPT(config)
-    return {name: tuple(t.shape) for name, t in model.state_dict().items()}

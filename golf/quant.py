@@ -2,18 +2,22 @@
 
 Three schemes, all dequantized the same way the reference does (`q.float() * scale`):
 int6 per-row (values −31..31 in int8, fp16 scale per row) for attention/MLP matrices,
-int8 per-row (−127..127) for embeddings and other big matrices, fp16 passthrough for
-small and control tensors. Quantizing here is round-to-nearest; GPTQ computes its own
-integers and scales and builds `QTensor`s directly, so the format does not care how
-the values were chosen.
+int8 per-row (−127..127) for embeddings, fp16 passthrough for small and control
+tensors. Which one a tensor gets follows from the Role its model declares for it
+(golf.roles), never from its name. Quantizing here is round-to-nearest; GPTQ computes
+its own integers and builds `QTensor`s directly, so the format does not care how the
+values were chosen.
 """
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
 import torch
 from torch import Tensor
+
+from golf.roles import MissingRole, Role
 
 
 class Scheme(StrEnum):
@@ -27,25 +31,6 @@ QMAX: dict[Scheme, int] = {Scheme.INT6: 31, Scheme.INT8: 127}
 
 # The reference keeps every float tensor with at most this many elements in fp16.
 PASSTHROUGH_MAX_NUMEL = 65_536
-
-# Name fragments of control tensors (gains, mixes, gates), kept in fp16 whatever their
-# size: the union of the reference lineage's CONTROL_TENSOR_NAME_PATTERNS.
-CONTROL_PATTERNS = (
-    "attn_scale",
-    "mlp_scale",
-    "resid_mix",
-    "q_gain",
-    "skip_weight",
-    "skip_gates",
-    "smear",
-    "dtg_gate",
-    "ve_layer_scales",
-    "ve_shared.scale",
-    "attn_gate",
-    "vr_lambda",
-    "vrl_gate",
-    "vrl_alpha",
-)
 
 
 @dataclass(frozen=True)
@@ -63,34 +48,29 @@ class QTensor:
         return self.values.float() * self.scale.float()[:, None]
 
 
-def category(name: str) -> str:
-    """The reference's parameter class: embed, mlp, attn or other."""
-    if "tok_emb" in name or "lm_head" in name:
-        return "embed"
-    if ".mlp." in name:
-        return "mlp"
-    if ".attn." in name or ".proj." in name:
-        return "attn"
-    return "other"
-
-
 def scheme_for(
-    name: str, shape: Sequence[int], *, passthrough_max_numel: int = PASSTHROUGH_MAX_NUMEL
+    role: Role, shape: Sequence[int], *, passthrough_max_numel: int = PASSTHROUGH_MAX_NUMEL
 ) -> Scheme:
-    """The reference's mixed int6 rule: small or control tensors stay fp16, attention and
-    MLP matrices go int6, other matrices int8 per row.
+    """The reference's mixed int6 rule, keyed by the role the model declares: control
+    tensors and small ones stay fp16, matrices (attention, MLP, projections) go int6,
+    embeddings int8 per row.
 
     The reference gives big non-matrix tensors a single scale; the model has none, and
     this format only stores per-row scales, so they stay fp16.
     """
-    numel = 1
-    for dim in shape:
-        numel *= dim
-    if numel <= passthrough_max_numel or any(p in name for p in CONTROL_PATTERNS):
+    role = Role(role)
+    if role is Role.CONTROL or math.prod(shape) <= passthrough_max_numel or len(shape) != 2:
         return Scheme.FP16
-    if len(shape) != 2:
-        return Scheme.FP16
-    return Scheme.INT6 if category(name) in ("attn", "mlp") else Scheme.INT8
+    return Scheme.INT6 if role is Role.MATRIX else Scheme.INT8
+
+
+def row_scale(t: Tensor, qmax: int) -> Tensor:
+    """The fp16 per-row scale max|row| / qmax of a float32 matrix: 1 for an all-zero row,
+    clamped to fp16's positive normal range. Round-to-nearest, QAT and GPTQ share it."""
+    fp16 = torch.finfo(torch.float16)
+    amax = t.abs().amax(dim=1)
+    scale = torch.where(amax > 0, amax / qmax, torch.ones_like(amax))
+    return scale.clamp(fp16.tiny, fp16.max).to(torch.float16)
 
 
 def quantize(tensor: Tensor, scheme: Scheme) -> QTensor:
@@ -102,22 +82,26 @@ def quantize(tensor: Tensor, scheme: Scheme) -> QTensor:
     if t.ndim != 2:
         raise ValueError(f"{scheme} needs a matrix, got shape {tuple(t.shape)}")
     qmax = QMAX[scheme]
-    fp16 = torch.finfo(torch.float16)
-    amax = t.abs().amax(dim=1)
-    scale = torch.where(amax > 0, amax / qmax, torch.ones_like(amax))
-    scale = scale.clamp(fp16.tiny, fp16.max).to(torch.float16)
+    scale = row_scale(t, qmax)
     q = torch.clamp(torch.round(t / scale.float()[:, None]), -qmax, qmax).to(torch.int8)
     return QTensor(scheme, q.contiguous(), scale.contiguous())
 
 
 def quantize_state_dict(
-    state: Mapping[str, Tensor], *, passthrough_max_numel: int = PASSTHROUGH_MAX_NUMEL
+    state: Mapping[str, Tensor],
+    roles: Mapping[str, Role],
+    *,
+    passthrough_max_numel: int = PASSTHROUGH_MAX_NUMEL,
 ) -> dict[str, QTensor]:
-    """Every tensor of a float state dict under the scheme `scheme_for` picks."""
-    return {
-        name: quantize(t, scheme_for(name, t.shape, passthrough_max_numel=passthrough_max_numel))
-        for name, t in state.items()
-    }
+    """Every tensor of a float state dict under the scheme `scheme_for` picks for its role
+    (`GPT.parameter_roles()`, or `golf.architectures.roles_for(config)`)."""
+    out: dict[str, QTensor] = {}
+    for name, t in state.items():
+        if name not in roles:
+            raise MissingRole(f"tensor {name} has no declared role")
+        scheme = scheme_for(roles[name], t.shape, passthrough_max_numel=passthrough_max_numel)
+        out[name] = quantize(t, scheme)
+    return out
 
 
 def dequantize_state_dict(tensors: Mapping[str, QTensor]) -> dict[str, Tensor]:

@@ -38,6 +38,7 @@ from golf.artifact import (
     ShapeMismatch,
     Truncated,
     UnexpectedTensor,
+    UnknownArch,
     UnsupportedVersion,
     VocabMismatch,
 )
@@ -326,6 +327,10 @@ def build_corpus(valid: bytes, marker: Path, limit: int) -> list[Case]:
         Case("version-missing", p.with_meta(lambda d: d.pop("version")).encode(), BadMetadata),
         Case("version-string", p.with_meta(set_at(["version"], "1")).encode(), BadMetadata),
         Case("version-unknown", p.with_meta(set_at(["version"], 2)).encode(), UnsupportedVersion),
+        Case("arch-unknown", p.with_meta(set_at(["arch"], "mamba-130m")).encode(), UnknownArch),
+        Case(
+            "arch-not-string", p.with_meta(set_at(["arch"], ["gpt-sp1024"])).encode(), BadMetadata
+        ),
         Case(
             "sha256-malformed",
             p.with_meta(set_at(["tokenizer", "sha256"], "abc")).encode(),

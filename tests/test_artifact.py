@@ -1,10 +1,20 @@
 import hashlib
 import json
+import lzma
 from pathlib import Path
 
 import pytest
 import torch
+from artifact_corpus import Payload, set_at
 
+from golf.architectures import (
+    ARCHITECTURES,
+    DEFAULT_ARCH,
+    UnknownArchitecture,
+    expected_shapes,
+    model_class,
+    roles_for,
+)
 from golf.artifact import (
     BUDGET_BYTES,
     BadMetadata,
@@ -15,6 +25,8 @@ from golf.artifact import (
     OutOfRange,
     Provenance,
     TooLarge,
+    UnexpectedTensor,
+    UnknownArch,
     VocabMismatch,
     encode_artifact,
     load_model,
@@ -24,8 +36,9 @@ from golf.artifact import (
     write_artifact,
 )
 from golf.config import ModelConfig, preset
-from golf.model import GPT, expected_shapes
+from golf.model import GPT
 from golf.quant import QTensor, Scheme, dequantize_state_dict, quantize_state_dict
+from golf.roles import Role, role
 
 SHA = hashlib.sha256(b"tokenizer").hexdigest()
 
@@ -41,7 +54,7 @@ def quantized(config: ModelConfig) -> dict[str, QTensor]:
         torch.manual_seed(1)
         state = GPT(config).state_dict()
     # Threshold 0 so the tiny model exercises all three schemes.
-    return quantize_state_dict(state, passthrough_max_numel=0)
+    return quantize_state_dict(state, roles_for(config), passthrough_max_numel=0)
 
 
 def _encode(config: ModelConfig, tensors: dict[str, QTensor], **kw: object) -> bytes:
@@ -191,3 +204,80 @@ def test_limits(tmp_path: Path, config: ModelConfig, quantized: dict[str, QTenso
         read_artifact(path, max_decompressed=len(data) - 1)
     with pytest.raises(NotAnArtifact, match="cannot read"):
         read_artifact(tmp_path / "missing.golf")
+
+
+# ---------------------------------------------------------------------------- architecture
+
+
+def _meta_of(data: bytes) -> dict:
+    blob = lzma.decompress(data)
+    n = int.from_bytes(blob[:8], "little")
+    return json.loads(json.loads(blob[8 : 8 + n])["__metadata__"]["golf"])
+
+
+def test_metadata_records_the_architecture(
+    config: ModelConfig, quantized: dict[str, QTensor]
+) -> None:
+    data = _encode(config, quantized)
+    assert _meta_of(data)["arch"] == DEFAULT_ARCH == "gpt-sp1024"
+    art = read_artifact(data)
+    assert art.metadata.arch == DEFAULT_ARCH
+    assert art.summary()["arch"] == DEFAULT_ARCH
+    assert type(load_model(art)) is GPT
+
+
+def test_artifact_without_arch_loads_as_the_default(
+    config: ModelConfig, quantized: dict[str, QTensor]
+) -> None:
+    """Format-1 files written before the registry have no arch field."""
+    old = Payload.decode(_encode(config, quantized)).with_meta(lambda d: d.pop("arch"))
+    assert "arch" not in old.meta
+    art = read_artifact(old.encode())
+    assert art.metadata.arch == DEFAULT_ARCH
+    assert art.metadata.version == 1
+    assert art.schemes == {n: qt.scheme for n, qt in quantized.items()}
+    new = read_artifact(_encode(config, quantized))
+    got, expected = load_model(art).state_dict(), load_model(new).state_dict()
+    assert got.keys() == expected.keys()
+    assert all(torch.equal(got[k], expected[k]) for k in expected)
+
+
+def test_unknown_arch_fails_with_a_one_line_message(
+    config: ModelConfig, quantized: dict[str, QTensor]
+) -> None:
+    data = Payload.decode(_encode(config, quantized)).with_meta(set_at(["arch"], "mamba-130m"))
+    with pytest.raises(UnknownArch) as info:
+        read_artifact(data.encode())
+    message = str(info.value)
+    assert "mamba-130m" in message and "gpt-sp1024" in message and "\n" not in message
+    assert isinstance(info.value, BadMetadata)
+    with pytest.raises(UnknownArch, match="known: gpt-sp1024"):
+        _encode(config, quantized, arch="mamba-130m")
+    with pytest.raises(UnknownArchitecture, match="known: gpt-sp1024"):
+        model_class("mamba-130m")
+
+
+class WideGPT(GPT):
+    """A registered variant: one extra declared matrix. Nothing in quantization changes."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__(config)
+        d = config.model_dim
+        self.adapter = role(torch.nn.Linear(d, 4 * d, bias=False), Role.MATRIX)
+
+
+def test_a_registered_variant_packs_reads_and_loads(
+    tmp_path: Path, config: ModelConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(ARCHITECTURES, "gpt-wide", WideGPT)
+    path = tmp_path / "wide.golf"
+    random_artifact(config, SHA, config.vocab_size, path, seed=2, arch="gpt-wide")
+    art = read_artifact(path)
+    assert art.metadata.arch == "gpt-wide"
+    assert art.schemes["adapter.weight"] is Scheme.INT6  # from the declared role
+    model = load_model(art)
+    assert type(model) is WideGPT
+    # The same tensors under the default arch do not fit the default model.
+    with pytest.raises(UnexpectedTensor, match="adapter.weight"):
+        payload = Payload.decode(path.read_bytes())
+        read_artifact(payload.with_meta(set_at(["arch"], DEFAULT_ARCH)).encode())

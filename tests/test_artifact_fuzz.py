@@ -13,6 +13,7 @@ from artifact_corpus import Case, Payload, build_corpus, set_at, xz
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from golf.architectures import roles_for
 from golf.artifact import encode_artifact, read_artifact
 from golf.config import preset
 from golf.errors import ArtifactError
@@ -29,7 +30,7 @@ def _valid() -> bytes:
         torch.manual_seed(0)
         state = GPT(config).state_dict()
     return encode_artifact(
-        quantize_state_dict(state, passthrough_max_numel=0),
+        quantize_state_dict(state, roles_for(config), passthrough_max_numel=0),
         config,
         tokenizer_sha256="ab" * 32,
         vocab_size=config.vocab_size,

@@ -80,8 +80,11 @@ def same(a: QTensor, b: QTensor) -> bool:
     return a.scheme is b.scheme and torch.equal(a.values, b.values) and scales
 
 
-def rtn(weight: Tensor, name: str) -> QTensor:
-    return quantize(weight, scheme_for(name, weight.shape, passthrough_max_numel=ALL))
+def rtn(model: GPT, name: str, weight: Tensor | None = None) -> QTensor:
+    """Round-to-nearest of the model's tensor `name` (or of `weight` in its place)."""
+    weight = model.state_dict()[name] if weight is None else weight
+    role = model.parameter_roles()[name]
+    return quantize(weight, scheme_for(role, weight.shape, passthrough_max_numel=ALL))
 
 
 # ------------------------------------------------------------------ the algorithm
@@ -222,7 +225,7 @@ def test_every_matrix_has_at_most_rtn_output_error(
     state = model.state_dict()
     ratios = {}
     for name, xs in inputs.items():
-        w, qt, ref = state[name], tensors[name], rtn(state[name], name)
+        w, qt, ref = state[name], tensors[name], rtn(model, name)
         qmax = QMAX[qt.scheme]
         assert qt.values.dtype is torch.int8 and qt.values.shape == w.shape
         assert int(qt.values.abs().max()) <= qmax
@@ -244,7 +247,7 @@ def test_plain_gptq_beats_rtn_and_act_order_helps(model: GPT, batches: list[Tens
     state = model.state_dict()
     total = {True: 0.0, False: 0.0}
     for name, h in hessians.items():
-        w, ref, x = state[name], rtn(state[name], name), torch.cat(inputs[name])
+        w, ref, x = state[name], rtn(model, name), torch.cat(inputs[name])
         rtn_error = output_error(w, ref, x)
         for act_order in total:
             qt = gptq_quantize(w, h, ref.scale, block=32, act_order=act_order)
@@ -265,7 +268,7 @@ def test_quantize_model_round_trips_through_the_artifact(
     assert names == list(before)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert tensors["blocks.0.mlp.fc.weight"].scheme is Scheme.INT6
-    assert same(tensors["tok_emb.weight"], rtn(before["tok_emb.weight"], "tok_emb.weight"))
+    assert same(tensors["tok_emb.weight"], rtn(model, "tok_emb.weight", before["tok_emb.weight"]))
 
     path = tmp_path / "gptq.golf"
     write_artifact(
@@ -287,7 +290,7 @@ def test_quantize_model_round_trips_through_the_artifact(
 
 def test_default_threshold_keeps_the_tiny_model_in_fp16(model: GPT, batches: list[Tensor]) -> None:
     tensors = quantize_model(model, batches[:1])
-    reference = quantize_state_dict(model.state_dict())
+    reference = quantize_state_dict(model.state_dict(), model.parameter_roles())
     assert tensors.keys() == reference.keys()
     assert all(same(qt, reference[name]) for name, qt in tensors.items())
     assert {qt.scheme for qt in tensors.values()} == {Scheme.FP16}
@@ -318,10 +321,12 @@ def test_hessians_cover_every_quantized_linear_and_leave_no_hooks(
     model: GPT, batches: list[Tensor]
 ) -> None:
     hessians = collect_hessians(model, batches, passthrough_max_numel=ALL)
-    state = model.state_dict()
+    state, roles = model.state_dict(), model.parameter_roles()
     tables = {"tok_emb.weight", "bigram.embed.weight", "ve_shared.embed.weight"}
     integer = {
-        n for n, t in state.items() if scheme_for(n, t.shape, passthrough_max_numel=ALL) != "fp16"
+        n
+        for n, t in state.items()
+        if scheme_for(roles[n], t.shape, passthrough_max_numel=ALL) != "fp16"
     }
     assert set(hessians) == integer - tables
     assert len(hessians) == 4 * 6 + 1  # q, k, v, proj, fc, proj per block; bigram.proj

@@ -16,6 +16,7 @@ from golf.config import preset as model_preset
 from golf.data import Dataset
 from golf.model import GPT, CastedLinear
 from golf.quant import Scheme, quantize
+from golf.roles import Role
 from trainer.config import preset
 from trainer.dist import Dist
 from trainer.muon import Muon, newton_schulz
@@ -87,6 +88,21 @@ def test_parameter_groups_cover_every_parameter_once():
     )
     assert embeddings == {"tok_emb.weight", "bigram.embed.weight", "ve_shared.embed.weight"}
     assert {"skip_weights", "blocks.0.resid_mix", "blocks.1.attn.q_gain", "smear.gate"} <= scalars
+
+
+@pytest.mark.parametrize("name", ["tiny", "seed"])
+def test_parameter_groups_are_the_declared_roles(name: str) -> None:
+    """Muon gets exactly the MATRIX tensors, AdamW embed_lr the EMBEDDING ones and
+    scalar_lr the CONTROL ones, in parameter order (tests/test_roles.py checks the same
+    grouping against the former name rule for every variant)."""
+    with torch.device("meta"):
+        model = GPT(model_preset(name))
+    names = {id(p): n for n, p in model.named_parameters()}
+    roles = model.parameter_roles()
+    groups = [[names[id(p)] for p in g] for g in param_groups(model)]
+    for group, want in zip(groups, (Role.MATRIX, Role.EMBEDDING, Role.CONTROL), strict=True):
+        assert group == [n for n, _ in model.named_parameters() if roles[n] is want]
+    assert groups[1] == ["tok_emb.weight", "bigram.embed.weight", "ve_shared.embed.weight"]
 
 
 # --- schedules ----------------------------------------------------------------------

@@ -92,12 +92,13 @@ def quantized_linears(
     model: GPT, passthrough_max_numel: int = PASSTHROUGH_MAX_NUMEL
 ) -> dict[str, nn.Linear]:
     """State-dict weight name -> Linear, for the linears stored as int6 or int8."""
+    roles = model.parameter_roles()
     return {
         f"{name}.weight": m
         for name, m in model.named_modules()
         if isinstance(m, nn.Linear)
         and scheme_for(
-            f"{name}.weight", m.weight.shape, passthrough_max_numel=passthrough_max_numel
+            roles[f"{name}.weight"], m.weight.shape, passthrough_max_numel=passthrough_max_numel
         )
         is not Scheme.FP16
     }
@@ -245,13 +246,14 @@ def quantize_model(
     progress: Callable[[str], None] | None = None,
     passthrough_max_numel: int = PASSTHROUGH_MAX_NUMEL,
 ) -> dict[str, QTensor]:
-    """Every tensor of the model's state dict under `scheme_for`'s scheme, on the CPU:
-    GPTQ for the int6/int8 linears (calibrated on `batches`), round-to-nearest for the
-    rest. `progress(name)` is called after each tensor."""
+    """Every tensor of the model's state dict under the scheme `scheme_for` picks for its
+    declared role, on the CPU: GPTQ for the int6/int8 linears (calibrated on `batches`),
+    round-to-nearest for the rest. `progress(name)` is called after each tensor."""
+    roles = model.parameter_roles()
     hessians = collect_hessians(model, batches, passthrough_max_numel=passthrough_max_numel)
     out: dict[str, QTensor] = {}
     for name, t in model.state_dict().items():
-        scheme = scheme_for(name, t.shape, passthrough_max_numel=passthrough_max_numel)
+        scheme = scheme_for(roles[name], t.shape, passthrough_max_numel=passthrough_max_numel)
         qt = quantize(t, scheme)
         if name in hessians:
             gptq = gptq_quantize(

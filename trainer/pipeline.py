@@ -160,7 +160,8 @@ def _quantize(
 ) -> dict[str, QTensor]:
     state = {name: t.detach().cpu() for name, t in model.state_dict().items()}
     if not cfg.gptq:
-        return quantize_state_dict(state, passthrough_max_numel=cfg.passthrough_max_numel)
+        roles = model.parameter_roles()
+        return quantize_state_dict(state, roles, passthrough_max_numel=cfg.passthrough_max_numel)
     batches = calibration_batches(
         cfg.gptq_calibration, dataset, model, cfg.gptq_seqs, cfg.seq_len, cfg.seed
     )
@@ -203,7 +204,9 @@ def verify(
 
 def _rtn_model(model: GPT, passthrough_max_numel: int) -> GPT:
     state = {name: t.detach().cpu() for name, t in model.state_dict().items()}
-    tensors = quantize_state_dict(state, passthrough_max_numel=passthrough_max_numel)
+    tensors = quantize_state_dict(
+        state, model.parameter_roles(), passthrough_max_numel=passthrough_max_numel
+    )
     rtn = GPT(model.config)
     rtn.load_state_dict({name: qt.dequantize() for name, qt in tensors.items()})
     return rtn.to(model.head_weight.device).eval()

@@ -1,8 +1,8 @@
 """Late QAT: train the int6 matrices through the rounding they will get in the artifact.
 
 Once the warm-down LR scale falls below `qat_threshold`, each int6 matrix's forward uses
-its round-to-nearest int6 weights (golf.quant's rule: per-row scale max|row|/31 stored
-in fp16), while the gradient flows to the float weights as if there were no rounding
+its round-to-nearest int6 weights (golf.quant's rule: per-row scale `row_scale`, max|row|/31
+stored in fp16), while the gradient flows to the float weights as if there were no rounding
 (straight-through). The weights stay float; only the forward sees the grid.
 """
 
@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from golf.model import CastedLinear
-from golf.quant import PASSTHROUGH_MAX_NUMEL, QMAX, Scheme, scheme_for
+from golf.model import GPT, CastedLinear
+from golf.quant import PASSTHROUGH_MAX_NUMEL, QMAX, Scheme, row_scale, scheme_for
 
 
 def fake_quant_int6(w: Tensor) -> Tensor:
@@ -22,12 +22,9 @@ def fake_quant_int6(w: Tensor) -> Tensor:
     The values equal `golf.quant.quantize(w, INT6).dequantize()`, computed on w's device.
     """
     qmax = QMAX[Scheme.INT6]
-    fp16 = torch.finfo(torch.float16)
     with torch.no_grad():
         w32 = w.float()
-        amax = w32.abs().amax(dim=1)
-        scale = torch.where(amax > 0, amax / qmax, torch.ones_like(amax))
-        scale = scale.clamp(fp16.tiny, fp16.max).to(torch.float16).float()[:, None]
+        scale = row_scale(w32, qmax).float()[:, None]
         q = torch.clamp(torch.round(w32 / scale), -qmax, qmax) * scale
     return w + (q.to(w.dtype) - w).detach()
 
@@ -42,21 +39,23 @@ class QATLinear(CastedLinear):
 
 
 def int6_linears(
-    model: nn.Module, passthrough_max_numel: int = PASSTHROUGH_MAX_NUMEL
+    model: GPT, passthrough_max_numel: int = PASSTHROUGH_MAX_NUMEL
 ) -> dict[str, CastedLinear]:
-    """The linears whose weights the artifact stores in int6 (golf.quant's rule)."""
+    """The linears whose weights the artifact stores in int6 (golf.quant's rule on the
+    roles the model declares)."""
+    roles = model.parameter_roles()
     return {
         name: m
         for name, m in model.named_modules()
         if isinstance(m, CastedLinear)
         and scheme_for(
-            f"{name}.weight", m.weight.shape, passthrough_max_numel=passthrough_max_numel
+            roles[f"{name}.weight"], m.weight.shape, passthrough_max_numel=passthrough_max_numel
         )
         is Scheme.INT6
     }
 
 
-def enable_qat(model: nn.Module, passthrough_max_numel: int = PASSTHROUGH_MAX_NUMEL) -> list[str]:
+def enable_qat(model: GPT, passthrough_max_numel: int = PASSTHROUGH_MAX_NUMEL) -> list[str]:
     """Fake-quantize the int6 linears from now on; returns their names.
 
     Swapping the class keeps parameter names, state dict and optimizer state intact.

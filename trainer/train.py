@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from golf.errors import ConfigError, DataError
 from golf.model import GPT
-from golf.quant import CONTROL_PATTERNS
+from golf.roles import Role
 from trainer.config import TrainConfig
 from trainer.dist import Dist
 from trainer.muon import Muon
@@ -73,26 +73,18 @@ def muon_momentum(cfg: TrainConfig, step: int) -> float:
     return (1 - frac) * cfg.muon_momentum_warmup_start + frac * cfg.muon_momentum
 
 
-def is_embedding(name: str) -> bool:
-    """Token-indexed tables (and an untied head): AdamW at embed_lr."""
-    return name in ("tok_emb.weight", "lm_head.weight") or name.endswith(".embed.weight")
-
-
-def param_groups(model: nn.Module) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
-    """(Muon matrices, embeddings, scalars): 2-D non-control tensors go to Muon, tables to
-    AdamW at embed_lr, 1-D and control tensors (gains, mixes, gates) to AdamW at scalar_lr."""
-    matrices, embeddings, scalars = [], [], []
+def param_groups(model: GPT) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
+    """(Muon matrices, embeddings, scalars), by the role the model declares for each
+    parameter: matrices to Muon, token tables (and an untied head) to AdamW at embed_lr,
+    control tensors (gains, mixes, gates, scales) to AdamW at scalar_lr."""
+    roles = model.parameter_roles()
+    groups: dict[Role, list[Tensor]] = {r: [] for r in Role}
     for name, p in model.named_parameters():
-        if is_embedding(name):
-            embeddings.append(p)
-        elif p.ndim == 2 and not any(pat in name for pat in CONTROL_PATTERNS):
-            matrices.append(p)
-        else:
-            scalars.append(p)
-    return matrices, embeddings, scalars
+        groups[roles[name]].append(p)
+    return groups[Role.MATRIX], groups[Role.EMBEDDING], groups[Role.CONTROL]
 
 
-def build_optimizers(model: nn.Module, cfg: TrainConfig, dist: Dist) -> list[torch.optim.Optimizer]:
+def build_optimizers(model: GPT, cfg: TrainConfig, dist: Dist) -> list[torch.optim.Optimizer]:
     """Muon + AdamW, every group remembering its `base_lr` for the schedule."""
     matrices, embeddings, scalars = param_groups(model)
     adam = dict(

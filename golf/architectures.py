@@ -1,0 +1,50 @@
+"""Architecture registry: the name an artifact records -> the model class that reads it.
+
+A variant family is one model class plus one name here; the artifact reader, the
+quantizer and the trainer take shapes and parameter roles from the registered class,
+so none of them changes. Every class takes a ModelConfig, tags its parameters with
+roles (golf.roles) and exposes `parameter_roles`, `forward_hidden` and `logits`.
+"""
+
+import torch
+
+from golf.config import ModelConfig
+from golf.errors import ConfigError
+from golf.model import GPT
+from golf.roles import Role
+
+# The seed family: the SP1024 GPT of the Parameter Golf records (golf/model.py). Files
+# written before the registry carry no name and mean this one.
+DEFAULT_ARCH = "gpt-sp1024"
+
+ARCHITECTURES: dict[str, type[GPT]] = {DEFAULT_ARCH: GPT}
+
+
+class UnknownArchitecture(ConfigError):
+    """No model class is registered under the name."""
+
+
+def model_class(arch: str) -> type[GPT]:
+    """The class registered as `arch`; UnknownArchitecture lists the known names."""
+    try:
+        return ARCHITECTURES[arch]
+    except (KeyError, TypeError):
+        known = ", ".join(sorted(ARCHITECTURES))
+        raise UnknownArchitecture(f"unknown architecture {arch!r:.60}; known: {known}") from None
+
+
+def meta_model(config: ModelConfig, arch: str = DEFAULT_ARCH) -> GPT:
+    """The model of `config` on the meta device: names, shapes and roles, no memory."""
+    cls = model_class(arch)
+    with torch.device("meta"):
+        return cls(config)
+
+
+def expected_shapes(config: ModelConfig, arch: str = DEFAULT_ARCH) -> dict[str, tuple[int, ...]]:
+    """State-dict names and shapes of `arch` under `config`."""
+    return {name: tuple(t.shape) for name, t in meta_model(config, arch).state_dict().items()}
+
+
+def roles_for(config: ModelConfig, arch: str = DEFAULT_ARCH) -> dict[str, Role]:
+    """State-dict name -> Role of `arch` under `config`, as the class declares them."""
+    return meta_model(config, arch).parameter_roles()
