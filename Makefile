@@ -7,16 +7,25 @@ DEMO_DIR ?= build/demo
 
 .PHONY: setup demo chromium test lint bench clean
 
-$(VENV)/.installed: pyproject.toml
+# The venv with PyTorch first (TORCH_SPEC), then the extras a target needs
+# (pyproject.toml): the tests everything (.[dev]), the demo the engine, the trainer,
+# the service and the demo's text (.[demo,train,service]).
+$(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH_SPEC)"
+
+$(VENV)/.installed-dev: pyproject.toml | $(PY)
 	$(PY) -m pip install -q -e ".[dev]"
 	touch $@
 
-setup: $(VENV)/.installed
+$(VENV)/.installed-demo: pyproject.toml | $(PY)
+	$(PY) -m pip install -q -e ".[demo,train,service]"
+	touch $@
 
-demo: setup
+setup: $(VENV)/.installed-dev
+
+demo: $(VENV)/.installed-demo
 	$(VENV)/bin/golf data demo --out $(DEMO_DIR)/datasets/demo
 	$(VENV)/bin/golf train --preset tiny --data $(DEMO_DIR)/datasets/demo \
 		--out $(DEMO_DIR)/tiny.golf --log $(DEMO_DIR)/train.jsonl

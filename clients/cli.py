@@ -1,7 +1,9 @@
 """`golf submit / watch / report / compare / jobs`: the service from a shell, via the SDK.
 
 Plugged into `golf` by the `golf.commands` entry point. Like the rest of clients/ it
-imports neither torch nor golf, so it also works from a lean client-only install.
+never imports torch or ray, so it works from a lean client-only install; of golf it uses
+only the torch-free modules: the consoles (golf.console) and the evaluation parameters,
+whose fields become `submit`'s options (golf.cli_params).
 stdout carries results; progress and errors go to stderr; a refusal by the server or
 an unreachable server is one line `error: …` (with what to do) and exit 2; a failed
 job exits 1. Ctrl-C during `watch` or `submit --wait` detaches (exit 0): the job runs on.
@@ -13,15 +15,13 @@ import contextlib
 import functools
 import json
 import re
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import httpx
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from clients.sdk import TERMINAL, Client, ServiceError
@@ -33,10 +33,9 @@ from clients.views import (
     report_markdown,
     report_table,
 )
-
-# As golf/cli.py: pipes and CI logs get a width that fits the tables.
-out = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
-err = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 120)
+from golf.cli_params import eval_options, protocol_help
+from golf.console import err, fail, out, user_errors
+from golf.params import EvalParams
 
 DEFAULT_SERVER = "http://127.0.0.1:8000"
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -61,11 +60,6 @@ FormatOpt = Annotated[
 ]
 
 
-def _fail(message: str, code: int = 2) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
-
-
 _HINTS = {
     401: "; pass --api-key or set GOLF_API_KEY",
     429: "; wait for one of yours to end (golf jobs)",
@@ -82,13 +76,13 @@ def service_errors(command: Callable[..., Any]) -> Callable[..., Any]:
             return command(*args, **kwargs)
         except ServiceError as e:
             server_bug = "; the server failed, see its log" if e.status >= 500 else ""
-            _fail(f"{e}{_HINTS.get(e.status, server_bug)}")
+            fail(f"{e}{_HINTS.get(e.status, server_bug)}")
         except httpx.ConnectError:
-            _fail(f"cannot reach server at {server}; pass --server or set GOLF_SERVER")
+            fail(f"cannot reach server at {server}; pass --server or set GOLF_SERVER")
         except httpx.TimeoutException:
-            _fail(f"server at {server} did not answer in time; try again, or see its log")
+            fail(f"server at {server} did not answer in time; try again, or see its log")
         except (httpx.TransportError, httpx.InvalidURL) as e:
-            _fail(f"cannot talk to server at {server}: {e}")
+            fail(f"cannot talk to server at {server}: {e}")
 
     return wrapper
 
@@ -99,7 +93,7 @@ def _job(client: Client, job_id: str) -> dict[str, Any]:
         return client.get(job_id)
     except ServiceError as e:
         if e.status == 404:
-            _fail(f"unknown job {job_id} (HTTP 404); list yours with golf jobs")
+            fail(f"unknown job {job_id} (HTTP 404); list yours with golf jobs")
         raise
 
 
@@ -109,9 +103,9 @@ def _report(client: Client, job_id: str) -> dict[str, Any]:
         return client.report(job_id)
     except ServiceError as e:
         if e.status == 404:
-            _fail(f"unknown job {job_id} (HTTP 404); list yours with golf jobs")
+            fail(f"unknown job {job_id} (HTTP 404); list yours with golf jobs")
         if e.status == 409:
-            _fail(f"{e}; follow it with golf watch {job_id}")
+            fail(f"{e}; follow it with golf watch {job_id}")
         raise
 
 
@@ -139,9 +133,9 @@ def _format(fmt: str, as_json: bool) -> str:
     """The output format; `--json` is `--format json`, kept for scripts written before."""
     fmt = fmt.lower()
     if fmt not in FORMATS:
-        _fail(f"unknown --format {fmt}; use one of {', '.join(FORMATS)}")
+        fail(f"unknown --format {fmt}; use one of {', '.join(FORMATS)}")
     if as_json and fmt not in ("table", "json"):
-        _fail(f"--json and --format {fmt} disagree; pass one of them")
+        fail(f"--json and --format {fmt} disagree; pass one of them")
     return "json" if as_json else fmt
 
 
@@ -149,7 +143,7 @@ def _show_result(result: dict[str, Any], fmt: str, dataset: str | None = None) -
     """Print a finished job's report; a failed or cancelled job is an error, exit 1."""
     if "reports" not in result:
         reason = f": {result['error']}" if result.get("error") else ""
-        _fail(f"job {result['id']} {result['state']}{reason}", code=1)
+        fail(f"job {result['id']} {result['state']}{reason}", code=1)
     if fmt == "json":
         typer.echo(json.dumps(result, indent=2))
     elif fmt == "md":
@@ -191,28 +185,19 @@ def _artifact_id(client: Client, artifact: str) -> str:
         return doc["id"]
     if _SHA256.fullmatch(artifact):
         return artifact
-    _fail(f"{artifact}: no such file, nor an artifact id (64 hex digits)")
+    fail(f"{artifact}: no such file, nor an artifact id (64 hex digits)")
 
 
 @service_errors
+@user_errors
+@eval_options()
 def submit(
     artifact: Annotated[
         str, typer.Argument(help="A .golf file to upload, or an uploaded artifact's id.")
     ],
     dataset: Annotated[str, typer.Option(help="Dataset name on the server.")],
-    protocol: Annotated[
-        list[str], typer.Option(help="plain, sliding, slot or slot-causal; repeatable.")
-    ],
-    stride: Annotated[int | None, typer.Option(help="Window stride.")] = None,
-    seq_len: Annotated[int | None, typer.Option(help="Window length L.")] = None,
-    batch_windows: Annotated[int | None, typer.Option(help="Windows per batch B.")] = None,
-    slot_steps: Annotated[int | None, typer.Option(help="SLOT AdamW steps.")] = None,
-    slot_lr: Annotated[float | None, typer.Option(help="SLOT peak learning rate.")] = None,
-    slot_lr_min: Annotated[float | None, typer.Option(help="SLOT final learning rate.")] = None,
-    max_windows: Annotated[int | None, typer.Option(help="Score only the first N.")] = None,
-    batch_invariant: Annotated[
-        bool, typer.Option("--batch-invariant", help="Normalise SLOT's loss per window.")
-    ] = False,
+    protocol: Annotated[list[str], typer.Option(help=protocol_help(repeatable=True))],
+    params: EvalParams,
     priority: Annotated[int, typer.Option(help="Higher runs first.")] = 0,
     wait: Annotated[
         bool, typer.Option("--wait", help="Show live progress, then print the report.")
@@ -225,22 +210,13 @@ def submit(
     """Submit a job (uploading the artifact first if given a file); prints the job id.
 
     With --wait, a live view on stderr until the job ends (Ctrl-C detaches, the job
-    keeps running), then the report on stdout.
+    keeps running), then the report on stdout. Only the evaluation parameters given are
+    sent (checked here first); the server's defaults fill in the others.
     """
-    given = {
-        "stride": stride,
-        "seq_len": seq_len,
-        "batch_windows": batch_windows,
-        "slot_steps": slot_steps,
-        "slot_lr": slot_lr,
-        "slot_lr_min": slot_lr_min,
-        "max_windows": max_windows,
-        "batch_invariant": batch_invariant or None,
-    }
-    params = {k: v for k, v in given.items() if v is not None}  # the server's defaults
     fmt = _format(fmt, as_json)
+    given = params.model_dump(mode="json", exclude_unset=True)
     with Client(server, api_key) as client:
-        job = client.submit(_artifact_id(client, artifact), dataset, protocol, params, priority)
+        job = client.submit(_artifact_id(client, artifact), dataset, protocol, given, priority)
         if wait:
             err.print(f"job {job['id']} {job['state']}")
             if followed := _follow(client, job["id"]):
@@ -290,13 +266,13 @@ def _load_side(spec: str, client: Callable[[], Client]) -> tuple[str, dict[str, 
         try:
             doc = json.loads(path.read_text())
         except (OSError, UnicodeDecodeError, ValueError) as e:
-            _fail(f"{spec}: not a JSON report ({e}); write one with golf report JOB -f json")
+            fail(f"{spec}: not a JSON report ({e}); write one with golf report JOB -f json")
         if not isinstance(doc, dict) or not doc.get("reports") or "artifact" not in doc:
-            _fail(f"{spec}: not a job report; write one with golf report JOB -f json > {spec}")
+            fail(f"{spec}: not a job report; write one with golf report JOB -f json > {spec}")
         return f"{doc.get('job', '?')} ({path.name})", doc
     if spec.startswith("j_"):
         return spec, _report(client(), spec)
-    _fail(f"{spec}: no such file, nor a job id (j_…); list your jobs with golf jobs")
+    fail(f"{spec}: no such file, nor a job id (j_…); list your jobs with golf jobs")
 
 
 @service_errors

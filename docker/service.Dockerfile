@@ -28,7 +28,7 @@ COPY trainer /opt/golf/src/trainer
 COPY service /opt/golf/src/service
 COPY workers /opt/golf/src/workers
 COPY clients /opt/golf/src/clients
-RUN pip install /opt/golf/src && rm -rf /opt/golf/src
+RUN pip install "/opt/golf/src[service]" && rm -rf /opt/golf/src
 
 COPY --chmod=0755 docker/service-entrypoint.sh /usr/local/bin/golf-service-entrypoint
 

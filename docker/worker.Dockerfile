@@ -71,7 +71,7 @@ COPY trainer /opt/golf/src/trainer
 COPY service /opt/golf/src/service
 COPY workers /opt/golf/src/workers
 COPY clients /opt/golf/src/clients
-RUN uv pip install /opt/golf/src && rm -rf /opt/golf/src
+RUN uv pip install "/opt/golf/src[service,gpu]" && rm -rf /opt/golf/src
 
 RUN useradd --create-home --uid 10001 --user-group golf
 USER golf

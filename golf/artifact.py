@@ -51,6 +51,7 @@ from golf.quant import (
     Scheme,
     quantize_state_dict,
 )
+from golf.records import ArtifactSummary
 
 FORMAT_VERSION = 1
 METADATA_KEY = "golf"
@@ -191,28 +192,28 @@ class Artifact:
     def dequantize(self) -> dict[str, Tensor]:
         return {name: qt.dequantize() for name, qt in self.tensors.items()}
 
-    def summary(self) -> dict[str, Any]:
-        """The JSON of `golf inspect --json`, budget verdict included."""
+    def summary(self) -> ArtifactSummary:
+        """What `golf inspect --json` prints and the service stores, budget verdict included."""
         code = self.metadata.code_bytes
         total = self.n_bytes + code
-        return {
-            "sha256": self.sha256,
-            "format_version": self.metadata.version,
-            "arch": self.metadata.arch,
-            "config": self.config.model_dump(mode="json"),
-            "tensors": len(self.tensors),
-            "parameters": sum(qt.values.numel() for qt in self.tensors.values()),
-            "schemes": {str(k): n for k, n in sorted(Counter(self.schemes.values()).items())},
-            "artifact_bytes": self.n_bytes,
-            "code_bytes": code,
-            "total_bytes": total,
-            "budget_bytes": BUDGET_BYTES,
-            "headroom_bytes": BUDGET_BYTES - total,
-            "verdict": "fits" if total <= BUDGET_BYTES else "over budget",
-            "tokenizer_sha256": self.metadata.tokenizer.sha256,
-            "vocab_size": self.metadata.tokenizer.vocab_size,
-            "provenance": self.metadata.provenance.model_dump(mode="json"),
-        }
+        return ArtifactSummary(
+            sha256=self.sha256,
+            format_version=self.metadata.version,
+            arch=self.metadata.arch,
+            config=self.config.model_dump(mode="json"),
+            tensors=len(self.tensors),
+            parameters=sum(qt.values.numel() for qt in self.tensors.values()),
+            schemes={str(k): n for k, n in sorted(Counter(self.schemes.values()).items())},
+            artifact_bytes=self.n_bytes,
+            code_bytes=code,
+            total_bytes=total,
+            budget_bytes=BUDGET_BYTES,
+            headroom_bytes=BUDGET_BYTES - total,
+            verdict="fits" if total <= BUDGET_BYTES else "over budget",
+            tokenizer_sha256=self.metadata.tokenizer.sha256,
+            vocab_size=self.metadata.tokenizer.vocab_size,
+            provenance=self.metadata.provenance.model_dump(mode="json"),
+        )
 
 
 # ---------------------------------------------------------------------------- writing

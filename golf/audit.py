@@ -3,8 +3,16 @@
 A causal protocol's prediction of target t depends only on tokens before t. For sampled
 windows we change the token behind one scored target j and rerun the window's whole
 batch; every scored prediction in the batch of a target before that token must keep its
-NLL. Batch mates are included so that coupling across windows (a shared delta) is caught
-too.
+NLL. The pairs (flipped token, earlier scored target) are counted in two kinds:
+
+- within-window: the target is in the flipped window itself. Standard SLOT fits its
+  delta on the window's scored targets, the flipped one included, so nearly all of
+  these move: this is the leak PR #1240 is about.
+- cross-window: the target is in a batch mate. A per-window delta never carries one
+  window's tokens into another, so these stay at 0 unless something couples windows
+  (a delta shared by the batch, a model that mixes rows).
+
+The totals mix the two, so their rate depends on the batch size; report both rates.
 
 Threshold: a change counts as a violation when |ΔNLL| > 1e-6 nats. The unmodified batch
 is rerun first and must differ from itself by no more than that (on CPU it is
@@ -15,17 +23,20 @@ dependence, not float noise.
 from __future__ import annotations
 
 import numpy as np
-from torch import Tensor, nn
+import torch
+from torch import Tensor
 
 from golf.errors import ConfigError
 from golf.evaluate import batch_nll, device_tokens
-from golf.protocols import EvalParams, Protocol, get_protocol
+from golf.params import EvalParams
+from golf.protocols import get_protocol
+from golf.protocols.base import Protocol, Scorer
 
 THRESHOLD = 1e-6
 
 
 def audit(
-    model: nn.Module,
+    model: Scorer,
     tokens: Tensor | np.ndarray,
     protocol: Protocol | str,
     params: EvalParams,
@@ -44,7 +55,8 @@ def audit(
     eligible = np.flatnonzero(plan.lengths - plan.score_from >= 2)
     chosen = np.sort(rng.choice(eligible, size=min(windows, len(eligible)), replace=False))
     vocab = model.config.vocab_size
-    pairs = violations = 0
+    pairs = {"within_window": 0, "cross_window": 0}
+    violations = dict.fromkeys(pairs, 0)
     noise = 0.0
     for k in np.unique(chosen // params.batch_windows).tolist():
         batch, base = batch_nll(model, tokens, plan, protocol, params, k)
@@ -64,14 +76,26 @@ def audit(
             nll = batch_nll(model, tokens, plan, protocol, params, k)[1]
             tokens[flip_at] = original
             earlier = batch.scored & (target_at < flip_at)
-            pairs += int(earlier.sum())
-            violations += int(((nll - base).abs() > threshold)[earlier].sum())
-    return {
+            moved = (nll - base).abs() > threshold
+            own = torch.zeros_like(earlier)
+            own[window - batch.windows.start] = True
+            for kind, rows in (("within_window", own), ("cross_window", ~own)):
+                pairs[kind] += int((earlier & rows).sum())
+                violations[kind] += int((moved & earlier & rows).sum())
+    total_pairs, total_violations = sum(pairs.values()), sum(violations.values())
+    result: dict[str, str | int | float] = {
         "protocol": protocol.name,
         "windows_tested": len(chosen),
-        "pairs_tested": pairs,
-        "violations": violations,
-        "violation_rate": violations / pairs if pairs else 0.0,
-        "threshold": threshold,
-        "rerun_max_abs_diff": noise,
+        "pairs_tested": total_pairs,
+        "violations": total_violations,
+        "violation_rate": _rate(total_violations, total_pairs),
     }
+    for kind in pairs:
+        result[f"{kind}_pairs"] = pairs[kind]
+        result[f"{kind}_violations"] = violations[kind]
+        result[f"{kind}_rate"] = _rate(violations[kind], pairs[kind])
+    return result | {"threshold": threshold, "rerun_max_abs_diff": noise}
+
+
+def _rate(violations: int, pairs: int) -> float:
+    return violations / pairs if pairs else 0.0

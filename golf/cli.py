@@ -2,30 +2,28 @@
 `golf.commands` entry-point group so this module never imports them.
 
 stdout carries results (tables, or JSON with `--json`); progress and errors go to
-stderr. A user mistake is one line `error: …` and exit code 2, never a traceback.
-Each command imports the engine (torch) when it runs, so `golf --help` and the client
-commands start without it.
+stderr. A user mistake is one line `error: …` and exit code 2, never a traceback
+(golf/console.py, shared with the plugins). Each command imports the engine (torch)
+when it runs, so `golf --help` and the client commands start without it, and in an
+install without the engine a command says which extra to install.
 """
 
 from __future__ import annotations
 
-import functools
 import json
-import sys
-from collections.abc import Callable
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from golf.errors import ConfigError, GolfError
-
-if TYPE_CHECKING:
-    from golf.protocols import EvalParams
+from golf.cli_params import eval_options, protocol_help
+from golf.console import EXTRA_OF, err, out, pick_device, print_json, user_errors
+from golf.errors import ConfigError
+from golf.params import EvalParams
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -39,25 +37,6 @@ app.add_typer(data_app, name="data")
 app.add_typer(artifact_app, name="artifact")
 app.add_typer(audit_app, name="audit")
 
-# Pipes and CI logs get a width that fits the report table instead of rich's 80.
-out = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
-err = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 120)
-
-
-def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn a GolfError into `error: <one line>` on stderr and exit code 2."""
-
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return command(*args, **kwargs)
-        except GolfError as e:
-            typer.echo(f"error: {e}", err=True)
-            raise typer.Exit(2) from None
-
-    return wrapper
-
-
 # ------------------------------------------------------------------ shared options
 
 ArtifactArg = Annotated[Path, typer.Argument(help="A .golf artifact.", show_default=False)]
@@ -70,55 +49,18 @@ TokenizerOpt = Annotated[
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
 DeviceOpt = Annotated[str, typer.Option(help="torch device; auto = cuda when available.")]
-SeqLenOpt = Annotated[int, typer.Option(help="Window length L.")]
-StrideOpt = Annotated[
-    int | None,
-    typer.Option(help="Window stride (plain always uses L); default: each protocol's own."),
-]
-BatchOpt = Annotated[int, typer.Option(help="Windows per batch B.")]
-StepsOpt = Annotated[int, typer.Option(help="SLOT AdamW steps.")]
-LrOpt = Annotated[float, typer.Option(help="SLOT peak learning rate.")]
-LrMinOpt = Annotated[float, typer.Option(help="SLOT final learning rate (cosine).")]
-MaxWindowsOpt = Annotated[int | None, typer.Option(help="Score only the first N windows.")]
-ReferenceOpt = Annotated[
-    bool, typer.Option("--reference", help="Run SLOT's literal reference path (slow).")
-]
-InvariantOpt = Annotated[
-    bool,
-    typer.Option("--batch-invariant", help="Normalise SLOT's loss per window, not per batch."),
-]
-PlanOpt = Annotated[str, typer.Option(help="canonical (exact once) or legacy (reference tail).")]
 
-
-def eval_params(**fields: Any) -> EvalParams:
-    from golf.protocols import EvalParams
-
-    return EvalParams.parse(fields)
-
-
-def pick_device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        chosen = torch.device(device)
-    except RuntimeError:
-        raise ConfigError(f"unknown torch device {device!r}") from None
-    if chosen.type == "cuda" and (chosen.index or 0) >= torch.cuda.device_count():
-        raise ConfigError(f"device {device} is not available: {torch.cuda.device_count()} GPUs")
-    return device
-
-
-def print_json(doc: Any) -> None:
-    typer.echo(json.dumps(doc, indent=2))
+AUDIT_EXCLUDES = frozenset({"max_windows", "plan"})
+"""EvalParams fields `golf audit causality` does not offer: `--samples` picks the windows
+(so no max_windows), and a window's causality does not depend on which targets the plan
+scores twice (so no legacy plan); both keep their defaults."""
 
 
 # ------------------------------------------------------------------ commands
 
 
 @data_app.command("demo")
-@user_errors
+@user_errors(extra="demo")
 def data_demo(
     out_dir: Annotated[Path, typer.Option("--out", help="Folder to write the dataset to.")],
     max_chars: Annotated[
@@ -166,7 +108,7 @@ def inspect(artifact: ArtifactArg, as_json: JsonOpt = False) -> None:
     """Validate an artifact and show its config, size and budget verdict."""
     from golf.artifact import read_artifact
 
-    summary = read_artifact(artifact).summary()
+    summary = read_artifact(artifact).summary().model_dump(mode="json")
     if as_json:
         print_json(summary)
         return
@@ -229,49 +171,28 @@ def import_pg(
     artifact = import_reference(ptz, doc, tokenizer, out_path, code_bytes=code_bytes)
     summary = artifact.summary()
     out.print(
-        f"{out_path}: {summary['tensors']} tensors, {summary['total_bytes']:,} bytes "
-        f"({summary['verdict']}), sha256 {artifact.sha256}"
+        f"{out_path}: {summary.tensors} tensors, {summary.total_bytes:,} bytes "
+        f"({summary.verdict}), sha256 {artifact.sha256}"
     )
 
 
 @app.command("eval")
 @user_errors
+@eval_options()
 def eval_cmd(
     artifact: ArtifactArg,
     data: DataOpt,
-    protocol: Annotated[
-        list[str], typer.Option(help="plain, sliding, slot or slot-causal; repeatable.")
-    ],
+    protocol: Annotated[list[str], typer.Option(help=protocol_help(repeatable=True))],
+    params: EvalParams,
     tokenizer: TokenizerOpt = None,
-    stride: StrideOpt = None,
-    seq_len: SeqLenOpt = 2048,
-    batch_windows: BatchOpt = 32,
-    slot_steps: StepsOpt = 24,
-    slot_lr: LrOpt = 0.012,
-    slot_lr_min: LrMinOpt = 0.001,
-    max_windows: MaxWindowsOpt = None,
-    reference: ReferenceOpt = False,
-    batch_invariant: InvariantOpt = False,
-    plan: PlanOpt = "canonical",
     device: DeviceOpt = "auto",
     as_json: JsonOpt = False,
 ) -> None:
     """Score an artifact under each protocol; a table, or the reports as JSON."""
+    from golf.jobplan import plan_protocol
     from golf.protocols import get_protocol
-    from golf.report import EvalInputs, n_batches, resolve_params, run_protocol
+    from golf.runner import EvalInputs, run_protocol
 
-    params = eval_params(
-        seq_len=seq_len,
-        stride=stride,
-        batch_windows=batch_windows,
-        slot_steps=slot_steps,
-        slot_lr=slot_lr,
-        slot_lr_min=slot_lr_min,
-        max_windows=max_windows,
-        reference=reference,
-        batch_invariant=batch_invariant,
-        plan=plan,
-    )
     protocols = [get_protocol(name) for name in protocol]  # fail before loading anything
     inputs = EvalInputs.load(str(artifact), str(data), tokenizer, pick_device(device))
     n_tokens = inputs.dataset.val_tokens(params.seq_len).size
@@ -285,8 +206,8 @@ def eval_cmd(
         console=err,
     ) as bar:
         for proto in protocols:
-            resolved = resolve_params(proto, params)
-            task = bar.add_task(proto.name, total=n_batches(proto, n_tokens, resolved))
+            planned = plan_protocol(proto.name, n_tokens, params)
+            task = bar.add_task(proto.name, total=planned.batches)
             report = run_protocol(
                 inputs, proto.name, params, progress=lambda k, _, t=task: bar.advance(t)
             )
@@ -319,41 +240,25 @@ def eval_cmd(
 
 @audit_app.command("causality")
 @user_errors
+@eval_options(exclude=AUDIT_EXCLUDES)
 def audit_causality(
     artifact: ArtifactArg,
     data: DataOpt,
-    protocol: Annotated[str, typer.Option(help="The protocol to audit.")],
+    protocol: Annotated[str, typer.Option(help=protocol_help(repeatable=False))],
+    params: EvalParams,
     samples: Annotated[int, typer.Option(help="Windows sampled for the flip test.")] = 8,
     seed: Annotated[int, typer.Option(help="Seed of the window and token sampling.")] = 0,
     tokenizer: TokenizerOpt = None,
-    stride: StrideOpt = None,
-    seq_len: SeqLenOpt = 2048,
-    batch_windows: BatchOpt = 32,
-    slot_steps: StepsOpt = 24,
-    slot_lr: LrOpt = 0.012,
-    slot_lr_min: LrMinOpt = 0.001,
-    batch_invariant: InvariantOpt = False,
     device: DeviceOpt = "auto",
     as_json: JsonOpt = False,
 ) -> None:
     """Flip test of PR #1240: does changing a token move the NLL of earlier targets?"""
     from golf.audit import audit
     from golf.protocols import get_protocol
-    from golf.report import EvalInputs, resolve_params
+    from golf.runner import EvalInputs
 
     proto = get_protocol(protocol)
-    params = resolve_params(
-        proto,
-        eval_params(
-            seq_len=seq_len,
-            stride=stride,
-            batch_windows=batch_windows,
-            slot_steps=slot_steps,
-            slot_lr=slot_lr,
-            slot_lr_min=slot_lr_min,
-            batch_invariant=batch_invariant,
-        ),
-    )
+    params = proto.resolve(params)
     inputs = EvalInputs.load(str(artifact), str(data), tokenizer, pick_device(device))
     with err.status(f"auditing {proto.name} on {samples} windows"):
         result = audit(
@@ -369,21 +274,42 @@ def audit_causality(
         return
     verdict = "causal" if result["violations"] == 0 else "NOT causal"
     out.print(
-        f"{result['protocol']}: {result['violations']:,} of {result['pairs_tested']:,} earlier "
-        f"scored positions moved over {result['windows_tested']} windows "
-        f"(rate {result['violation_rate']:.4f}) → {verdict}"
+        f"{result['protocol']} over {result['windows_tested']} windows: earlier scored targets "
+        f"moved within the flipped window {_moved(result, 'within_window')}, in its batch "
+        f"mates {_moved(result, 'cross_window')} → {verdict}",
+        soft_wrap=True,  # one line, to grep in logs
+    )
+
+
+def _moved(result: dict[str, Any], kind: str) -> str:
+    return (
+        f"{result[f'{kind}_violations']:,} of {result[f'{kind}_pairs']:,} "
+        f"(rate {result[f'{kind}_rate']:.4f})"
     )
 
 
 def _load_plugins() -> None:
-    """Add the commands of the layers above; one that cannot import leaves the rest usable."""
+    """Add the commands of the layers above; one that cannot import leaves the rest usable.
+
+    A layer whose packages are not installed (an extra left out) is skipped quietly and
+    named at the end of `golf --help`; any other import failure is a one-line warning.
+    """
+    missing = []
     for ep in entry_points(group="golf.commands"):
         try:
             register = ep.load()
         except ImportError as e:
-            err.print(f"warning: `golf` commands of {ep.value} are unavailable: {e}", markup=False)
+            top = (getattr(e, "name", None) or "").split(".")[0]
+            if isinstance(e, ModuleNotFoundError) and top in EXTRA_OF:
+                missing.append(escape(f"{ep.name} (pip install 'golf-eval[{EXTRA_OF[top]}]')"))
+            else:
+                err.print(
+                    f"warning: `golf` commands of {ep.value} are unavailable: {e}", markup=False
+                )
             continue
         register(app)
+    if missing:
+        app.info.epilog = "Not installed: " + ", ".join(missing) + "."
 
 
 def main() -> None:

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
-from golf.cli import err, user_errors
+from golf.console import err, user_errors
 from golf.errors import ConfigError, validation_message
 
 
@@ -69,4 +69,4 @@ def serve_command(
 
 def register(app: typer.Typer) -> None:
     """Entry point of the `golf.commands` group."""
-    app.command("serve")(user_errors(serve_command))
+    app.command("serve")(user_errors(extra="service")(serve_command))

@@ -132,17 +132,21 @@ def test_budget_verdict(config: ModelConfig, quantized: dict[str, QTensor]) -> N
         if art.n_bytes + code == BUDGET_BYTES:
             break
         code = BUDGET_BYTES - art.n_bytes
-    at_limit = art.summary()
+    at_limit = art.summary().model_dump(mode="json")
     assert at_limit["total_bytes"] == BUDGET_BYTES
     assert at_limit["verdict"] == "fits" and at_limit["headroom_bytes"] == 0
-    over = read_artifact(_encode(config, quantized, code_bytes=BUDGET_BYTES)).summary()
+    over = (
+        read_artifact(_encode(config, quantized, code_bytes=BUDGET_BYTES))
+        .summary()
+        .model_dump(mode="json")
+    )
     assert over["verdict"] == "over budget"
     assert over["headroom_bytes"] == -over["artifact_bytes"]
 
 
 def test_summary_is_json(config: ModelConfig, quantized: dict[str, QTensor]) -> None:
     art = read_artifact(_encode(config, quantized, code_bytes=500))
-    summary = json.loads(json.dumps(art.summary()))
+    summary = json.loads(json.dumps(art.summary().model_dump(mode="json")))
     assert ModelConfig.parse(summary["config"]) == config
     assert summary["tensors"] == len(expected_shapes(config))
     assert sum(summary["schemes"].values()) == summary["tensors"]
@@ -222,7 +226,7 @@ def test_metadata_records_the_architecture(
     assert _meta_of(data)["arch"] == DEFAULT_ARCH == "gpt-sp1024"
     art = read_artifact(data)
     assert art.metadata.arch == DEFAULT_ARCH
-    assert art.summary()["arch"] == DEFAULT_ARCH
+    assert art.summary().model_dump(mode="json")["arch"] == DEFAULT_ARCH
     assert type(load_model(art)) is GPT
 
 

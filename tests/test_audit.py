@@ -27,13 +27,25 @@ def test_causal_protocols_have_no_violations(model, tokens, name):
     assert report["protocol"] == name
     assert report["windows_tested"] == 6 and report["pairs_tested"] > 0
     assert report["violations"] == 0 and report["violation_rate"] == 0.0
+    assert report["within_window_pairs"] > 0 and report["cross_window_pairs"] > 0
+    assert report["within_window_rate"] == report["cross_window_rate"] == 0.0
     assert report["rerun_max_abs_diff"] == 0.0
 
 
-def test_standard_slot_is_caught_with_default_hyperparameters(model, tokens):
-    report = audit(model, tokens, "slot", PARAMS, windows=6, seed=3)
-    assert report["violations"] > 0
-    assert 0 < report["violation_rate"] <= 1
+@pytest.mark.parametrize("batch_invariant", [False, True])
+def test_standard_slot_leaks_within_the_window_only(model, tokens, batch_invariant):
+    """Every earlier target of the flipped window moves; batch mates never do, whether the
+    loss is normalised per window or per batch (the batch's count is a constant: each
+    window's delta still gets only its own window's gradient)."""
+    params = PARAMS.model_copy(update={"batch_invariant": batch_invariant})
+    report = audit(model, tokens, "slot", params, windows=6, seed=3)
+    assert report["within_window_rate"] > 0.9
+    assert report["cross_window_pairs"] > 0 and report["cross_window_violations"] == 0
+    assert report["cross_window_rate"] == 0.0
+    # The totals mix the two kinds; their rate is diluted by the batch mates.
+    assert report["pairs_tested"] == report["within_window_pairs"] + report["cross_window_pairs"]
+    assert report["violations"] == report["within_window_violations"] > 0
+    assert 0 < report["violation_rate"] < report["within_window_rate"]
 
 
 def test_audit_is_deterministic(model, tokens):
@@ -64,6 +76,20 @@ class Lookahead(nn.Module):
 def test_a_model_that_sees_the_future_is_caught_under_sliding(model, tokens):
     report = audit(Lookahead(model), tokens, "sliding", PARAMS, windows=4, seed=3)
     assert report["violations"] > 0
+    assert report["within_window_violations"] > 0 and report["cross_window_violations"] == 0
+
+
+class BatchMixing(Lookahead):
+    """A broken model: every row also sees the mean hidden state of the batch's rows."""
+
+    def forward_hidden(self, ids: Tensor) -> Tensor:
+        hidden = self.inner.forward_hidden(ids)
+        return hidden + hidden.mean(0, keepdim=True)
+
+
+def test_coupling_across_windows_is_caught_as_cross_window(model, tokens):
+    report = audit(BatchMixing(model), tokens, "sliding", PARAMS, windows=4, seed=3)
+    assert report["cross_window_violations"] > 0 and report["cross_window_rate"] > 0
 
 
 def test_audit_needs_a_window(model, tokens):

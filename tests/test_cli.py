@@ -120,9 +120,22 @@ def test_audit_separates_causal_from_standard_slot(artifact: Path, demo_data: Pa
         assert code == 0
         results[name] = json.loads(stdout)
         assert results[name]["windows_tested"] == 3 and results[name]["pairs_tested"] > 0
-    assert results["sliding"]["violations"] == 0
-    assert results["slot-causal"]["violations"] == 0
+    for causal in ("sliding", "slot-causal"):
+        assert results[causal]["violations"] == 0
+        assert results[causal]["within_window_rate"] == results[causal]["cross_window_rate"] == 0
     assert results["slot"]["violations"] > 0 and results["slot"]["violation_rate"] > 0
+    assert results["slot"]["within_window_rate"] > 0.9
+    assert results["slot"]["cross_window_rate"] == 0
+    code, stdout, _ = golf(
+        "audit", "causality", artifact, "--data", demo_data, "--protocol", "slot", *window
+    )  # fmt: skip
+    slot = results["slot"]
+    assert code == 0 and stdout.rstrip().endswith("→ NOT causal")
+    assert (
+        f"within the flipped window {slot['within_window_violations']} of "
+        f"{slot['within_window_pairs']} (rate {slot['within_window_rate']:.4f})"
+    ) in stdout
+    assert f"in its batch mates 0 of {slot['cross_window_pairs']:,} (rate 0.0000)" in stdout
 
 
 def test_import_pg_rewrites_a_reference_artifact(tmp_path: Path, demo_data: Path) -> None:
@@ -196,3 +209,29 @@ def test_user_errors_are_one_line_and_exit_2(
     assert code == 2 and stdout == ""
     assert stderr.startswith("error: ") and stderr.count("\n") == 1
     assert message in stderr.lower()
+
+
+class FakeEntryPoint:
+    def __init__(self, name: str, error: ImportError) -> None:
+        self.name, self.value, self.error = name, f"{name}.cli:register", error
+
+    def load(self) -> None:
+        raise self.error
+
+
+def test_a_layer_left_out_is_named_in_help_not_warned_about(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from golf import cli as golf_cli
+
+    monkeypatch.setattr(golf_cli.app.info, "epilog", None)
+    missing = ModuleNotFoundError("No module named 'ray'", name="ray")
+    broken = ImportError("cannot import name 'x' from 'trainer.config'")
+    points = [FakeEntryPoint("serve", missing), FakeEntryPoint("train", broken)]
+    monkeypatch.setattr(golf_cli, "entry_points", lambda group: points)
+    golf_cli._load_plugins()
+    (warning,) = capsys.readouterr().err.splitlines()
+    assert warning.startswith("warning: `golf` commands of train.cli:register are unavailable")
+    assert golf_cli.app.info.epilog == "Not installed: serve (pip install 'golf-eval\\[service]')."
+    code, stdout, _ = golf("--help")
+    assert code == 0 and "Not installed: serve (pip install 'golf-eval[service]')." in stdout

@@ -74,11 +74,16 @@ def _flags(params: dict) -> list[str]:
 
 
 def test_clients_import_without_torch_or_ray() -> None:
+    """Of golf, the client CLI may use only the torch-free modules a client install runs."""
     blocker = (
         "import sys\n"
+        "ALLOWED = {'golf', 'golf.errors', 'golf.params', 'golf.protocols', 'golf.console',\n"
+        "           'golf.cli_params'}\n"
+        "HEAVY = ('torch', 'ray', 'numpy', 'sentencepiece', 'safetensors', 'fastapi')\n"
         "class Block:\n"
         "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name.split('.')[0] in ('torch', 'ray', 'golf'):\n"
+        "        top = name.split('.')[0]\n"
+        "        if top in HEAVY or (top == 'golf' and name not in ALLOWED):\n"
         "            raise ImportError(f'{name} is blocked')\n"
         "sys.meta_path.insert(0, Block())\n"
         "import clients, clients.sdk, clients.cli\n"
@@ -440,6 +445,17 @@ def test_cli_submit_without_wait_prints_the_job_id(server: str, client: Client) 
     code, stdout, _ = golf(*args, server=server)
     assert code == 0 and client.get(stdout.strip())["artifact"] == artifact_id
     assert client.wait(stdout.strip())["reports"][0]["protocol"] == "sliding"
+
+
+def test_cli_submit_passes_plan_and_reference_through(server: str, client: Client) -> None:
+    artifact_id = client.jobs()[0]["artifact"]
+    args = ["submit", artifact_id, "--dataset", "demo", "--protocol", "sliding", *_flags(PARAMS)]
+    code, stdout, stderr = golf(*args, "--plan", "legacy", "--reference", server=server)
+    assert code == 0, stderr
+    report = client.wait(stdout.strip())
+    (sliding,) = report["reports"]
+    assert sliding["params"]["plan"] == "legacy" and sliding["params"]["reference"] is True
+    assert sliding["params"]["seq_len"] == PARAMS["seq_len"]
 
 
 UNKNOWN = "unknown job j_nope (HTTP 404); list yours with golf jobs"

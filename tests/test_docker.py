@@ -180,6 +180,11 @@ def project() -> dict:
     return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 
 
+def service_requirements() -> list[Requirement]:
+    """What the images install: the `service` extra (engine + FastAPI + Ray)."""
+    return [Requirement(d) for d in project()["optional-dependencies"]["service"]]
+
+
 def check_argv(argv: list[str]) -> tuple[str, ...]:
     """Fail unless argv runs a real command with real options; returns its command path."""
     program, *rest = argv
@@ -189,8 +194,8 @@ def check_argv(argv: list[str]) -> tuple[str, ...]:
         assert "golf" in project()["scripts"], "`golf` is not a console script of the project"
         group = golf_commands()
     elif program == "ray":
-        dependencies = {Requirement(d).name for d in project()["dependencies"]}
-        assert "ray" in dependencies, "`ray` runs in an image but is no project dependency"
+        dependencies = {r.name for r in service_requirements()}
+        assert "ray" in dependencies, "`ray` runs in an image but is not in the service extra"
         scripts = {ep.name for ep in distribution("ray").entry_points}
         assert "ray" in scripts
         from ray.scripts.scripts import cli
@@ -429,7 +434,7 @@ def test_python_and_ray_agree_across_images() -> None:
     (ray,) = [r for r in pins if r.name == "ray"]
     (pinned,) = ray.specifier
     assert pinned.operator == "==", "ray must be pinned exactly"
-    (wanted,) = [Requirement(d) for d in project()["dependencies"] if Requirement(d).name == "ray"]
+    (wanted,) = [r for r in service_requirements() if r.name == "ray"]
     assert wanted.specifier.contains(pinned.version), f"ray {pinned.version} breaks {wanted}"
     for name, (image, _) in images().items():
         text = " ".join(i.args for i in image.all("ENV"))

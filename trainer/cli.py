@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from golf.cli import out, pick_device, user_errors
+from golf.console import out, pick_device, user_errors
 from golf.errors import ConfigError
 
 
@@ -75,4 +75,4 @@ def train_command(
 
 def register(app: typer.Typer) -> None:
     """Entry point of the `golf.commands` group."""
-    app.command("train")(user_errors(train_command))
+    app.command("train")(user_errors(extra="train")(train_command))

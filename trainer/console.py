@@ -9,7 +9,7 @@ from typing import Any
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from golf.cli import err
+from golf.console import err
 from golf.data import Dataset
 from trainer.config import TrainConfig
 from trainer.dist import Dist

@@ -10,7 +10,6 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
 from golf.artifact import read_artifact
-from golf.records import ArtifactSummary
 from service.auth import CallerDep
 from service.deps import StateDep
 from service.errors import http_error
@@ -33,7 +32,7 @@ async def upload_artifact(request: Request, _: CallerDep, s: StateDep) -> Artifa
             artifact = await run_in_threadpool(
                 read_artifact, tmp, max_decompressed=settings.max_decompressed_bytes
             )
-        summary = ArtifactSummary.model_validate(artifact.summary())
+        summary = artifact.summary()
         stored = settings.artifacts_dir / f"{artifact.sha256}.golf"
         if not stored.exists():
             os.replace(tmp, stored)
