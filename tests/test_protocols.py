@@ -203,3 +203,35 @@ def test_batches_outside_the_plan_and_empty_summaries_are_config_errors(model, t
         run(model, tokens, byte_lut, "sliding", batches=[10_000])
     with pytest.raises(ConfigError):
         summarize([])
+
+
+NEW_PROTOCOL = '''
+"""A protocol written as a third party would: one module, nothing else edited."""
+
+from golf.protocols.sliding import Sliding
+
+
+class Halved(Sliding):
+    name = "halved"
+
+    def default_stride(self, seq_len):
+        return seq_len // 2
+'''
+
+
+def test_a_new_protocol_is_one_module_and_one_registry_line(
+    model, tokens, byte_lut, tmp_path, monkeypatch
+):
+    from golf import protocols
+    from golf.jobplan import plan_job
+
+    (tmp_path / "halved_protocol.py").write_text(NEW_PROTOCOL)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(protocols.REGISTRY, "halved", "halved_protocol:Halved")
+    assert "halved" in protocol_names()
+    params = EvalParams(seq_len=24, batch_windows=4, max_windows=8)
+    records = evaluate(model, tokens, byte_lut, "halved", params)
+    sliding = evaluate(model, tokens, byte_lut, "sliding", params.model_copy(update={"stride": 12}))
+    assert records == sliding
+    job = plan_job(tokens.numel(), ["halved"], params, batches_per_shard=1)
+    assert job.protocol("halved").params.stride == 12 and len(job.shards) == 2
