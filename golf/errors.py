@@ -44,14 +44,17 @@ def validation_message(err: ValidationError) -> str:
     return f"{loc}: {msg}{more}" if loc else f"{msg}{more}"
 
 
-def parse_document(model: type[M], doc: Any, what: str, prefix: str = "") -> M:
+def parse_document(
+    model: type[M], doc: Any, what: str, prefix: str = "", *, strict: bool = False
+) -> M:
     """`model` validated from a user's document; any problem is a ConfigError with one line.
 
     `what` names the document when it is not a mapping; `prefix` leads the field errors.
+    `strict` refuses coercions (`true` or `"128"` for an int).
     """
     if not isinstance(doc, dict):
         raise ConfigError(f"{what} must be a mapping, got {type(doc).__name__}")
     try:
-        return model.model_validate(doc)
+        return model.model_validate(doc, strict=strict)
     except ValidationError as e:
         raise ConfigError(prefix + validation_message(e)) from None

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from golf.bytes import ByteLUT, bits_per_byte
+from golf.engine import EngineModel, prepare
 from golf.errors import ConfigError
 from golf.params import EvalParams
 from golf.plan import WindowPlan
@@ -49,8 +50,11 @@ def evaluate(
     """Per-window records of `batches` (default: all) of the protocol's plan over `tokens`.
 
     `tokens` are the N + 1 validation tokens; `byte_lut` counts the bytes of each target.
+    `model` runs under the engine `params` ask for (`golf.engine.prepare`) unless it is
+    already an `EngineModel`.
     """
     protocol = get_protocol(protocol) if isinstance(protocol, str) else protocol
+    model = prepare(model, params)
     tokens = device_tokens(tokens, model)
     plan = protocol.plan(tokens.numel() - 1, params)
     n_batches = plan.n_batches(params.batch_windows)
@@ -73,20 +77,39 @@ def batch_nll(
     params: EvalParams,
     k: int,
 ) -> tuple[Batch, Tensor]:
-    """Batch k of `plan` and its [B, T] per-position NLL (0 where not scored)."""
-    batch = Batch.from_plan(tokens, plan, plan.batch(k, params.batch_windows))
+    """Batch k of `plan` and its [B, T] per-position NLL (0 where not scored).
+
+    A compiled engine gets static shapes: the batch padded to B windows of L tokens.
+    """
+    windows = plan.batch(k, params.batch_windows)
+    pad = None
+    if isinstance(model, EngineModel) and model.engine.compile:
+        pad = (params.batch_windows, params.seq_len)
+    batch = Batch.from_plan(tokens, plan, windows, pad)
     return batch, protocol.nll(model, batch, params)
 
 
 def window_records(batch: Batch, nll: Tensor, byte_lut: ByteLUT) -> list[WindowRecord]:
-    """Sum a batch's per-position NLL and target bytes per window over its scored range."""
-    scored = batch.scored
-    n_bytes = (byte_lut.count(batch.inputs, batch.targets) * scored).sum(1).tolist()
-    nll_rows = nll.double().cpu().numpy()
-    spans = zip(batch.score_from.tolist(), batch.lengths.tolist(), strict=True)
+    """Sum a batch's per-position NLL and target bytes per window over its scored range.
+
+    Only the scored rows ([B, R]) travel to the host; each window's sum is `math.fsum`
+    over the same float64 values, in the same order, as over its full row.
+    """
+    n = len(batch.windows)  # rows past n pad a static batch
+    scored = batch.scored[:n]
+    n_bytes = (byte_lut.count(batch.inputs[:n], batch.targets[:n]) * scored).sum(1)
+    rows, _ = batch.row_index()
+    nll_rows = nll[:n].gather(1, rows[:n]).double().cpu().numpy()
+    if batch.host_lengths is not None and batch.host_score_from is not None:
+        lengths, score_from = batch.host_lengths[:n], batch.host_score_from[:n]
+    else:
+        lengths, score_from = batch.lengths[:n].cpu().numpy(), batch.score_from[:n].cpu().numpy()
+    counts = (lengths - score_from).tolist()
     return [
-        WindowRecord(window, math.fsum(nll_rows[row, lo:hi]), hi - lo, int(n_bytes[row]))
-        for row, (window, (lo, hi)) in enumerate(zip(batch.windows, spans, strict=True))
+        WindowRecord(window, math.fsum(nll_rows[row, :count]), count, byte_count)
+        for row, (window, count, byte_count) in enumerate(
+            zip(batch.windows, counts, n_bytes.tolist(), strict=True)
+        )
     ]
 
 

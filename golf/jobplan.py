@@ -32,6 +32,12 @@ class ProtocolPlan(BaseModel):
     def batches(self) -> int:
         return -(-self.windows // self.params.batch_windows)
 
+    @property
+    def cost(self) -> float:
+        """Work in forward window-tokens: windows × seq_len × the protocol's cost factor."""
+        factor = get_protocol(self.protocol).cost_factor(self.params)
+        return self.windows * self.params.seq_len * factor
+
 
 class ShardSpec(BaseModel):
     """Batches `[batch_lo, batch_hi)` of one protocol's plan: the unit a worker runs."""
@@ -62,6 +68,26 @@ class JobPlan(BaseModel):
     @property
     def windows(self) -> int:
         return sum(plan.windows for plan in self.protocols)
+
+    @property
+    def cost(self) -> float:
+        return sum(plan.cost for plan in self.protocols)
+
+
+def batch_bytes(
+    params: EvalParams, *, model_dim: int, num_layers: int, num_heads: int, vocab_size: int
+) -> int:
+    """Rough peak activation bytes of one batch (fp32): attention scores of a layer, the
+    residual stream of every layer, and SLOT's three [rows, V] buffers per window.
+
+    An upper estimate for refusing batches no worker can hold, not a measurement.
+    """
+    B, T = params.batch_windows, params.seq_len
+    rows = min(T, params.stride or T)
+    attention = B * num_heads * T * T
+    stream = B * T * model_dim * (num_layers + 8)
+    slot = 3 * B * rows * vocab_size
+    return 4 * (attention + stream + slot)
 
 
 def plan_protocol(name: str, n_tokens: int, params: EvalParams) -> ProtocolPlan:

@@ -15,6 +15,7 @@ the artifact's quantization and the trainer's optimizer groups read these tags, 
 """
 
 import math
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -23,13 +24,22 @@ from torch import Tensor, nn
 from golf.config import ModelConfig
 from golf.roles import Role, role, roles_of
 
-try:  # flash-attn 3 first, then 2; used only for CUDA tensors
-    from flash_attn_interface import flash_attn_func as _flash_attn  # type: ignore
+try:  # flash-attn 3 (Hopper), used only for low-precision CUDA tensors
+    from flash_attn_interface import flash_attn_func as _flash_attn_3  # type: ignore
 except ImportError:
-    try:
-        from flash_attn import flash_attn_func as _flash_attn  # type: ignore
-    except ImportError:
-        _flash_attn = None
+    _flash_attn_3 = None
+try:  # flash-attn 2
+    from flash_attn import flash_attn_func as _flash_attn_2  # type: ignore
+except ImportError:
+    _flash_attn_2 = None
+
+ATTENTION = {"mode": "auto"}
+"""Which kernel family CUDA attention may use: "auto", "sdpa" or "flash" (set by
+`golf.engine` around each forward through `attention_mode`)."""
+ATTENTION_SEEN: dict[str, None] = {}
+"""The backends attention calls used since the engine last cleared it (insertion order)."""
+_SDPA_CHOICE: dict[tuple, str] = {}
+"""(device, dtype, head_dim, masked) -> the SDPA backend that ran there first."""
 
 
 MATRIX, EMBEDDING, CONTROL = Role.MATRIX, Role.EMBEDDING, Role.CONTROL
@@ -66,15 +76,106 @@ def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     return torch.cat((x1 * cos + x2 * sin, x2 * cos - x1 * sin, rest), dim=-1)
 
 
-def causal_attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
-    """[B,T,H,D] x [B,T,Hkv,D] -> [B,T,H,D], causal, grouped-query."""
-    if _flash_attn is not None and q.is_cuda and q.dtype in (torch.bfloat16, torch.float16):
-        y = _flash_attn(q, k, v, causal=True)
-        return y[0] if isinstance(y, tuple) else y
-    y = F.scaled_dot_product_attention(
-        q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=True, enable_gqa=True
-    )
+def flash_attn_available() -> str | None:
+    """ "flash-attn-3" or "flash-attn-2" when that library imports, else None."""
+    if _flash_attn_3 is not None:
+        return "flash-attn-3"
+    return "flash-attn-2" if _flash_attn_2 is not None else None
+
+
+def causal_attention(q: Tensor, k: Tensor, v: Tensor, q_pos: Tensor | None = None) -> Tensor:
+    """[B,R,H,D] x [B,T,Hkv,D] -> [B,R,H,D], causal, grouped-query.
+
+    Without `q_pos` the queries are all T positions (R = T); with `q_pos` ([B, R] positions)
+    query r attends to keys at positions <= q_pos[b, r] (the pruned last layer). On CPU
+    this is SDPA ("sdpa-cpu"), the unmasked call unchanged; on CUDA see `_cuda_attention`.
+    The backend that ran is recorded in `ATTENTION_SEEN`.
+    """
+    device_type = q.device.type
+    if q.dtype == torch.float32 and torch.is_autocast_enabled(device_type):
+        q = q.to(torch.get_autocast_dtype(device_type))  # autocast may keep norms in fp32
+    k, v = k.to(q.dtype), v.to(q.dtype)  # no-op unless autocast mixed the dtypes
+    if not q.is_cuda:
+        ATTENTION_SEEN["sdpa-cpu"] = None
+        return _sdpa(q, k, v, q_pos, gqa=True)
+    return _cuda_attention(q, k, v, q_pos)
+
+
+def _causal_mask(q_pos: Tensor, n_keys: int) -> Tensor:
+    """[B,1,R,T] bool: key position <= query position."""
+    keys = torch.arange(n_keys, device=q_pos.device)
+    return (keys[None, None, None, :] <= q_pos[:, None, :, None]).contiguous()
+
+
+def _sdpa(q: Tensor, k: Tensor, v: Tensor, q_pos: Tensor | None, gqa: bool) -> Tensor:
+    q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+    if q_pos is None:
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa)
+    else:
+        mask = _causal_mask(q_pos, k.size(2))
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=gqa)
     return y.transpose(1, 2)
+
+
+def _sdpa_backends(low_precision: bool, masked: bool) -> list[tuple[str, object]]:
+    from torch.nn.attention import SDPBackend
+
+    if low_precision and not masked:  # flash first; never silently the math kernel
+        order = [("sdpa-flash", SDPBackend.FLASH_ATTENTION)]
+        order.append(("sdpa-cudnn", SDPBackend.CUDNN_ATTENTION))
+        order.append(("sdpa-efficient", SDPBackend.EFFICIENT_ATTENTION))
+    elif low_precision:  # the flash kernel takes no mask
+        order = [("sdpa-efficient", SDPBackend.EFFICIENT_ATTENTION)]
+        order.append(("sdpa-cudnn", SDPBackend.CUDNN_ATTENTION))
+    else:  # fp32: the memory-efficient kernel, else math
+        order = [("sdpa-efficient", SDPBackend.EFFICIENT_ATTENTION)]
+        order.append(("sdpa-math", SDPBackend.MATH))
+    return order
+
+
+def _cuda_attention(q: Tensor, k: Tensor, v: Tensor, q_pos: Tensor | None) -> Tensor:
+    """FA3 / FA2 for bf16/fp16 causal calls (unless mode "sdpa"), else SDPA with one
+    backend forced at a time (KV heads repeated for GQA), the first that runs remembered."""
+    from torch.nn.attention import sdpa_kernel
+
+    low = q.dtype in (torch.bfloat16, torch.float16)
+    mode = ATTENTION["mode"]
+    if low and q_pos is None and mode != "sdpa":
+        if _flash_attn_3 is not None and torch.cuda.get_device_capability(q.device)[0] == 9:
+            ATTENTION_SEEN["flash-attn-3"] = None
+            y = _flash_attn_3(q, k, v, causal=True)
+            return y[0] if isinstance(y, tuple) else y
+        if _flash_attn_2 is not None:
+            ATTENTION_SEEN["flash-attn-2"] = None
+            return _flash_attn_2(q, k, v, causal=True)
+    groups = q.size(2) // k.size(2)
+    if groups > 1:
+        k, v = k.repeat_interleave(groups, dim=2), v.repeat_interleave(groups, dim=2)
+    key = (q.device, q.dtype, q.size(-1), q_pos is not None)
+    backends = _sdpa_backends(low, q_pos is not None)
+    chosen = _SDPA_CHOICE.get(key)
+    if chosen is not None:  # the steady state (and what torch.compile traces)
+        with sdpa_kernel([dict(backends)[chosen]]):  # type: ignore[list-item]
+            y = _sdpa(q, k, v, q_pos, gqa=False)
+        ATTENTION_SEEN[chosen] = None
+        return y
+    for name, backend in backends:  # first call here: the first backend that runs
+        try:
+            with warnings.catch_warnings(), sdpa_kernel([backend]):  # type: ignore[list-item]
+                warnings.simplefilter("ignore")
+                y = _sdpa(q, k, v, q_pos, gqa=False)
+        except RuntimeError:
+            continue
+        _SDPA_CHOICE[key] = name
+        ATTENTION_SEEN[name] = None
+        return y
+    raise RuntimeError(f"no SDPA backend runs attention for {q.dtype} head_dim {q.size(-1)}")
+
+
+def take_rows(x: Tensor, rows: Tensor) -> Tensor:
+    """x [B, T, ...] at positions rows [B, R] -> [B, R, ...]."""
+    index = rows.reshape(*rows.shape, *([1] * (x.dim() - 2)))
+    return x.gather(1, index.expand(-1, -1, *x.shape[2:]))
 
 
 def exclusive(y: Tensor, v: Tensor) -> Tensor:
@@ -118,12 +219,18 @@ class Attention(nn.Module):
         rope: tuple[Tensor, Tensor],
         ve: Tensor | None,
         v0: Tensor | None,
+        rows: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
-        """`w` holds the matrices; returns (output, this layer's value for VRL)."""
+        """`w` holds the matrices; returns (output, this layer's value for VRL).
+
+        With `rows` ([B, R] positions) K/V are computed everywhere but queries, output and
+        gate only at those rows: the output is [B, R, d] (the value stays [B, T, ...]).
+        """
         cfg = self.cfg
         b, t, d = x.shape
         hd = cfg.head_dim
-        q = w.c_q(x).reshape(b, t, cfg.num_heads, hd)
+        xq = x if rows is None else take_rows(x, rows)
+        q = w.c_q(xq).reshape(b, xq.size(1), cfg.num_heads, hd)
         k = w.c_k(x).reshape(b, t, cfg.num_kv_heads, hd)
         v = w.c_v(x)
         v_out = v  # "gate" keeps the value before VE
@@ -138,14 +245,18 @@ class Attention(nn.Module):
             v = (1 - g) * v + g * v0
         v = v.reshape(b, t, cfg.num_kv_heads, hd)
         q, k = rms_norm(q), rms_norm(k)
-        q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)
+        if rows is None:
+            q = apply_rotary(q, *rope)
+        else:  # each query row at its own position
+            q = apply_rotary(q, *(take_rows(r.expand(b, -1, -1, -1), rows) for r in rope))
+        k = apply_rotary(k, *rope)
         q = q * self.q_gain.to(q.dtype)[None, None, :, None]
-        y = causal_attention(q, k, v)
+        y = causal_attention(q, k, v, rows)
         if self.use_xsa:
-            y = exclusive(y, v)
+            y = exclusive(y, v if rows is None else take_rows(v, rows))
         if cfg.attn_gate:
-            y = y * torch.sigmoid(self.attn_gate(x)).unsqueeze(-1)
-        return w.proj(y.reshape(b, t, d)), v_out
+            y = y * torch.sigmoid(self.attn_gate(xq)).unsqueeze(-1)
+        return w.proj(y.reshape(b, xq.size(1), d)), v_out
 
 
 class MLP(nn.Module):
@@ -189,11 +300,15 @@ class Block(nn.Module):
         rope: tuple[Tensor, Tensor],
         ve: Tensor | None,
         v0: Tensor | None,
+        rows: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
-        """`w` is the physical block whose matrices this (virtual) layer runs."""
+        """`w` is the physical block whose matrices this (virtual) layer runs; with `rows`
+        the output is only at those positions ([B, R, d]), see `Attention.forward`."""
         mix = self.resid_mix.to(x.dtype)
         x_in = mix[0] * x + mix[1] * x0
-        a, v = self.attn(rms_norm(x_in) * self.ln_scale, w.attn, rope, ve, v0)
+        a, v = self.attn(rms_norm(x_in) * self.ln_scale, w.attn, rope, ve, v0, rows)
+        if rows is not None:
+            x_in = take_rows(x_in, rows)
         x_out = x_in + self.attn_scale.to(x.dtype) * a
         x_out = x_out + self.mlp_scale.to(x.dtype) * w.mlp(rms_norm(x_out) * self.ln_scale)
         if self.dtg:
@@ -305,8 +420,14 @@ class GPT(nn.Module):
         """[V, d]: the tied token embedding, or the separate head."""
         return self.tok_emb.weight if self.config.tie_embeddings else self.lm_head.weight
 
-    def forward_hidden(self, ids: Tensor) -> Tensor:
-        """[B,T] token ids -> [B,T,d] hidden after the final norm (what SLOT adapts)."""
+    def forward_hidden(self, ids: Tensor, rows: Tensor | None = None) -> Tensor:
+        """[B,T] token ids -> [B,T,d] hidden after the final norm (what SLOT adapts).
+
+        With `rows` ([B, R] positions per window) the result is [B, R, d], the hidden at
+        those positions only: the last layer computes K/V at every position but its
+        queries, attention output, MLP and the final norm only at `rows` (exact: every
+        other position's output of the last layer feeds nothing).
+        """
         cfg = self.config
         x = self.tok_emb(ids)
         if cfg.bigram_vocab_size:
@@ -332,7 +453,8 @@ class GPT(nn.Module):
             ve = None
             if ve_base is not None and i in cfg.ve_layers:
                 ve = ve_base * self.ve_layer_scales[cfg.ve_layers.index(i)].to(ve_base.dtype)
-            x, v = self.blocks[i](x, x0, self.blocks[p], rope, ve, v0)
+            last = rows if i == len(layers) - 1 else None
+            x, v = self.blocks[i](x, x0, self.blocks[p], rope, ve, v0, last)
             if i == 0 and cfg.value_residual != "none":
                 v0 = v
             if i < num_encoder:

@@ -13,6 +13,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from golf.errors import parse_document
 
 PlanKind = Literal["canonical", "legacy"]
+Precision = Literal["auto", "fp32", "bf16"]
+AttentionKind = Literal["auto", "sdpa", "flash"]
+SlotKernel = Literal["auto", "torch", "triton"]
 
 
 class EvalParams(BaseModel):
@@ -42,11 +45,32 @@ class EvalParams(BaseModel):
         "canonical", description="canonical (each target once) or legacy (reference tail)."
     )
     max_windows: int | None = Field(None, ge=1, description="Score only the first N windows.")
+    precision: Precision = Field(
+        "auto",
+        description="Transformer body precision: fp32 (exact) or bf16 autocast; auto = bf16 "
+        "on CUDA, fp32 on CPU. Head, softcap, loss and the SLOT fit are always fp32.",
+    )
+    attention: AttentionKind = Field(
+        "auto",
+        description="Attention kernel: auto (FA3 on Hopper, FA2 if installed, else SDPA with "
+        "a flash/cuDNN backend forced), sdpa, or flash (requires flash-attn).",
+    )
+    compile: bool = Field(
+        False, description="torch.compile the forward with static (padded) batch shapes."
+    )
+    slot_kernel: SlotKernel = Field(
+        "auto",
+        description="SLOT fast-path step: torch, or the fused Triton kernel; auto = triton "
+        "on CUDA when importable, else torch.",
+    )
 
     @classmethod
     def parse(cls, doc: dict[str, Any]) -> EvalParams:
-        """Validate user-supplied parameters; any problem is a ConfigError with one line."""
-        return parse_document(cls, doc, "evaluation parameters", "evaluation parameter ")
+        """Validate user-supplied parameters strictly (no `true` or `"128"` for an int);
+        any problem is a ConfigError with one line."""
+        return parse_document(
+            cls, doc, "evaluation parameters", "evaluation parameter ", strict=True
+        )
 
     @model_validator(mode="after")
     def _stride_fits(self) -> EvalParams:

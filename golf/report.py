@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from pydantic import BaseModel, ConfigDict
 
+from golf.engine import EngineInfo
 from golf.evaluate import WindowRecord, summarize
 from golf.params import EvalParams
 
@@ -30,6 +31,7 @@ class ProtocolReport(BaseModel):
     params: EvalParams
     artifact_sha256: str
     dataset_sha256: str
+    engine: EngineInfo
 
 
 def make_report(
@@ -40,6 +42,7 @@ def make_report(
     elapsed_s: float,
     artifact_sha256: str,
     dataset_sha256: str,
+    engine: EngineInfo,
 ) -> ProtocolReport:
     """A report from per-window records, however and wherever they were computed."""
     return ProtocolReport(
@@ -49,4 +52,5 @@ def make_report(
         params=params,
         artifact_sha256=artifact_sha256,
         dataset_sha256=dataset_sha256,
+        engine=engine,
     )

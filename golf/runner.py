@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from golf.artifact import Artifact, load_model, read_artifact
 from golf.bytes import ByteLUT
 from golf.data import Dataset
+from golf.engine import prepare
 from golf.evaluate import Progress, evaluate
 from golf.params import EvalParams
 from golf.protocols import get_protocol
@@ -56,8 +57,9 @@ def run_protocol(
     protocol = get_protocol(protocol_name)
     params = protocol.resolve(params)
     tokens = inputs.dataset.val_tokens(params.seq_len)
+    model = prepare(inputs.model, params)
     started = time.perf_counter()
-    records = evaluate(inputs.model, tokens, inputs.byte_lut, protocol, params, progress=progress)
+    records = evaluate(model, tokens, inputs.byte_lut, protocol, params, progress=progress)
     elapsed = time.perf_counter() - started
     return make_report(
         protocol.name,
@@ -66,4 +68,5 @@ def run_protocol(
         elapsed_s=elapsed,
         artifact_sha256=inputs.artifact.sha256,
         dataset_sha256=inputs.dataset.sha256,
+        engine=model.info(),
     )

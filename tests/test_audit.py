@@ -54,6 +54,13 @@ def test_audit_is_deterministic(model, tokens):
     )
 
 
+def at_rows(hidden: Tensor, rows: Tensor | None) -> Tensor:
+    """The Scorer contract: with `rows`, the hidden gathered at those positions."""
+    if rows is None:
+        return hidden
+    return hidden.gather(1, rows[..., None].expand(-1, -1, hidden.size(-1)))
+
+
 class Lookahead(nn.Module):
     """A broken model: every position also sees the mean hidden state of its whole window."""
 
@@ -65,8 +72,10 @@ class Lookahead(nn.Module):
     def head_weight(self) -> Tensor:
         return self.inner.head_weight
 
-    def forward_hidden(self, ids: Tensor) -> Tensor:
-        hidden = self.inner.forward_hidden(ids)
+    def forward_hidden(self, ids: Tensor, rows: Tensor | None = None) -> Tensor:
+        return at_rows(self.leak(self.inner.forward_hidden(ids)), rows)
+
+    def leak(self, hidden: Tensor) -> Tensor:
         return hidden + hidden.mean(1, keepdim=True)
 
     def logits(self, hidden: Tensor) -> Tensor:
@@ -82,8 +91,7 @@ def test_a_model_that_sees_the_future_is_caught_under_sliding(model, tokens):
 class BatchMixing(Lookahead):
     """A broken model: every row also sees the mean hidden state of the batch's rows."""
 
-    def forward_hidden(self, ids: Tensor) -> Tensor:
-        hidden = self.inner.forward_hidden(ids)
+    def leak(self, hidden: Tensor) -> Tensor:
         return hidden + hidden.mean(0, keepdim=True)
 
 

@@ -28,6 +28,7 @@ REPORT_KEYS = {
     "params",
     "artifact_sha256",
     "dataset_sha256",
+    "engine",
 }
 
 

@@ -8,6 +8,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import ClassVar
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -42,8 +43,13 @@ class Scorer(typing.Protocol):
         """[V, d] output projection (tied or not)."""
         ...
 
-    def forward_hidden(self, ids: Tensor) -> Tensor:
-        """[B, T] token ids -> [B, T, d] hidden states after the final norm."""
+    def forward_hidden(self, ids: Tensor, rows: Tensor | None = None) -> Tensor:
+        """[B, T] token ids -> [B, T, d] hidden states after the final norm.
+
+        With `rows` ([B, R] positions per window) only the hidden at those positions,
+        [B, R, d], equal to the full result gathered there; a model may prune work that
+        feeds no other position (golf.model.GPT prunes its last layer).
+        """
         ...
 
     def logits(self, hidden: Tensor) -> Tensor:
@@ -57,7 +63,11 @@ class Batch:
 
     Row i holds inputs `tokens[s : s + n]` and targets `tokens[s + 1 : s + n + 1]` in its
     first n columns (s = starts[i], n = lengths[i]); T is the longest window of the batch,
-    so a batch's tensors depend on its windows only.
+    so a batch's tensors depend on its windows only. `from_plan(..., pad=(B, L))` gives
+    static shapes instead (for compiled forwards): rows past `len(windows)` are empty
+    windows (length 0: nothing scored, nothing adapted) and T = L.
+    The plan's numbers also stay on the host (`host_lengths`, `host_score_from`), so
+    shapes that depend on them need no device sync.
     """
 
     windows: range
@@ -66,20 +76,53 @@ class Batch:
     targets: Tensor
     lengths: Tensor
     score_from: Tensor
+    host_lengths: np.ndarray | None = None
+    host_score_from: np.ndarray | None = None
 
     @classmethod
-    def from_plan(cls, tokens: Tensor, plan: WindowPlan, windows: range) -> Batch:
+    def from_plan(
+        cls,
+        tokens: Tensor,
+        plan: WindowPlan,
+        windows: range,
+        pad: tuple[int, int] | None = None,
+    ) -> Batch:
         """Gather a batch from the flat token tensor (N + 1 tokens, on the model's device)."""
         index = slice(windows.start, windows.stop)
-        starts = torch.tensor(plan.starts[index], device=tokens.device)
-        lengths = torch.tensor(plan.lengths[index], device=tokens.device)
-        score_from = torch.tensor(plan.score_from[index], device=tokens.device)
-        offsets = torch.arange(int(lengths.max()), device=tokens.device)
+        host = [np.asarray(a[index], dtype=np.int64) for a in (plan.starts, plan.lengths)]
+        host.append(np.asarray(plan.score_from[index], dtype=np.int64))
+        width = int(host[1].max())
+        if pad is not None:
+            n_windows, width = pad
+            extra = n_windows - len(windows)
+            host = [np.concatenate((a, np.zeros(max(extra, 0), np.int64))) for a in host]
+        starts, lengths, score_from = (torch.tensor(a, device=tokens.device) for a in host)
+        offsets = torch.arange(width, device=tokens.device)
         valid = offsets < lengths[:, None]
         at = torch.where(valid, starts[:, None] + offsets, 0)
         inputs = torch.where(valid, tokens[at], 0)
         targets = torch.where(valid, tokens[at + 1], 0)
-        return cls(windows, starts, inputs, targets, lengths, score_from)
+        return cls(windows, starts, inputs, targets, lengths, score_from, host[1], host[2])
+
+    def row_index(self, first: np.ndarray | None = None) -> tuple[Tensor, Tensor]:
+        """Positions `[first, length)` of each window as ([B, R] rows, [B, R] destination).
+
+        `first` defaults to the scored range's start. R is the longest span of the batch,
+        computed on the host. `rows` are valid positions (spare slots repeat position 0,
+        for gathering); `dest` is the same but T for spare slots, so scattering into a
+        [B, T + 1] buffer and dropping its last column puts each row where it belongs.
+        """
+        lengths, score_from = self.host_lengths, self.host_score_from
+        if lengths is None or score_from is None:  # built by hand: read them back once
+            lengths, score_from = self.lengths.cpu().numpy(), self.score_from.cpu().numpy()
+        first = score_from if first is None else first
+        span = max(int((lengths - first).max()), 1)
+        pos = first[:, None] + np.arange(span)[None, :]
+        inside = pos < lengths[:, None]
+        device = self.inputs.device
+        rows = torch.from_numpy(np.where(inside, pos, 0)).to(device, non_blocking=True)
+        dest = np.where(inside, pos, self.inputs.shape[1])
+        return rows, torch.from_numpy(dest).to(device, non_blocking=True)
 
     @property
     def offsets(self) -> Tensor:
@@ -107,6 +150,10 @@ class Protocol(ABC):
 
     def default_stride(self, seq_len: int) -> int:
         return seq_len
+
+    def cost_factor(self, params: EvalParams) -> float:
+        """Work per scored window-token relative to one frozen forward (job pricing)."""
+        return 1.0
 
     def resolve(self, params: EvalParams) -> EvalParams:
         """The parameters this protocol actually runs with: its one stride rule.

@@ -11,7 +11,7 @@ from golf.protocols.base import Batch, Protocol, Scorer
 
 
 class Sliding(Protocol):
-    """Frozen model; logits only at scored positions (the head is the only per-row cost)."""
+    """Frozen model; last layer, head and loss only at scored positions."""
 
     name = "sliding"
 
@@ -19,10 +19,15 @@ class Sliding(Protocol):
         return min(64, seq_len)
 
     def nll(self, model: Scorer, batch: Batch, params: EvalParams) -> Tensor:
+        """Hidden, head and loss only at the scored rows ([B, R], R from the host plan);
+        spare row slots are scattered into a dropped column."""
+        rows, dest = batch.row_index()
         with torch.inference_mode():
-            hidden = model.forward_hidden(batch.inputs)
-            scored = batch.scored
-            logits = model.logits(hidden[scored]).float()
-            nll = torch.zeros(scored.shape, dtype=torch.float32, device=logits.device)
-            nll[scored] = F.cross_entropy(logits, batch.targets[scored], reduction="none")
-        return nll
+            hidden = model.forward_hidden(batch.inputs, rows).float()
+            logits = model.logits(hidden).float()
+            targets = batch.targets.gather(1, rows)
+            row_nll = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none")
+            n_windows, width = batch.inputs.shape
+            nll = torch.zeros(n_windows, width + 1, dtype=torch.float32, device=logits.device)
+            nll.scatter_(1, dest, row_nll.view(rows.shape))
+        return nll[:, :width]

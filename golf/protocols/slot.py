@@ -6,6 +6,7 @@ predictions; `golf.audit` measures that. Kept to reproduce records that used it.
 
 from __future__ import annotations
 
+import numpy as np
 from torch import Tensor
 
 from golf.protocols.base import Batch
@@ -18,3 +19,8 @@ class Slot(SlotProtocol):
 
     def adapt_mask(self, batch: Batch) -> Tensor:
         return batch.scored
+
+    def fit_from(self, batch: Batch) -> np.ndarray | None:
+        if batch.host_score_from is not None:
+            return batch.host_score_from
+        return batch.score_from.cpu().numpy()

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import math
 from abc import abstractmethod
+from collections.abc import Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -23,6 +25,12 @@ from golf.protocols.base import Batch, Protocol, Scorer
 BETAS = (0.9, 0.999)
 EPS = 1e-5
 WEIGHT_DECAY = 1e-8
+# Cost of one SLOT step as a share of a forward pass, for pricing jobs.
+STEP_SHARE = 0.005
+REFERENCE_STEP_SHARE = 0.05
+
+SlotFn = Callable[[Tensor, Tensor, float, Tensor, Tensor, Tensor, EvalParams], Tensor]
+"""fast_slot's signature (golf.protocols.slot_triton.triton_slot has the same)."""
 
 
 class SlotProtocol(Protocol):
@@ -31,21 +39,56 @@ class SlotProtocol(Protocol):
     def default_stride(self, seq_len: int) -> int:
         return min(96, seq_len)
 
+    def cost_factor(self, params: EvalParams) -> float:
+        """A forward plus each step's share of one (docs/PERFORMANCE.md: SLOT-24 fast is
+        1.03× sliding, the reference path 1.70×), with a margin for other devices."""
+        return 1.0 + params.slot_steps * (REFERENCE_STEP_SHARE if params.reference else STEP_SHARE)
+
     @abstractmethod
     def adapt_mask(self, batch: Batch) -> Tensor:
         """[B, T] bool: positions whose NLL the per-window parameters are fitted to."""
 
+    def fit_from(self, batch: Batch) -> np.ndarray | None:
+        """Host [B] first position of each window's adapted ∪ scored rows, which run to its
+        length; None: every position [0, length). The fast path's forward computes the
+        last layer only there."""
+        return None
+
     def nll(self, model: Scorer, batch: Batch, params: EvalParams) -> Tensor:
+        """The forward (possibly bf16, see golf.engine) then the fit, always in fp32."""
         adapt, scored = self.adapt_mask(batch), batch.scored
         weight = model.head_weight.detach().float()
         softcap = float(model.config.logit_softcap)
+        device_type = batch.inputs.device.type
         if params.reference:
             with torch.no_grad():
                 hidden = model.forward_hidden(batch.inputs).float()
-            return reference_slot(hidden, weight, softcap, batch.targets, adapt, scored, params)
+            with torch.autocast(device_type, enabled=False):
+                return reference_slot(hidden, weight, softcap, batch.targets, adapt, scored, params)
+        first = self.fit_from(batch)
+        if first is None:
+            first = np.zeros(batch.inputs.shape[0], dtype=np.int64)
+        rows, dest = batch.row_index(first)
+        slot = _slot_kernel(model, params, batch.inputs.device)
         with torch.inference_mode():
-            hidden = model.forward_hidden(batch.inputs).float()
-            return fast_slot(hidden, weight, softcap, batch.targets, adapt, scored, params)
+            n_windows, width = batch.inputs.shape
+            at_rows = model.forward_hidden(batch.inputs, rows).float()
+            hidden = at_rows.new_zeros(n_windows, width + 1, at_rows.size(-1))
+            hidden.scatter_(1, dest[..., None].expand_as(at_rows), at_rows)
+            hidden = hidden[:, :width]
+            with torch.autocast(device_type, enabled=False):
+                return slot(hidden, weight, softcap, batch.targets, adapt, scored, params)
+
+
+def _slot_kernel(model: Scorer, params: EvalParams, device: torch.device) -> SlotFn:
+    """fast_slot, or the fused Triton step (golf.protocols.slot_triton), as the engine says."""
+    from golf.engine import Engine, load_triton_slot
+
+    engine = getattr(model, "engine", None)
+    kernel = engine.slot_kernel if isinstance(engine, Engine) else None
+    if kernel is None:
+        kernel = Engine.resolve_slot_kernel(params.slot_kernel, device)
+    return load_triton_slot() if kernel == "triton" else fast_slot
 
 
 def lr_at(step: int, params: EvalParams) -> float:
