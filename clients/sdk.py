@@ -89,8 +89,9 @@ def _job_body(
     }
 
 
-def _windows_query(protocol: str | None) -> dict[str, str]:
-    return {"protocol": protocol} if protocol else {}
+def _windows_query(protocol: str | None, cursor: str | None = None) -> dict[str, str]:
+    query = {"protocol": protocol} if protocol else {}
+    return query | ({"cursor": cursor} if cursor else {})
 
 
 class Client:
@@ -151,9 +152,16 @@ class Client:
         return self._call("GET", _job(job_id, "/report"))
 
     def windows(self, job_id: str, protocol: str | None = None) -> list[dict[str, Any]]:
-        """Per-window records, ordered by protocol then window."""
-        query = _windows_query(protocol)
-        return self._call("GET", _job(job_id, "/windows"), params=query)["windows"]
+        """Per-window records, ordered by protocol then window (every page)."""
+        rows: list[dict[str, Any]] = []
+        cursor = None
+        while True:
+            page = self._call(
+                "GET", _job(job_id, "/windows"), params=_windows_query(protocol, cursor)
+            )
+            rows += page["windows"]
+            if (cursor := page.get("next_cursor")) is None:
+                return rows
 
     def cancel(self, job_id: str) -> dict[str, Any]:
         """Cancel a queued or running job; returns the job object."""
@@ -251,9 +259,15 @@ class AsyncClient:
         return await self._call("GET", _job(job_id, "/report"))
 
     async def windows(self, job_id: str, protocol: str | None = None) -> list[dict[str, Any]]:
-        """Per-window records, ordered by protocol then window."""
-        query = _windows_query(protocol)
-        return (await self._call("GET", _job(job_id, "/windows"), params=query))["windows"]
+        """Per-window records, ordered by protocol then window (every page)."""
+        rows: list[dict[str, Any]] = []
+        cursor = None
+        while True:
+            query = _windows_query(protocol, cursor)
+            page = await self._call("GET", _job(job_id, "/windows"), params=query)
+            rows += page["windows"]
+            if (cursor := page.get("next_cursor")) is None:
+                return rows
 
     async def cancel(self, job_id: str) -> dict[str, Any]:
         """Cancel a queued or running job; returns the job object."""

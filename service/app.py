@@ -19,6 +19,7 @@ from service.datasets import Datasets
 from service.deps import AppState
 from service.errors import install_handlers
 from service.events import Hub
+from service.limits import RequestLimits
 from service.metrics import Metrics
 from service.objects import ObjectCache
 from service.routers import artifacts, dashboard, datasets, jobs, ops
@@ -76,6 +77,7 @@ def create_app(settings: Settings, keys: ApiKeys | None = None) -> FastAPI:
             hub,
             metrics,
             settings.max_decompressed_bytes,
+            settings.max_shard_attempts,
         )
         app.state.golf = AppState(
             settings, keys, store, data, hub, metrics, pool, scheduler, asyncio.Semaphore(2)
@@ -97,6 +99,13 @@ def create_app(settings: Settings, keys: ApiKeys | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_handlers(app)
+    app.add_middleware(
+        RequestLimits,
+        keys=keys,
+        max_json_bytes=settings.max_json_bytes,
+        json_deadline_s=settings.json_deadline_s,
+        upload_deadline_s=settings.upload_deadline_s,
+    )
     for module in (artifacts, datasets, jobs, ops, dashboard):
         app.include_router(module.router)
     app.mount("/static", dashboard.static, name="static")

@@ -39,7 +39,8 @@ class ApiKeys:
     @classmethod
     def load(cls, path: Path) -> ApiKeys:
         try:
-            lines = path.read_text("utf-8").splitlines()
+            # utf-8-sig: a byte-order mark must not become part of the first key.
+            lines = path.read_text("utf-8-sig").splitlines()
         except (OSError, UnicodeDecodeError) as e:
             raise ConfigError(f"cannot read API keys file {path}: {e}") from None
         keys: dict[str, Caller] = {}

@@ -1,7 +1,8 @@
 """Change notification per job and its Server-Sent Events stream.
 
 The scheduler publishes after every stored batch and state change; a stream sends the
-job's latest state (changes coalesce, so a slow client never falls behind), then the
+job's latest state (changes coalesce, at most four a second, so a slow client never
+falls behind and a fast job never floods one), then the
 report, or `end` if the job failed or was cancelled.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -16,6 +18,8 @@ from typing import Any
 from service.store import TERMINAL
 
 KEEPALIVE_S = 15.0
+MIN_INTERVAL_S = 0.25
+"""At most four progress events a second per stream, however fast batches land."""
 
 
 class Hub:
@@ -56,6 +60,7 @@ async def job_events(
             changed.clear()
             job, report = view()
             yield sse("progress", job)
+            sent = time.monotonic()
             if job["state"] in TERMINAL:
                 yield sse("report", report) if report is not None else sse("end", job)
                 return
@@ -63,5 +68,8 @@ async def job_events(
                 await asyncio.wait_for(changed.wait(), KEEPALIVE_S)
             except TimeoutError:
                 yield ": keepalive\n\n"
+                continue
+            # Within MIN_INTERVAL_S of the last event, wait: what changes meanwhile goes in one.
+            await asyncio.sleep(max(0.0, sent + MIN_INTERVAL_S - time.monotonic()))
     finally:
         hub.unsubscribe(job_id, changed)

@@ -15,6 +15,7 @@ import ray
 
 from golf.data import Dataset
 from workers.cache import LRU
+from workers.integrity import verified
 from workers.task import Blob
 
 
@@ -25,8 +26,9 @@ class ObjectCache:
         self._lock = threading.Lock()  # called from the scheduler's worker threads
 
     def artifact(self, sha256: str) -> Blob:
+        """The stored artifact, re-hashed against its name before it is shared."""
         path = self.artifacts_dir / f"{sha256}.golf"
-        return self._put(sha256, path.read_bytes)
+        return self._put(sha256, lambda: verified(path.read_bytes(), sha256, "stored artifact"))
 
     def tokens(self, dataset: Dataset, seq_len: int) -> Blob:
         """The N + 1 val tokens `golf eval` scores at this seq_len."""

@@ -8,38 +8,76 @@ import json
 from typing import Any
 
 from golf import __version__
+from golf.engine import Engine, EngineInfo
+from golf.params import EvalParams
 from golf.records import protocol_flags
 from golf.report import make_report
 from service.store import JobRow, Store
+
+
+def _engine(
+    params: EvalParams, reported: dict[str, Any] | None, environment: dict[str, Any]
+) -> EngineInfo:
+    """What a protocol ran on: its workers' report, or, for shards stored before workers
+    reported engines, what its params resolve to on the workers' device."""
+    if reported is not None:
+        return EngineInfo.model_validate(reported)
+    device = "cuda" if "cuda" in str(environment.get("device", "")) else "cpu"
+    engine = Engine.resolve(params, device)
+    return EngineInfo(
+        device=device,
+        device_name=str(environment.get("device_name", "unknown")),
+        precision=engine.precision,
+        attention="unknown",
+        compiled=engine.compile,
+        slot_kernel=engine.slot_kernel,
+        torch=str(environment.get("torch", "unknown")),
+    )
 
 
 class IncompleteJob(Exception):
     """The stored windows do not cover the plan exactly once (a bug, never reported)."""
 
 
-def digest(job: JobRow) -> str:
-    """sha256 of everything that determines the numbers: inputs, protocols, params, code."""
-    doc = {
+class MixedEngines(Exception):
+    """A protocol's shards ran on workers with different engines (devices, precision)."""
+
+
+def digest(job: JobRow, engines: dict[str, EngineInfo] | None = None) -> str:
+    """sha256 of everything that determines the numbers: inputs, protocols, params (engine
+    settings included), the precision that ran (`auto` resolves per device), code."""
+    doc: dict[str, Any] = {
         "artifact": job.artifact,
         "dataset": job.dataset_sha256,
         "protocols": list(job.protocols),
         "params": {p: job.plans[p].params.model_dump(mode="json") for p in job.protocols},
         "golf_eval": __version__,
     }
+    if engines is not None:
+        doc["precision"] = {p: engines[p].precision for p in job.protocols if p in engines}
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
 
 def build_report(store: Store, job_id: str, environment: dict[str, Any]) -> dict[str, Any]:
-    """The report of a job whose shards are all done; IncompleteJob unless Σ tokens = plan."""
+    """The report of a job whose shards are all done; IncompleteJob unless Σ tokens = plan.
+
+    Each protocol reports the engine its shards' workers ran (stored with each shard); one
+    whose shards ran on different engines has no single, reproducible number and fails.
+    """
     job = store.job(job_id)
     assert job is not None
     elapsed: dict[str, float] = {}
     for shard in store.shards(job_id):
         elapsed[shard.protocol] = elapsed.get(shard.protocol, 0.0) + shard.elapsed_s
     reports = []
+    ran: dict[str, EngineInfo] = {}
     for protocol in job.protocols:
         plan = job.plans[protocol]
-        records = store.windows(job_id, protocol)
+        engines = store.engines(job_id, protocol)
+        if len(engines) > 1:
+            raise MixedEngines(f"{protocol}: shards ran on different engines: {engines}")
+        ran[protocol] = _engine(plan.params, engines[0] if engines else None, environment)
+        records = store.verified_windows(job_id, protocol)
         tokens = sum(r.tokens for r in records)
         if len(records) != plan.windows or tokens != plan.scored_tokens:
             raise IncompleteJob(
@@ -54,6 +92,7 @@ def build_report(store: Store, job_id: str, environment: dict[str, Any]) -> dict
                 elapsed_s=elapsed.get(protocol, 0.0),
                 artifact_sha256=job.artifact,
                 dataset_sha256=job.dataset_sha256,
+                engine=ran[protocol],
             )
         )
     artifact = store.artifact(job.artifact)
@@ -75,5 +114,5 @@ def build_report(store: Store, job_id: str, environment: dict[str, Any]) -> dict
         },
         "flags": [f.model_dump() for f in own_flags + protocol_flags(job.protocols)],
         "environment": environment,
-        "digest": digest(job),
+        "digest": digest(job, ran),
     }

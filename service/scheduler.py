@@ -42,6 +42,7 @@ class Scheduler:
         hub: Hub,
         metrics: Metrics,
         max_decompressed: int,
+        max_attempts: int = 3,
     ):
         self.store = store
         self.pool = pool
@@ -50,9 +51,11 @@ class Scheduler:
         self.hub = hub
         self.metrics = metrics
         self.max_decompressed = max_decompressed
+        self.max_attempts = max_attempts
         self._wake = asyncio.Event()
         self._engine: asyncio.Task | None = None
         self._running: dict[ShardKey, asyncio.Task] = {}
+        self._workers: dict[ShardKey, Worker] = {}
         self._stopped_jobs: set[str] = set()
         self._last_owner: str | None = None
 
@@ -75,14 +78,21 @@ class Scheduler:
         self._wake.set()
 
     def stop_job(self, job_id: str) -> None:
-        """Stop streaming a cancelled or failed job's shards; their workers move on."""
+        """Stop a cancelled or failed job now: its running batches are interrupted by
+        killing their actors (a fresh actor takes each one's place), so the GPU is free
+        within seconds instead of after the batch in flight."""
         self._stopped_jobs.add(job_id)
+        for key, worker in list(self._workers.items()):
+            if key.job == job_id:
+                with contextlib.suppress(Exception):
+                    ray.kill(worker.actor, no_restart=True)
         self.wake()
 
     def environment(self) -> dict[str, Any]:
         infos = [w.info for w in self.pool.workers if w.info]
         return {
             "device": ",".join(sorted({i["device"] for i in infos})) or "unknown",
+            "device_name": ",".join(sorted({i.get("device_name", "") for i in infos})) or "unknown",
             "torch": ",".join(sorted({i["torch"] for i in infos})) or "unknown",
             "workers": len(self.pool.workers),
             "golf_eval": __version__,
@@ -118,6 +128,7 @@ class Scheduler:
             worker.busy = True
             self.store.start_shard(shard.key, shard.owner, worker.name)
             self.hub.publish(shard.key.job)
+            self._workers[shard.key] = worker
             self._running[shard.key] = asyncio.create_task(self._run(worker, shard))
 
     def _pick(self, queued: list[QueuedShard]) -> QueuedShard | None:
@@ -140,8 +151,11 @@ class Scheduler:
             task = await asyncio.to_thread(self._task, shard)
             await self._stream(worker, task, key)
         except RayActorError as e:
-            log.warning("%s died running %s: %s; requeued", worker.name, key, one_line(e))
-            self.store.requeue_shard(key)
+            self._workers.pop(key, None)
+            if key.job in self._stopped_jobs:
+                self.store.end_stopped_shard(key)
+            else:
+                self._lost(worker, shard, one_line(e))
             try:
                 await self.pool.replace(worker)
             except Exception:
@@ -151,6 +165,7 @@ class Scheduler:
             self._fail(key.job, one_line(e))
         finally:
             self.metrics.worker_busy(worker.name, time.monotonic() - started)
+            self._workers.pop(key, None)
             self._running.pop(key, None)
             worker.busy = False
             self.hub.publish(key.job)
@@ -158,18 +173,25 @@ class Scheduler:
 
     async def _stream(self, worker: Worker, task: ShardTask, key: ShardKey) -> None:
         seconds = 0.0
+        engine: dict[str, Any] | None = None
         stream = worker.actor.run_shard.remote(task)
         async for ref in stream:
             if key.job in self._stopped_jobs:
                 await _abandon(stream)
-                self.store.requeue_shard(key)  # not done; a stopped job never dispatches it
+                self.store.end_stopped_shard(key)
                 return
             batch = await ref
             seconds += batch["seconds"]
-            added = self.store.add_windows(key, [WindowRecord(**r) for r in batch["records"]])
+            engine = batch.get("engine") or engine
+            rows = batch["records"]
+            added = self.store.add_windows(
+                key,
+                [WindowRecord(r["window"], r["nll_sum"], r["tokens"], r["bytes"]) for r in rows],
+                [r["checksum"] for r in rows],
+            )
             self.metrics.windows_done(added)
             self.hub.publish(key.job)
-        self.store.finish_shard(key, seconds)
+        self.store.finish_shard(key, seconds, engine)
 
     def _task(self, shard: QueuedShard) -> ShardTask:
         """The shard's inputs as object-store refs (put once per content hash)."""
@@ -206,6 +228,23 @@ class Scheduler:
                 log.exception("finalizing %s failed", job_id)
                 self._fail(job_id, one_line(e))
             self.hub.publish(job_id)
+
+    def _lost(self, worker: Worker, shard: QueuedShard, cause: str) -> None:
+        """A worker died under a shard: run it again, unless it has killed
+        `max_attempts` workers already (out of memory, say): then the job fails naming it."""
+        attempts = self.store.shard_attempts(shard.key)
+        key = shard.key
+        if attempts >= self.max_attempts:
+            self._fail(
+                key.job,
+                f"shard {key.protocol}#{key.shard} (batches {shard.batch_lo}-{shard.batch_hi}) "
+                f"lost its worker {attempts} times; last: {cause}",
+            )
+            return
+        log.warning(
+            "%s died running %s (attempt %d): %s; requeued", worker.name, key, attempts, cause
+        )
+        self.store.requeue_shard(key)
 
     def _fail(self, job_id: str, message: str) -> None:
         if self.store.fail_job(job_id, message):

@@ -11,7 +11,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from golf.bytes import bits_per_byte
 from golf.records import ArtifactSummary, Flag
 from golf.report import ProtocolReport
-from service.store import JobRow, ShardRow
+from service.store import JobProgress, JobRow, ProtocolSums, ShardRow
+
+MAX_LISTED_SHARDS = 256
+"""Shards a job object lists; the job's cost limit keeps most jobs below it."""
 
 
 class ArtifactOut(BaseModel):
@@ -107,10 +110,14 @@ class JobSummary(BaseModel):
     progress: Progress
     running: dict[str, Running]
     eta_s: float | None
+    shard_counts: dict[str, int]
+    """Shards by state: queued, running, done, stopping, cancelled, failed."""
 
 
 class JobOut(JobSummary):
     shards: list[ShardOut]
+    """The first MAX_LISTED_SHARDS shards in plan order; all of them via
+    `GET /v1/jobs/{id}/shards`."""
 
 
 class JobList(BaseModel):
@@ -132,6 +139,7 @@ class ArtifactBrief(BaseModel):
 
 class Environment(BaseModel):
     device: str
+    device_name: str = "unknown"
     torch: str
     workers: int
     golf_eval: str
@@ -157,6 +165,13 @@ class WindowOut(BaseModel):
 
 class WindowList(BaseModel):
     windows: list[WindowOut]
+    next_cursor: str | None
+    """Pass as `cursor` for the next page; null on the last one."""
+
+
+class ShardList(BaseModel):
+    shards: list[ShardOut]
+    next_offset: int | None
 
 
 class Health(BaseModel):
@@ -166,32 +181,37 @@ class Health(BaseModel):
     db: bool
 
 
-def job_object(job: JobRow, shards: list[ShardRow]) -> dict[str, Any]:
-    """The job object of the API (with `shards`), its progress, running val_bpb and ETA."""
-    done = sum(s.windows_done for s in shards)
-    total = sum(s.windows_total for s in shards)
-    running: dict[str, dict[str, Any]] = {}
-    for protocol in job.protocols:
-        mine = [s for s in shards if s.protocol == protocol]
-        n_bytes = sum(s.bytes for s in mine)
-        nll = sum(s.nll_sum for s in mine)
-        running[protocol] = {
-            "val_bpb": bits_per_byte(nll, n_bytes) if n_bytes else None,
-            "tokens": sum(s.tokens for s in mine),
-            "bytes": n_bytes,
+def job_object(
+    job: JobRow, progress: JobProgress, shards: list[ShardRow] | None = None
+) -> dict[str, Any]:
+    """The job object of the API: progress, running val_bpb and ETA from aggregated
+    shard totals, shard counts by state, and with `shards` the first MAX_LISTED_SHARDS."""
+    sums = [progress.protocols.get(p, ProtocolSums()) for p in job.protocols]
+    done = sum(t.windows_done for t in sums)
+    total = sum(t.windows_total for t in sums)
+    running = {
+        protocol: {
+            "val_bpb": bits_per_byte(t.nll_sum, t.bytes) if t.bytes else None,
+            "tokens": t.tokens,
+            "bytes": t.bytes,
         }
+        for protocol, t in zip(job.protocols, sums, strict=True)
+    }
     eta = None
     if job.state == "running" and job.started_at and 0 < done < total:
         eta = (time.time() - job.started_at) * (total - done) / done
     fields = {k: getattr(job, k) for k in JobSummary.model_fields if hasattr(job, k)}
-    return {
+    doc = {
         **fields,
         "protocols": list(job.protocols),
         "params": job.params.model_dump(mode="json"),
         "progress": {"windows_done": done, "windows_total": total},
         "running": running,
         "eta_s": eta,
-        "shards": [
-            {k: v for k, v in asdict(s).items() if k in ShardOut.model_fields} for s in shards
-        ],
+        "shard_counts": progress.counts,
     }
+    if shards is not None:
+        doc["shards"] = [
+            {k: v for k, v in asdict(s).items() if k in ShardOut.model_fields} for s in shards
+        ]
+    return doc

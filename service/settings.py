@@ -36,9 +36,27 @@ class Settings(BaseSettings):
     api_keys: Path | None = None
     """File of `KEY OWNER [admin]` lines; without it a dev key is made and printed."""
     max_upload_bytes: int = Field(64 * 2**20, ge=1)
+    max_json_bytes: int = Field(64 * 2**10, ge=1024)
+    """Largest JSON request body (job submissions); larger ones get 413 unread."""
+    json_deadline_s: float = Field(10.0, gt=0)
+    """A JSON body must arrive within this many seconds (408 otherwise)."""
+    upload_deadline_s: float = Field(120.0, gt=0)
+    """An upload must arrive within this many seconds (408, temp file removed)."""
     max_decompressed_bytes: int = Field(DEFAULT_MAX_DECOMPRESSED, ge=1)
     max_jobs_per_owner: int = Field(8, ge=1)
     """Queued plus running jobs one owner may have."""
+    max_job_cost: float = Field(2e10, gt=0)
+    """Largest job, in forward window-tokens (golf.jobplan: a full FineWeb val pass of
+    sliding + SLOT-24 + causal SLOT at L 2048 is about 5e9)."""
+    owner_budget: float = Field(4e10, gt=0)
+    """Cost one owner may have queued or running (cancelled work counts until it stops)."""
+    min_seq_len: int = Field(64, ge=1)
+    min_stride: int = Field(16, ge=1)
+    max_slot_steps: int = Field(200, ge=0)
+    max_batch_bytes: int = Field(16 * 2**30, ge=1)
+    """Estimated activation bytes of one batch a worker must hold (golf.jobplan)."""
+    max_shard_attempts: int = Field(3, ge=1, le=100)
+    """Workers a shard may lose (crash, out of memory) before its job fails naming it."""
     batches_per_shard: int = Field(8, ge=1)
     """Shard size: a dead worker costs at most this many batches of re-run."""
 

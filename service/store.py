@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from golf.evaluate import WindowRecord
 from golf.jobplan import JobPlan, ProtocolPlan
 from golf.params import EvalParams
 from golf.records import ArtifactSummary
+from workers.integrity import IntegrityError, record_checksum
 
 ACTIVE = ("queued", "running")
 TERMINAL = ("succeeded", "failed", "cancelled")
@@ -30,12 +31,14 @@ TERMINAL = ("succeeded", "failed", "cancelled")
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS artifacts (
     id TEXT PRIMARY KEY, summary TEXT NOT NULL, created_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS artifact_owners (
+    artifact TEXT NOT NULL, owner TEXT NOT NULL, PRIMARY KEY (artifact, owner)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY, owner TEXT NOT NULL, state TEXT NOT NULL,
     artifact TEXT NOT NULL, dataset TEXT NOT NULL, dataset_sha256 TEXT NOT NULL,
     protocols TEXT NOT NULL, params TEXT NOT NULL, plans TEXT NOT NULL,
     priority INTEGER NOT NULL, created_at REAL NOT NULL, started_at REAL,
-    finished_at REAL, error TEXT, report TEXT);
+    finished_at REAL, error TEXT, report TEXT, cost REAL NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS jobs_owner ON jobs (owner, state);
 CREATE TABLE IF NOT EXISTS shards (
     job TEXT NOT NULL, protocol TEXT NOT NULL, shard INTEGER NOT NULL,
@@ -43,10 +46,10 @@ CREATE TABLE IF NOT EXISTS shards (
     state TEXT NOT NULL DEFAULT 'queued', windows_done INTEGER NOT NULL DEFAULT 0,
     tokens INTEGER NOT NULL DEFAULT 0, bytes INTEGER NOT NULL DEFAULT 0,
     nll_sum REAL NOT NULL DEFAULT 0, worker TEXT, attempts INTEGER NOT NULL DEFAULT 0,
-    elapsed_s REAL NOT NULL DEFAULT 0, PRIMARY KEY (job, protocol, shard));
+    elapsed_s REAL NOT NULL DEFAULT 0, engine TEXT, PRIMARY KEY (job, protocol, shard));
 CREATE TABLE IF NOT EXISTS windows (
     job TEXT NOT NULL, protocol TEXT NOT NULL, window INTEGER NOT NULL,
-    nll_sum REAL NOT NULL, tokens INTEGER NOT NULL, bytes INTEGER NOT NULL,
+    nll_sum REAL NOT NULL, tokens INTEGER NOT NULL, bytes INTEGER NOT NULL, checksum TEXT,
     PRIMARY KEY (job, protocol, window)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS dispatches (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, job TEXT NOT NULL,
@@ -55,8 +58,16 @@ CREATE TABLE IF NOT EXISTS dispatches (
 """
 
 
+# Columns added after the first release, added to older databases on open.
+MIGRATIONS = (
+    ("jobs", "cost", "REAL NOT NULL DEFAULT 0"),
+    ("windows", "checksum", "TEXT"),
+    ("shards", "engine", "TEXT"),
+)
+
+
 class OverCapacity(Exception):
-    """The owner already has as many active jobs as allowed."""
+    """The owner already has as many active jobs, or as much queued work, as allowed."""
 
 
 @dataclass(frozen=True)
@@ -85,6 +96,7 @@ class JobRow:
     finished_at: float | None
     error: str | None
     report: dict[str, Any] | None
+    cost: float
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> JobRow:
@@ -102,6 +114,25 @@ class JobRow:
                 "report": json.loads(doc["report"]) if doc["report"] is not None else None,
             }
         )
+
+
+@dataclass
+class ProtocolSums:
+    """Running totals of one protocol's shards."""
+
+    windows_done: int = 0
+    windows_total: int = 0
+    tokens: int = 0
+    bytes: int = 0
+    nll_sum: float = 0.0
+
+
+@dataclass
+class JobProgress:
+    """Shard counts by state and per-protocol totals of one job."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+    protocols: dict[str, ProtocolSums] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -122,6 +153,7 @@ class ShardRow:
     worker: str | None
     attempts: int
     elapsed_s: float
+    engine: str | None  # JSON of the golf.engine.EngineInfo its worker ran
 
 
 @dataclass(frozen=True)
@@ -147,6 +179,10 @@ class Store:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
+        for table, column, declaration in MIGRATIONS:
+            have = {row["name"] for row in self._db.execute(f"PRAGMA table_info({table})")}
+            if column not in have:
+                self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
         self._lock = threading.RLock()
 
     def close(self) -> None:
@@ -173,15 +209,25 @@ class Store:
 
     # ------------------------------------------------------------------ artifacts
 
-    def put_artifact(self, summary: ArtifactSummary) -> None:
+    def put_artifact(self, summary: ArtifactSummary, owner: str) -> None:
+        """Store an artifact's summary once, and note that `owner` uploaded it."""
         with self._tx() as db:
             db.execute(
                 "INSERT OR IGNORE INTO artifacts VALUES (?, ?, ?)",
                 (summary.sha256, summary.model_dump_json(), time.time()),
             )
+            db.execute(
+                "INSERT OR IGNORE INTO artifact_owners VALUES (?, ?)", (summary.sha256, owner)
+            )
 
-    def artifact(self, sha256: str) -> ArtifactSummary | None:
-        rows = self._all("SELECT summary FROM artifacts WHERE id = ?", (sha256,))
+    def artifact(self, sha256: str, owner: str | None = None) -> ArtifactSummary | None:
+        """The artifact's summary; with `owner`, only if that owner uploaded it."""
+        sql = "SELECT summary FROM artifacts WHERE id = ?"
+        args: tuple[str, ...] = (sha256,)
+        if owner is not None:
+            sql += " AND EXISTS (SELECT 1 FROM artifact_owners WHERE artifact = id AND owner = ?)"
+            args += (owner,)
+        rows = self._all(sql, args)
         return ArtifactSummary.model_validate_json(rows[0]["summary"]) if rows else None
 
     # ------------------------------------------------------------------ jobs
@@ -197,8 +243,10 @@ class Store:
         plan: JobPlan,
         priority: int,
         max_active: int,
+        budget: float,
     ) -> str:
-        """Insert a queued job and the shards of its plan."""
+        """Insert a queued job and the shards of its plan, within the owner's job cap and
+        cost budget (queued, running, and cancelled jobs whose shards still run)."""
         job_id = "j_" + secrets.token_hex(8)
         with self._tx() as db:
             (active,) = db.execute(
@@ -206,10 +254,20 @@ class Store:
             ).fetchone()
             if active >= max_active:
                 raise OverCapacity(f"{owner} already has {active} active jobs (cap {max_active})")
+            (used,) = db.execute(
+                "SELECT coalesce(sum(cost), 0) FROM jobs j WHERE owner = ? AND (state IN (?, ?)"
+                " OR EXISTS (SELECT 1 FROM shards s WHERE s.job = j.id AND s.state = 'stopping'))",
+                (owner, *ACTIVE),
+            ).fetchone()
+            if used + plan.cost > budget:
+                raise OverCapacity(
+                    f"{owner} has {used:.3g} of a {budget:.3g} window-token budget queued or "
+                    f"running; this job needs {plan.cost:.3g} (owner_budget)"
+                )
             db.execute(
                 "INSERT INTO jobs (id, owner, state, artifact, dataset, dataset_sha256,"
-                " protocols, params, plans, priority, created_at)"
-                " VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?)",
+                " protocols, params, plans, priority, created_at, cost)"
+                " VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     job_id,
                     owner,
@@ -226,6 +284,7 @@ class Store:
                     ),
                     priority,
                     time.time(),
+                    plan.cost,
                 ),
             )
             db.executemany(
@@ -295,13 +354,38 @@ class Store:
 
     # ------------------------------------------------------------------ shards
 
-    def shards(self, job_id: str) -> list[ShardRow]:
+    def shards(self, job_id: str, limit: int | None = None, offset: int = 0) -> list[ShardRow]:
+        """A job's shards in plan order (protocols in the job's order, then shard number)."""
         rows = self._all(
             "SELECT s.* FROM shards s JOIN jobs j ON j.id = s.job WHERE s.job = ?"
-            " ORDER BY instr(j.protocols, '\"' || s.protocol || '\"'), s.shard",
-            (job_id,),
+            " ORDER BY instr(j.protocols, '\"' || s.protocol || '\"'), s.shard"
+            " LIMIT ? OFFSET ?",
+            (job_id, -1 if limit is None else limit, offset),
         )
         return [ShardRow(**row) for row in rows]
+
+    def progress(self, job_ids: list[str]) -> dict[str, JobProgress]:
+        """Per job: shard counts by state and per-protocol sums, aggregated in SQL (a job
+        list or a progress event never loads shard rows)."""
+        marks = ",".join("?" * len(job_ids))
+        rows = self._all(
+            f"SELECT job, protocol, state, count(*) AS n, sum(windows_done) AS done,"
+            f" sum(windows_total) AS total, sum(tokens) AS tokens, sum(bytes) AS bytes,"
+            f" sum(nll_sum) AS nll FROM shards WHERE job IN ({marks})"
+            f" GROUP BY job, protocol, state",
+            job_ids,
+        )
+        out = {job_id: JobProgress() for job_id in job_ids}
+        for r in rows:
+            progress = out[r["job"]]
+            progress.counts[r["state"]] = progress.counts.get(r["state"], 0) + r["n"]
+            sums = progress.protocols.setdefault(r["protocol"], ProtocolSums())
+            sums.windows_done += r["done"]
+            sums.windows_total += r["total"]
+            sums.tokens += r["tokens"]
+            sums.bytes += r["bytes"]
+            sums.nll_sum += r["nll"]
+        return out
 
     def queued_shards(self) -> list[QueuedShard]:
         """Shards waiting to run, of jobs that are still active."""
@@ -346,15 +430,18 @@ class Store:
                 (now, owner, key.job, key.protocol, key.shard),
             )
 
-    def add_windows(self, key: ShardKey, records: Iterable[WindowRecord]) -> int:
-        """Store a batch's records once each; returns how many were new."""
+    def add_windows(
+        self, key: ShardKey, records: Iterable[WindowRecord], checksums: Iterable[str]
+    ) -> int:
+        """Store a batch's records, with the worker's checksums, once each; returns how many
+        were new."""
         added = tokens = n_bytes = 0
         nll = 0.0
         with self._tx() as db:
-            for r in records:
+            for r, checksum in zip(records, checksums, strict=True):
                 cur = db.execute(
-                    "INSERT OR IGNORE INTO windows VALUES (?, ?, ?, ?, ?, ?)",
-                    (key.job, key.protocol, r.window, r.nll_sum, r.tokens, r.bytes),
+                    "INSERT OR IGNORE INTO windows VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (key.job, key.protocol, r.window, r.nll_sum, r.tokens, r.bytes, checksum),
                 )
                 if cur.rowcount == 1:
                     added += 1
@@ -369,12 +456,40 @@ class Store:
             )
         return added
 
-    def finish_shard(self, key: ShardKey, elapsed_s: float) -> None:
+    def finish_shard(
+        self, key: ShardKey, elapsed_s: float, engine: dict[str, Any] | None = None
+    ) -> None:
+        """Mark a shard done, with the engine (golf.engine.EngineInfo) its worker ran."""
         with self._tx() as db:
             db.execute(
-                "UPDATE shards SET state = 'done', elapsed_s = ?"
+                "UPDATE shards SET state = 'done', elapsed_s = ?, engine = ?"
                 " WHERE job = ? AND protocol = ? AND shard = ?",
-                (elapsed_s, key.job, key.protocol, key.shard),
+                (elapsed_s, json.dumps(engine), key.job, key.protocol, key.shard),
+            )
+
+    def engines(self, job_id: str, protocol: str) -> list[dict[str, Any]]:
+        """The distinct engines the workers of a protocol's shards reported."""
+        rows = self._all(
+            "SELECT DISTINCT engine FROM shards WHERE job = ? AND protocol = ?"
+            " AND engine IS NOT NULL AND engine != 'null'",
+            (job_id, protocol),
+        )
+        return [json.loads(row["engine"]) for row in rows]
+
+    def shard_attempts(self, key: ShardKey) -> int:
+        rows = self._all(
+            "SELECT attempts FROM shards WHERE job = ? AND protocol = ? AND shard = ?",
+            (key.job, key.protocol, key.shard),
+        )
+        return rows[0]["attempts"] if rows else 0
+
+    def end_stopped_shard(self, key: ShardKey) -> None:
+        """A stopped job's shard has let go of its worker: `stopping` -> the job's state."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE shards SET state = (SELECT state FROM jobs WHERE id = shards.job)"
+                " WHERE job = ? AND protocol = ? AND shard = ? AND state = 'stopping'",
+                (key.job, key.protocol, key.shard),
             )
 
     def requeue_shard(self, key: ShardKey) -> None:
@@ -385,8 +500,13 @@ class Store:
             )
 
     def requeue_interrupted(self) -> int:
-        """After a restart: shards left running by the previous process run again."""
+        """After a restart: shards left running by the previous process run again, and
+        those of stopped jobs end (no worker holds them any more)."""
         with self._tx() as db:
+            db.execute(
+                "UPDATE shards SET state = (SELECT state FROM jobs WHERE id = shards.job)"
+                " WHERE state = 'stopping'"
+            )
             return db.execute("UPDATE shards SET state = 'queued' WHERE state = 'running'").rowcount
 
     def finished_jobs(self) -> list[str]:
@@ -408,10 +528,50 @@ class Store:
             ).fetchall()
         return [WindowRecord(*row) for row in rows]
 
+    def windows_page(
+        self, job_id: str, protocol: str, after: int, limit: int
+    ) -> list[WindowRecord]:
+        """Up to `limit` records of one protocol with window index > `after`, in order."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT window, nll_sum, tokens, bytes FROM windows"
+                " WHERE job = ? AND protocol = ? AND window > ? ORDER BY window LIMIT ?",
+                (job_id, protocol, after, limit),
+            ).fetchall()
+        return [WindowRecord(*row) for row in rows]
+
+    def verified_windows(self, job_id: str, protocol: str) -> list[WindowRecord]:
+        """The records of `windows`, each checked against the checksum its worker made;
+        IntegrityError naming the rows that were edited, torn or never checksummed."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT window, nll_sum, tokens, bytes, checksum FROM windows"
+                " WHERE job = ? AND protocol = ? ORDER BY window",
+                (job_id, protocol),
+            ).fetchall()
+        records = [WindowRecord(*row[:4]) for row in rows]
+        bad = [
+            r.window
+            for r, row in zip(records, rows, strict=True)
+            if row["checksum"] != record_checksum(job_id, protocol, *astuple(r))
+        ]
+        if bad:
+            raise IntegrityError(
+                f"{protocol}: {len(bad)} stored window records fail their checksum "
+                f"(first: window {bad[0]}); the report is withheld"
+            )
+        return records
+
     def dispatches(self) -> list[dict[str, Any]]:
         return self._all("SELECT * FROM dispatches ORDER BY seq")
 
 
 def _close_shards(db: sqlite3.Connection, job_id: str, state: str) -> None:
-    """A job that ends without a report ends its unfinished shards too, so none looks busy."""
-    db.execute("UPDATE shards SET state = ? WHERE job = ? AND state != 'done'", (state, job_id))
+    """A job that ends without a report ends its unfinished shards too: waiting ones at
+    once, running ones as `stopping` until their worker has let go (they still count
+    against the owner's budget and show as busy until then)."""
+    db.execute(
+        "UPDATE shards SET state = CASE state WHEN 'running' THEN 'stopping' ELSE ? END"
+        " WHERE job = ? AND state NOT IN ('done', 'stopping')",
+        (state, job_id),
+    )

@@ -36,7 +36,7 @@ async def receive_file(request: Request, field: str, dest: Path, cap: int) -> in
     if declared.isdigit() and int(declared) > cap + MULTIPART_SLACK:
         raise http_error(413, f"upload of {declared} bytes exceeds the limit of {cap} bytes")
 
-    size = 0
+    size = other = 0
     found = False
     in_field = False
     headers: list[tuple[bytes, bytes]] = []
@@ -67,12 +67,16 @@ async def receive_file(request: Request, field: str, dest: Path, cap: int) -> in
             headers.clear()
 
         def on_part_data(data: bytes, start: int, end: int) -> None:
-            nonlocal size
+            nonlocal size, other
             if in_field:
                 size += end - start
                 if size > cap:
                     raise _OverCap
                 out.write(data[start:end])
+            else:  # other fields are read, never kept, and capped all the same
+                other += end - start
+                if other > cap:
+                    raise _OverCap
 
         parser = MultipartParser(
             boundary,

@@ -54,9 +54,14 @@ def client(ray_cluster, settings):
 
 @pytest.fixture(scope="module")
 def artifact_id(client, artifact: Path) -> str:
-    response = upload(client, artifact.read_bytes())
-    assert response.status_code == 200, response.text
-    return response.json()["id"]
+    """Uploaded by alice, bob and carol (each may only use what they uploaded); not dave."""
+    ids = set()
+    for owner in ("alice", "bob", "carol"):
+        response = upload(client, artifact.read_bytes(), owner=owner)
+        assert response.status_code == 200, response.text
+        ids.add(response.json()["id"])
+    (only,) = ids  # the same bytes are one artifact
+    return only
 
 
 @pytest.fixture(scope="module")
@@ -75,8 +80,12 @@ def test_upload_is_content_addressed(client, artifact: Path, artifact_id: str) -
     datasets = client.get("/v1/datasets", headers=auth("alice")).json()["datasets"]
     assert [d["name"] for d in datasets] == ["demo"]
     assert datasets[0]["tokenizer_sha256"] == doc["tokenizer_sha256"]
-    looked_up = client.get(f"/v1/artifacts/{artifact_id}", headers=auth("carol"))
+    looked_up = client.get(f"/v1/artifacts/{artifact_id}", headers=auth("bob"))
     assert looked_up.status_code == 200 and looked_up.json() == doc
+    # dave never uploaded it: for him it does not exist, to read or to use.
+    hidden = client.get(f"/v1/artifacts/{artifact_id}", headers=auth("dave"))
+    assert hidden.status_code == 404
+    assert client.get(f"/v1/artifacts/{artifact_id}", headers=auth(ADMIN)).status_code == 200
     unknown = client.get(f"/v1/artifacts/{'0' * 64}", headers=auth("carol"))
     assert unknown.status_code == 404 and unknown.json()["detail"] == f"unknown artifact {'0' * 64}"
 
@@ -175,7 +184,16 @@ def test_cap_429_and_cancel(client, artifact_id: str) -> None:
     for job in jobs:
         cancelled = client.delete(f"/v1/jobs/{job['id']}", headers=auth("carol"))
         assert cancelled.status_code == 200 and cancelled.json()["state"] == "cancelled"
-        assert {shard["state"] for shard in cancelled.json()["shards"]} <= {"done", "cancelled"}
+        # A running shard is `stopping` until its worker has let go of it, then cancelled.
+        assert {s["state"] for s in cancelled.json()["shards"]} <= {"done", "stopping", "cancelled"}
+    for job in jobs:
+        deadline = time.monotonic() + 5
+        while "stopping" in {
+            s["state"]
+            for s in client.get(f"/v1/jobs/{job['id']}", headers=auth("carol")).json()["shards"]
+        }:
+            assert time.monotonic() < deadline, "a cancelled shard kept its worker"
+            time.sleep(0.05)
     again = client.delete(f"/v1/jobs/{jobs[0]['id']}", headers=auth("carol"))
     assert again.status_code == 409
     assert client.get(f"/v1/jobs/{jobs[0]['id']}/report", headers=auth("carol")).status_code == 409
@@ -204,7 +222,7 @@ def test_cap_429_and_cancel(client, artifact_id: str) -> None:
     ],
 )
 def test_bad_job_requests(client, artifact_id: str, body: dict, status: int, fragment: str) -> None:
-    response = client.post("/v1/jobs", json={"artifact": artifact_id} | body, headers=auth("dave"))
+    response = client.post("/v1/jobs", json={"artifact": artifact_id} | body, headers=auth("bob"))
     assert response.status_code == status, response.text
     detail = response.json()["detail"]
     assert isinstance(detail, str) and "\n" not in detail and fragment in detail
@@ -228,8 +246,9 @@ def test_tokenizer_mismatch_409(client, root: Path, demo_data: Path) -> None:
 def test_malformed_uploads_are_4xx_and_harmless(
     client, artifact: Path, artifact_id: str, settings, expected: list[dict]
 ) -> None:
-    job = submit(client, artifact_id, ["sliding"], owner="dave")  # must survive the barrage
     valid = artifact.read_bytes()
+    assert upload(client, valid, owner="dave").json()["id"] == artifact_id
+    job = submit(client, artifact_id, ["sliding"], owner="dave")  # must survive the barrage
     marker = Path(tempfile.gettempdir()) / f"golf-service-marker-{os.getpid()}"
     cases = [case.data for case in build_corpus(valid, marker, settings.max_decompressed_bytes)]
     rng = random.Random(0)
@@ -256,7 +275,8 @@ def test_malformed_uploads_are_4xx_and_harmless(
         ({"Content-Type": "multipart/form-data; boundary=xyz"}, b"--xyz\r\ngarbage"),
     ]:
         response = client.post("/v1/artifacts", content=content, headers=auth("dave") | headers)
-        assert response.status_code in (415, 422) and "\n" not in response.json()["detail"]
+        # 413: a body that is not multipart is held to the JSON cap before anything else.
+        assert response.status_code in (413, 415, 422) and "\n" not in response.json()["detail"]
     missing = client.post("/v1/artifacts", files={"other": ("a", valid)}, headers=auth("dave"))
     assert missing.status_code == 422 and "`file`" in missing.json()["detail"]
     assert client.get("/healthz").json() == {"ok": True, "workers": 2, "ray": True, "db": True}

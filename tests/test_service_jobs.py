@@ -92,7 +92,8 @@ def test_fair_dispatch_under_load(
     want = [local_reports(artifact, demo_data, ["sliding"], p)[0]["val_bpb"] for p in variants]
     settings = make_settings(tmp_path, demo_data, max_jobs_per_owner=5)
     with serve(settings) as client:  # its workers are still starting: everything queues
-        artifact_id = upload(client, artifact.read_bytes()).json()["id"]
+        for owner in KEYS:  # each owner uses only what they uploaded
+            artifact_id = upload(client, artifact.read_bytes(), owner=owner).json()["id"]
         jobs = {
             submit(client, artifact_id, ["sliding"], owner=owner, params=p)["id"]: (owner, i)
             for owner in KEYS

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import asdict
+from dataclasses import asdict, astuple
 from typing import Any
 
 import ray
@@ -18,9 +18,11 @@ import torch
 from torch import nn
 
 from golf.artifact import load_model, read_artifact
+from golf.engine import Engine, EngineModel
 from golf.evaluate import batch_nll, device_tokens, window_records
 from golf.protocols import get_protocol
 from workers.cache import LRU
+from workers.integrity import record_checksum, verified
 from workers.task import ShardTask
 
 
@@ -34,6 +36,10 @@ class EvalWorker:
         if self.device == "cpu":
             torch.set_num_threads(threads)
         self.models: LRU[nn.Module] = LRU(cache_size)
+        # Prepared for an engine (key: artifact + precision + ...): a bf16 run holds its
+        # own copy of the model, loaded once per precision.
+        self.engines: LRU[EngineModel] = LRU(cache_size)
+        self.last_engine: dict[str, Any] | None = None
         self.tokens: LRU[torch.Tensor] = LRU(cache_size)
         self.luts: LRU[Any] = LRU(cache_size)
 
@@ -45,17 +51,28 @@ class EvalWorker:
             "torch": torch.__version__,
             "threads": torch.get_num_threads(),
             "pid": os.getpid(),
+            "device_name": (torch.cuda.get_device_name() if self.device == "cuda" else self.device),
+            "engine": self.last_engine,
         }
 
     @ray.method(num_returns="streaming")
     def run_shard(self, task: ShardTask) -> Iterator[dict[str, Any]]:
-        """Yield `{"batch", "seconds", "records"}` for each batch of the shard, in order."""
-        model = self.models.get(
+        """Yield `{"batch", "seconds", "records", "engine"}` for each batch of the shard, in
+        order; `engine` is the `EngineInfo` (JSON) of what ran the batch."""
+        raw = self.models.get(
             task.artifact.key,
             lambda: load_model(
-                read_artifact(ray.get(task.artifact.ref), max_decompressed=task.max_decompressed),
+                read_artifact(
+                    verified(ray.get(task.artifact.ref), task.artifact.key, "artifact"),
+                    max_decompressed=task.max_decompressed,
+                ),
                 self.device,
             ),
+        )
+        engine = Engine.resolve(task.params, self.device)
+        settings = (engine.precision, engine.attention, engine.compile, engine.slot_kernel)
+        model = self.engines.get(
+            "/".join(map(str, (task.artifact.key, *settings))), lambda: engine.prepare(raw)
         )
         tokens = self.tokens.get(
             task.tokens.key, lambda: device_tokens(ray.get(task.tokens.ref), model)
@@ -66,5 +83,14 @@ class EvalWorker:
         for k in range(task.batch_lo, task.batch_hi):
             started = time.perf_counter()
             batch, nll = batch_nll(model, tokens, plan, protocol, task.params, k)
-            records = [asdict(r) for r in window_records(batch, nll, byte_lut)]
-            yield {"batch": k, "seconds": time.perf_counter() - started, "records": records}
+            records = [
+                asdict(r) | {"checksum": record_checksum(task.job, task.protocol, *astuple(r))}
+                for r in window_records(batch, nll, byte_lut)
+            ]
+            self.last_engine = model.info().model_dump(mode="json")
+            yield {
+                "batch": k,
+                "seconds": time.perf_counter() - started,
+                "records": records,
+                "engine": self.last_engine,
+            }

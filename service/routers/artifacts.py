@@ -3,8 +3,10 @@ and look-up of a stored one's summary."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
+from pathlib import Path
 
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
@@ -20,7 +22,7 @@ router = APIRouter(prefix="/v1/artifacts", tags=["artifacts"])
 
 
 @router.post("", response_model=ArtifactOut)
-async def upload_artifact(request: Request, _: CallerDep, s: StateDep) -> ArtifactOut:
+async def upload_artifact(request: Request, caller: CallerDep, s: StateDep) -> ArtifactOut:
     """Multipart field `file`; the same bytes always give the same id."""
     settings = s.settings
     settings.uploads_dir.mkdir(parents=True, exist_ok=True)
@@ -34,18 +36,27 @@ async def upload_artifact(request: Request, _: CallerDep, s: StateDep) -> Artifa
             )
         summary = artifact.summary()
         stored = settings.artifacts_dir / f"{artifact.sha256}.golf"
-        if not stored.exists():
+        if not _intact(stored, artifact.sha256):  # missing, or damaged: this upload repairs it
             os.replace(tmp, stored)
-        s.store.put_artifact(summary)
+        s.store.put_artifact(summary, caller.owner)
     finally:
         tmp.unlink(missing_ok=True)
     return ArtifactOut.from_summary(summary)
 
 
 @router.get("/{artifact_id}", response_model=ArtifactOut)
-async def get_artifact(artifact_id: str, _: CallerDep, s: StateDep) -> ArtifactOut:
-    """The summary stored at upload: config, bytes, budget verdict, provenance flags."""
-    summary = s.store.artifact(artifact_id)
+async def get_artifact(artifact_id: str, caller: CallerDep, s: StateDep) -> ArtifactOut:
+    """The summary stored at upload: config, bytes, budget verdict, provenance flags.
+
+    An owner sees the artifacts they uploaded (admins all); others get 404 alike."""
+    summary = s.store.artifact(artifact_id, None if caller.admin else caller.owner)
     if summary is None:
         raise http_error(404, f"unknown artifact {artifact_id}")
     return ArtifactOut.from_summary(summary)
+
+
+def _intact(path: Path, sha256: str) -> bool:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest() == sha256
+    except FileNotFoundError:
+        return False

@@ -626,7 +626,7 @@ function renderReport(section, job, report) {
     el(
       "button",
       { id: "download-windows", type: "button", onclick: () => downloadWindows(job.id) },
-      "Download per-window records (JSON)",
+      "Download per-window records (NDJSON)",
     ),
   );
 }
@@ -723,9 +723,10 @@ function complianceList(report) {
 /** Fetches the records with the key (a plain link could not send it) and saves them. */
 async function downloadWindows(jobId) {
   try {
-    const blob = await (await apiFetch(jobPath(jobId, "/windows"))).blob();
+    // All records, streamed as one JSON object a line (the JSON listing is paged).
+    const blob = await (await apiFetch(jobPath(jobId, "/windows.ndjson"))).blob();
     const url = URL.createObjectURL(blob);
-    const link = el("a", { href: url, download: `${jobId}-windows.json` });
+    const link = el("a", { href: url, download: `${jobId}-windows.ndjson` });
     document.body.append(link);
     link.click();
     link.remove();
