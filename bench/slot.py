@@ -1,9 +1,10 @@
 """SLOT cost against the sliding pass it needs, at the seed's full shape.
 
 Times, in one process and on the same windows: `sliding`, `slot` (fast path), `slot`
-(literal reference path), `slot-causal` (fast and reference). Prints one JSON object on
-stdout (seconds per window, the ratios to sliding, peak memory, |Δ val_bpb| fast vs
-reference) and a table on stderr.
+(literal reference path), `slot-causal` (fast and reference), all in fp32, and sliding
+and fast SLOT again in bf16 (autocast) and compiled (torch.compile). Prints one JSON
+object on stdout (seconds per window, the ratios to sliding, peak memory, |Δ val_bpb|
+fast vs reference and of each engine vs fp32 eager) and a table on stderr.
 
     .venv/bin/python bench/slot.py                  # seed preset, L 2048, stride 96, 16 windows
     .venv/bin/python bench/slot.py --device cuda    # on a GPU
@@ -37,17 +38,33 @@ from golf.bytes import ByteLUT
 from golf.config import preset
 from golf.data import Dataset
 from golf.demo import build_demo
+from golf.engine import Engine, EngineModel
 from golf.evaluate import evaluate, summarize
 from golf.model import GPT
 from golf.protocols import EvalParams
 
-RUNS = {  # name -> (protocol, reference path)
-    "sliding": ("sliding", False),
-    "slot_fast": ("slot", False),
-    "slot_reference": ("slot", True),
-    "slot_causal_fast": ("slot-causal", False),
-    "slot_causal_reference": ("slot-causal", True),
+FP32 = {"precision": "fp32"}
+BF16 = {"precision": "bf16"}
+COMPILED = {"precision": "fp32", "compile": True}
+RUNS = {  # name -> (protocol, parameter overrides)
+    "sliding": ("sliding", FP32),
+    "slot_fast": ("slot", FP32),
+    "slot_reference": ("slot", FP32 | {"reference": True}),
+    "slot_causal_fast": ("slot-causal", FP32),
+    "slot_causal_reference": ("slot-causal", FP32 | {"reference": True}),
+    "sliding_bf16": ("sliding", BF16),
+    "slot_fast_bf16": ("slot", BF16),
+    "sliding_compiled": ("sliding", COMPILED),
+    "slot_fast_compiled": ("slot", COMPILED),
 }
+ENGINES = {"fp32": FP32, "bf16": BF16, "compiled": COMPILED}
+
+
+def engine_of(name: str) -> str:
+    """The engine a run uses: the most specific one whose settings it includes."""
+    overrides = RUNS[name][1]
+    fits = [k for k, v in ENGINES.items() if v.items() <= overrides.items()]
+    return max(fits, key=lambda k: len(ENGINES[k]))
 
 
 class PeakMemory:
@@ -111,8 +128,14 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def setup(args: argparse.Namespace, data: Path) -> tuple[GPT, np.ndarray, ByteLUT, EvalParams]:
-    """The seeded model, val tokens, byte tables and parameters every run shares."""
+Models = dict[str, EngineModel]
+
+
+def setup(args: argparse.Namespace, data: Path) -> tuple[Models, np.ndarray, ByteLUT, EvalParams]:
+    """The seeded model under each engine, val tokens, byte tables and shared parameters.
+
+    Each engine prepares the model once (bf16 tables, the compiled forward), as a worker
+    does, so the runs time evaluation, not preparation."""
     dataset = Dataset.open(data)
     torch.manual_seed(0)
     model = GPT(preset(args.preset).replace(vocab_size=dataset.vocab_size))
@@ -124,18 +147,22 @@ def setup(args: argparse.Namespace, data: Path) -> tuple[GPT, np.ndarray, ByteLU
         max_windows=args.windows,
     )
     tokens = dataset.val_tokens(args.seq_len)
-    return model.to(args.device).eval(), tokens, dataset.byte_lut(dataset.vocab_size), params
+    model = model.to(args.device).eval()
+    models = {
+        name: Engine.resolve(params.model_copy(update=engine), args.device).prepare(model)
+        for name, engine in ENGINES.items()
+    }
+    return models, tokens, dataset.byte_lut(dataset.vocab_size), params
 
 
-def run(model: GPT, tokens: np.ndarray, lut: ByteLUT, params: EvalParams, name: str) -> dict:
+def run(models: Models, tokens: np.ndarray, lut: ByteLUT, params: EvalParams, name: str) -> dict:
     """One timed evaluation of run `name` and its peak memory."""
-    protocol, reference = RUNS[name]
+    protocol, overrides = RUNS[name]
+    model = models[engine_of(name)]
     device = model.head_weight.device
     with PeakMemory(device) as memory:
         started = time.perf_counter()
-        records = evaluate(
-            model, tokens, lut, protocol, params.model_copy(update={"reference": reference})
-        )
+        records = evaluate(model, tokens, lut, protocol, params.model_copy(update=overrides))
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         seconds = time.perf_counter() - started
@@ -165,23 +192,32 @@ def memory_in_fresh_process(args: argparse.Namespace, data: Path, name: str) -> 
 def main() -> None:
     args = parse_args()
     if args.memory_of:
-        model, tokens, lut, params = setup(args, args.data)
-        print(json.dumps(run(model, tokens, lut, params, args.memory_of)))
+        models, tokens, lut, params = setup(args, args.data)
+        if engine_of(args.memory_of) == "compiled":  # compile first, outside the measure
+            protocol, overrides = RUNS[args.memory_of]
+            warm = params.model_copy(update=overrides | {"max_windows": args.windows})
+            evaluate(models["compiled"], tokens, lut, protocol, warm)
+        print(json.dumps(run(models, tokens, lut, params, args.memory_of)))
         return
     err = Console(stderr=True)
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp)
         build_demo(data, max_chars=1_500_000, val_chars=300_000, console=Console(quiet=True))
-        model, tokens, lut, params = setup(args, data)
-        # One full batch of each kind first: thread pools and allocator caches warm up.
-        warmup = params.model_copy(update={"max_windows": params.batch_windows})
-        for protocol in ("sliding", "slot"):
-            evaluate(model, tokens, lut, protocol, warmup)
+        models, tokens, lut, params = setup(args, data)
+        # Two batches of each run first: thread pools and allocator caches warm up, and the
+        # compiled forward is compiled for both of its shapes (the first batch scores every
+        # position of window 0, later ones a stride each; all are padded to B windows).
+        err.print("warm-up (compiling the compiled runs)")
+        warm_windows = {"max_windows": min(args.windows, 2 * params.batch_windows)}
+        for name, (protocol, overrides) in RUNS.items():
+            if not overrides.get("reference"):
+                warm = params.model_copy(update=overrides | warm_windows)
+                evaluate(models[engine_of(name)], tokens, lut, protocol, warm)
         # Rounds in turn, best of each: a slow spell of the machine hits every run alike.
         rounds = []
         for k in range(args.repeats):
             err.print(f"round {k + 1}/{args.repeats}")
-            rounds.append({name: run(model, tokens, lut, params, name) for name in RUNS})
+            rounds.append({name: run(models, tokens, lut, params, name) for name in RUNS})
         results = {
             name: min((r[name] for r in rounds), key=lambda r: r["seconds"]) for name in RUNS
         }
@@ -214,6 +250,13 @@ def main() -> None:
             "slot_causal": abs(
                 results["slot_causal_fast"]["val_bpb"] - results["slot_causal_reference"]["val_bpb"]
             ),
+            **{
+                f"{name}/fp32": abs(
+                    results[name]["val_bpb"] - results[name.rsplit("_", 1)[0]]["val_bpb"]
+                )
+                for name in RUNS
+                if engine_of(name) != "fp32"
+            },
         },
     }
     table = Table(title=f"{args.preset} L={args.seq_len} stride={args.stride} on {args.device}")
