@@ -112,17 +112,10 @@ def fast_slot(
     count P; padding rows carry zero loss weight and are never scored. The steps touch
     only the adapted prefix of P.
     """
-    n_windows, seq, dim = hidden.shape
-    # Rank 0: adapted, 1: scored only, 2: unused; a stable sort keeps position order.
-    rank = torch.where(adapt, 0, torch.where(scored, 1, 2)).to(torch.int8)
-    n_rows = int((adapt | scored).sum(1).max())
-    n_adapt = int(adapt.sum(1).max())
-    rows = torch.argsort(rank, dim=1, stable=True)[:, :n_rows]
-    # Pre-softcap logits over softcap: ((h + δ)·Wᵀ + b) / softcap = base + shift / softcap.
-    base = (hidden.gather(1, rows[..., None].expand(-1, -1, dim)) @ weight.T).div_(softcap)
-    row_targets = targets.gather(1, rows)
-    row_weights = loss_weights(adapt, params.batch_invariant).gather(1, rows)
-
+    n_windows, _, dim = hidden.shape
+    rows, n_adapt, base, row_targets, row_weights = slot_rows(
+        hidden, weight, softcap, targets, adapt, scored, params
+    )
     theta = hidden.new_zeros(n_windows, dim + weight.shape[0])  # [delta | logit_bias]
     grad = torch.empty_like(theta)
     optimizer = FlatAdamW(theta, BETAS, EPS, WEIGHT_DECAY)
@@ -140,11 +133,47 @@ def fast_slot(
         grad[:, dim:] = grad_bias
         torch.mm(grad_bias, weight, out=grad[:, :dim])
         optimizer.step(grad, lr_at(step, params))
+    return score_rows(base, theta, weight, softcap, rows, row_targets, scored)
 
+
+def slot_rows(
+    hidden: Tensor,
+    weight: Tensor,
+    softcap: float,
+    targets: Tensor,
+    adapt: Tensor,
+    scored: Tensor,
+    params: EvalParams,
+) -> tuple[Tensor, int, Tensor, Tensor, Tensor]:
+    """(rows [B, P], adapted count A, base [B, P, V], targets [B, P], loss weights [B, P]):
+    the fit's rows, shared by fast_slot and the Triton step so both see the same inputs."""
+    dim = hidden.shape[-1]
+    # Rank 0: adapted, 1: scored only, 2: unused; a stable sort keeps position order.
+    rank = torch.where(adapt, 0, torch.where(scored, 1, 2)).to(torch.int8)
+    n_rows = int((adapt | scored).sum(1).max())
+    n_adapt = int(adapt.sum(1).max())
+    rows = torch.argsort(rank, dim=1, stable=True)[:, :n_rows]
+    # Pre-softcap logits over softcap: ((h + δ)·Wᵀ + b) / softcap = base + shift / softcap.
+    base = (hidden.gather(1, rows[..., None].expand(-1, -1, dim)) @ weight.T).div_(softcap)
+    row_targets = targets.gather(1, rows)
+    row_weights = loss_weights(adapt, params.batch_invariant).gather(1, rows)
+    return rows, n_adapt, base, row_targets, row_weights
+
+
+def score_rows(
+    base: Tensor,
+    theta: Tensor,
+    weight: Tensor,
+    softcap: float,
+    rows: Tensor,
+    row_targets: Tensor,
+    scored: Tensor,
+) -> Tensor:
+    """[B, T] NLL at `scored` under the fitted θ = [δ | b], 0 elsewhere."""
     logits = _squash(base, theta, weight, softcap).mul_(softcap)
     nll = F.cross_entropy(logits.flatten(0, 1), row_targets.flatten(), reduction="none")
-    nll = nll.view(n_windows, n_rows) * scored.gather(1, rows)
-    return hidden.new_zeros(n_windows, seq).scatter_(1, rows, nll)
+    nll = nll.view(rows.shape) * scored.gather(1, rows)
+    return base.new_zeros(scored.shape).scatter_(1, rows, nll)
 
 
 def reference_slot(

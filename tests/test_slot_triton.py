@@ -1,0 +1,190 @@
+"""The fused Triton SLOT step equals fast_slot, within float32 noise, and is deterministic.
+
+On a CPU-only machine the kernels run under Triton's interpreter (slow: shapes are tiny).
+"""
+
+import copy
+import math
+import os
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+if DEVICE == "cpu":
+    # Without a GPU the kernels can only run interpreted. `@triton.jit` reads
+    # TRITON_INTERPRET when a kernel is defined, and triton defines its own (tl.max, ...)
+    # at import, so this is set at collection, before triton is first imported.
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+pytest.importorskip("triton")
+
+from golf.bytes import ByteLUT  # noqa: E402
+from golf.evaluate import evaluate, summarize  # noqa: E402
+from golf.params import EvalParams  # noqa: E402
+from golf.protocols import slot_triton  # noqa: E402
+from golf.protocols.adamw import FlatAdamW  # noqa: E402
+from golf.protocols.slot_core import BETAS, EPS, WEIGHT_DECAY, fast_slot, lr_at  # noqa: E402
+
+# Triton imported earlier in this process without the interpreter: it cannot be switched
+# on any more, so the tests run in a fresh process instead (test_in_a_fresh_process).
+LATE = DEVICE == "cpu" and not slot_triton.interpreted()
+in_process = pytest.mark.skipif(LATE, reason="triton was imported without the interpreter")
+
+
+SOFTCAP = 30.0
+LENGTHS = (24, 17, 9)  # ragged windows, padded to T = 24
+CONTEXT = (0, 8, 4)  # the first window has no context
+# (vocab, block_v, rows_per_program): vocabularies that blocks do not divide; one or
+# several row chunks per window.
+VOCABS = [(97, 64, 32), (300, 128, 5)]
+
+
+def window_batch(vocab: int, causal: bool, seed: int = 0):
+    """hidden, weight, targets, adapt, scored of 3 ragged windows, d = 16."""
+    gen = torch.Generator().manual_seed(seed)
+    n_windows, width, dim = len(LENGTHS), max(LENGTHS), 16
+    hidden = torch.randn(n_windows, width, dim, generator=gen)
+    weight = torch.randn(vocab, dim, generator=gen) * 0.3
+    targets = torch.randint(0, vocab, (n_windows, width), generator=gen)
+    pos = torch.arange(width)
+    context = pos < torch.tensor(CONTEXT)[:, None]
+    scored = (pos < torch.tensor(LENGTHS)[:, None]) & ~context
+    adapt = context if causal else scored
+    tensors = hidden, weight, targets, adapt, scored
+    return tuple(t.to(DEVICE) for t in tensors)
+
+
+def bpb_like(nll: torch.Tensor, targets: torch.Tensor, scored: torch.Tensor) -> float:
+    """Exactly summed NLL over the bytes of the scored targets (1–4 bytes per token)."""
+    n_bytes = int(((targets % 4 + 1) * scored).sum())
+    return math.fsum(nll[scored].double().tolist()) / (math.log(2) * n_bytes)
+
+
+@in_process
+@pytest.mark.parametrize("batch_invariant", [True, False])
+@pytest.mark.parametrize("causal", [False, True], ids=["slot", "slot-causal"])
+@pytest.mark.parametrize(("vocab", "block_v", "rows"), VOCABS)
+def test_matches_fast_slot(vocab, block_v, rows, causal, batch_invariant):
+    hidden, weight, targets, adapt, scored = window_batch(vocab, causal)
+    params = EvalParams(slot_steps=4, slot_lr=0.05, batch_invariant=batch_invariant)
+    want = fast_slot(hidden, weight, SOFTCAP, targets, adapt, scored, params)
+    got = slot_triton.triton_slot(
+        hidden,
+        weight,
+        SOFTCAP,
+        targets,
+        adapt,
+        scored,
+        params,
+        block_v=block_v,
+        rows_per_program=rows,
+    )
+    assert (got == 0).equal(want == 0)
+    # Reordered float32 sums: within 2 ulp of NLLs of 4–8 nats.
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-6)
+    assert abs(bpb_like(got, targets, scored) - bpb_like(want, targets, scored)) <= 1e-6
+    # The fit did move the NLL: the comparison is not between two unadapted scorings.
+    unadapted = fast_slot(
+        hidden, weight, SOFTCAP, targets, adapt, scored, params.model_copy(update={"slot_steps": 0})
+    )
+    assert (got - unadapted).abs().max() > 1e-3
+
+
+@in_process
+def test_runs_are_bit_identical():
+    hidden, weight, targets, adapt, scored = window_batch(97, causal=False, seed=1)
+    params = EvalParams(slot_steps=4)
+    runs = [
+        slot_triton.triton_slot(
+            hidden, weight, SOFTCAP, targets, adapt, scored, params, rows_per_program=4
+        )
+        for _ in range(2)
+    ]
+    assert torch.equal(runs[0], runs[1])
+
+
+@in_process
+def test_nothing_to_fit_is_the_unadapted_scoring():
+    """slot-causal batch of first windows only: no adapted row, θ stays exactly 0."""
+    hidden, weight, targets, _, scored = window_batch(97, causal=True)
+    adapt = torch.zeros_like(scored)
+    params = EvalParams(slot_steps=3)
+    got = slot_triton.triton_slot(hidden, weight, SOFTCAP, targets, adapt, scored, params)
+    assert torch.equal(got, fast_slot(hidden, weight, SOFTCAP, targets, adapt, scored, params))
+
+
+@in_process
+def test_adamw_kernel_is_flat_adamw():
+    """Each step from FlatAdamW's state: moments bit for bit (the same FMAs as torch), the
+    parameter within 2 ulps of the step (torch's CPU sqrt is not always correctly
+    rounded; the kernel's is)."""
+    gen = torch.Generator().manual_seed(0)
+    shape = (3, 1100)  # not a multiple of the kernel's block
+    flat = torch.zeros(shape)
+    reference = FlatAdamW(flat, BETAS, EPS, WEIGHT_DECAY)
+    params = EvalParams(slot_steps=6)
+    for step in range(params.slot_steps):
+        grad = torch.randn(shape, generator=gen) * 10.0 ** torch.empty(shape).uniform_(
+            -9, 0, generator=gen
+        )
+        previous = flat.clone()
+        state = [t.to(DEVICE, copy=True) for t in (flat, reference.exp_avg, reference.exp_avg_sq)]
+        lr = lr_at(step, params)
+        reference.step(grad, lr)
+        slot_triton.adamw_step(state[0], grad.to(DEVICE), *state[1:], lr, step + 1)
+        theta, exp_avg, exp_avg_sq = (t.cpu() for t in state)
+        assert torch.equal(exp_avg, reference.exp_avg)
+        assert torch.equal(exp_avg_sq, reference.exp_avg_sq)
+        # Ulps of the step's size: param + update may cancel to fewer digits.
+        size = previous.abs() + flat.abs()
+        assert ((theta - flat).abs() <= 2 * (torch.nextafter(size, size + 1) - size)).all()
+
+
+@in_process
+@pytest.mark.parametrize("name", ["slot", "slot-causal"])
+def test_protocol_path_selects_and_matches_torch(model, name, monkeypatch):
+    """evaluate() with slot_kernel='triton' against 'torch': the real window plan and model."""
+    original, calls = slot_triton.triton_slot, []
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(slot_triton, "triton_slot", counted)
+    if DEVICE == "cuda":
+        model = copy.deepcopy(model).cuda()
+    vocab = model.config.vocab_size
+    tokens = torch.randint(0, vocab, (49,), generator=torch.Generator().manual_seed(2))
+    byte_lut = ByteLUT(np.arange(vocab) % 4, np.arange(vocab) % 3 == 0, np.arange(vocab) % 50 == 0)
+    params = EvalParams(
+        seq_len=16, stride=8, batch_windows=2, max_windows=4, slot_steps=2, slot_lr=0.05
+    )
+    records = {
+        kernel: evaluate(
+            model, tokens, byte_lut, name, params.model_copy(update={"slot_kernel": kernel})
+        )
+        for kernel in ("torch", "triton")
+    }
+    assert calls  # the engine did pick the Triton step
+    torch_bpb = summarize(records["torch"])["val_bpb"]
+    assert abs(summarize(records["triton"])["val_bpb"] - torch_bpb) <= 1e-6
+    for ours, theirs in zip(records["triton"], records["torch"], strict=True):
+        assert replace(ours, nll_sum=0.0) == replace(theirs, nll_sum=0.0)
+        assert abs(ours.nll_sum - theirs.nll_sum) <= 1e-6 * ours.tokens
+
+
+@pytest.mark.skipif(not LATE, reason="the tests above ran in this process")
+def test_in_a_fresh_process():
+    if os.environ.get("TRITON_INTERPRET", "1") != "1":
+        pytest.skip("TRITON_INTERPRET is set off and there is no GPU")
+    root = Path(__file__).resolve().parents[1]
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__]
+    env = {**os.environ, "TRITON_INTERPRET": "1"}
+    result = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert " passed" in result.stdout
