@@ -27,11 +27,15 @@ from rich.table import Table
 from clients.sdk import TERMINAL, Client, ServiceError
 from clients.views import (
     LiveJob,
-    compare_doc,
     compare_markdown,
     compare_table,
+    groups_markdown,
+    groups_table,
+    leaderboard_markdown,
+    leaderboard_table,
     report_markdown,
     report_table,
+    sort_leaderboard,
 )
 from golf.cli_params import eval_options, protocol_help
 from golf.console import err, fail, out, user_errors
@@ -105,8 +109,23 @@ def _report(client: Client, job_id: str) -> dict[str, Any]:
         if e.status == 404:
             fail(f"unknown job {job_id} (HTTP 404); list yours with golf jobs")
         if e.status == 409:
-            fail(f"{e}; follow it with golf watch {job_id}")
+            fail(_no_report(client, job_id, e))
         raise
+
+
+def _no_report(client: Client, job_id: str, refusal: ServiceError) -> str:
+    """Why a job has no report, and what to do about it, by its state."""
+    job = client.get(job_id)
+    state = job["state"]
+    if state == "cancelled":
+        return f"job {job_id} was cancelled, so it has no report; submit it again with golf submit"
+    if state == "failed":
+        reason = f": {job['error']}" if job.get("error") else ""
+        return f"job {job_id} failed{reason}; it has no report"
+    if state in ("queued", "running"):
+        status = f"HTTP {refusal.status}"
+        return f"job {job_id} is {state} ({status}); follow it with golf watch {job_id}"
+    return str(refusal)
 
 
 def _follow(client: Client, job_id: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
@@ -152,20 +171,34 @@ def _show_result(result: dict[str, Any], fmt: str, dataset: str | None = None) -
         out.print(report_table(result, dataset))
 
 
+def best_bpb(job: dict[str, Any]) -> str:
+    """The lowest val_bpb over a job's protocols: final once it succeeded, else the
+    running value of the windows scored so far, marked `(partial)`; — before any."""
+    values = [r["val_bpb"] for r in (job.get("running") or {}).values() if r.get("val_bpb")]
+    if not values:
+        return "—"
+    return f"{min(values):.4f}" + ("" if job["state"] == "succeeded" else " (partial)")
+
+
 def jobs_table(jobs: list[dict[str, Any]]) -> Table:
     title = f"{len(jobs)} job" + ("" if len(jobs) == 1 else "s")
     table = Table(title=title, title_justify="left")
-    for name in ("id", "owner", "state", "dataset", "protocols", "windows", "priority"):
-        table.add_column(name, justify="right" if name in ("windows", "priority") else "left")
+    groups = any(j.get("group") for j in jobs)
+    names = ("id", "owner", *(("group",) if groups else ()), "state", "dataset", "protocols")
+    for name in (*names, "val_bpb", "windows", "priority"):
+        right = name in ("val_bpb", "windows", "priority")
+        table.add_column(name, justify="right" if right else "left", no_wrap=name == "id")
     table.add_column("created")
     for j in jobs:
         p = j.get("progress") or {}
         table.add_row(
             j["id"],
             j["owner"],
+            *((j.get("group") or "",) if groups else ()),
             j["state"],
             j["dataset"],
             ", ".join(j["protocols"]),
+            best_bpb(j),
             f"{p.get('windows_done', 0):,}/{p.get('windows_total', 0):,}",
             str(j["priority"]),
             time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(j["created_at"])),
@@ -173,11 +206,24 @@ def jobs_table(jobs: list[dict[str, Any]]) -> Table:
     return table
 
 
+def _check_dataset(client: Client, dataset: str) -> None:
+    """Refuse a dataset the server does not serve, naming those it does (before an upload)."""
+    known = [d["name"] for d in client.datasets()]
+    if dataset not in known:
+        served = ", ".join(known) if known else "none (its --data-root holds no datasets)"
+        fail(f"unknown dataset {dataset!r}; the server serves: {served} (see golf datasets)")
+
+
 def _artifact_id(client: Client, artifact: str) -> str:
     """Upload ARTIFACT if it is a file; otherwise it must already be an artifact id."""
     path = Path(artifact)
     if path.is_file():
-        doc = client.upload(path)
+        try:
+            doc = client.upload(path)
+        except ServiceError as e:
+            if e.status in (413, 422):  # the server's reason names the file already
+                fail(f"{e}; a .golf file is written by golf train or golf import-pg")
+            raise
         err.print(
             f"uploaded {path.name}: {doc['id'][:12]} ({doc['total_bytes']:,} bytes, "
             f"{doc['verdict']})"
@@ -199,6 +245,14 @@ def submit(
     protocol: Annotated[list[str], typer.Option(help=protocol_help(repeatable=True))],
     params: EvalParams,
     priority: Annotated[int, typer.Option(help="Higher runs first.")] = 0,
+    group: Annotated[
+        str | None,
+        typer.Option(
+            help="Tag the job with a submission's name, shared by its seeds' jobs "
+            "(golf compare --group NAME; the leaderboard ranks a group as one entry).",
+            show_default=False,
+        ),
+    ] = None,
     wait: Annotated[
         bool, typer.Option("--wait", help="Show live progress, then print the report.")
     ] = False,
@@ -211,12 +265,18 @@ def submit(
 
     With --wait, a live view on stderr until the job ends (Ctrl-C detaches, the job
     keeps running), then the report on stdout. Only the evaluation parameters given are
-    sent (checked here first); the server's defaults fill in the others.
+    sent (checked here first); the server's defaults fill in the others. The dataset is
+    checked with the server (golf datasets) before the upload; protocols and parameters
+    when the job is posted, after it.
     """
     fmt = _format(fmt, as_json)
+    if group is not None and not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", group):
+        fail(f"--group {group!r}: 1 to 64 of A-Z a-z 0-9 . _ -")
     given = params.model_dump(mode="json", exclude_unset=True)
     with Client(server, api_key) as client:
-        job = client.submit(_artifact_id(client, artifact), dataset, protocol, given, priority)
+        _check_dataset(client, dataset)
+        artifact_id = _artifact_id(client, artifact)
+        job = client.submit(artifact_id, dataset, protocol, given, priority, group=group)
         if wait:
             err.print(f"job {job['id']} {job['state']}")
             if followed := _follow(client, job["id"]):
@@ -246,12 +306,36 @@ def watch(
 @service_errors
 def report(
     job: JobArg,
-    fmt: FormatOpt = "table",
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            "-f",
+            help="table, json (the API's report), md (a table for a PR) or submission "
+            "(the fields of a Parameter Golf submission.json).",
+        ),
+    ] = "table",
     as_json: JsonOpt = False,
+    protocol: Annotated[
+        str | None,
+        typer.Option(
+            help="With -f submission: the protocol whose val_bpb is submitted (default: "
+            "the job's first).",
+            show_default=False,
+        ),
+    ] = None,
     server: ServerOpt = DEFAULT_SERVER,
     api_key: ApiKeyOpt = None,
 ) -> None:
-    """The report of a finished job: a table, the API's JSON, or markdown for a PR."""
+    """The report of a finished job: a table, the API's JSON, markdown for a PR, or the
+    fields of a Parameter Golf submission.json."""
+    if fmt.lower() == "submission" and not as_json:
+        with Client(server, api_key) as client:
+            result = _report(client, job)
+            job_doc = _job(client, job)
+            artifact = client.artifact(result["artifact"]["id"])
+        typer.echo(json.dumps(submission(result, job_doc, artifact, protocol), indent=2))
+        return
     fmt = _format(fmt, as_json)
     with Client(server, api_key) as client:
         result = _report(client, job)
@@ -259,47 +343,182 @@ def report(
     _show_result(result, fmt, dataset)
 
 
-def _load_side(spec: str, client: Callable[[], Client]) -> tuple[str, dict[str, Any]]:
-    """A report file (from `golf report --format json`) or a job id: (label, report)."""
-    path = Path(spec)
-    if path.is_file():
-        try:
-            doc = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, ValueError) as e:
-            fail(f"{spec}: not a JSON report ({e}); write one with golf report JOB -f json")
-        if not isinstance(doc, dict) or not doc.get("reports") or "artifact" not in doc:
-            fail(f"{spec}: not a job report; write one with golf report JOB -f json > {spec}")
-        return f"{doc.get('job', '?')} ({path.name})", doc
-    if spec.startswith("j_"):
-        return spec, _report(client(), spec)
-    fail(f"{spec}: no such file, nor a job id (j_…); list your jobs with golf jobs")
+def submission(
+    report: dict[str, Any],
+    job: dict[str, Any],
+    artifact: dict[str, Any],
+    protocol: str | None,
+) -> dict[str, Any]:
+    """What golf-eval knows of a Parameter Golf submission.json: val_bpb (of `protocol`,
+    default the first), val_loss, bytes_total and bytes_code (only when the artifact
+    declares its code size), plus where the numbers come from (`golf_eval`)."""
+    by_protocol = {r["protocol"]: r for r in report["reports"]}
+    name = protocol or report["reports"][0]["protocol"]
+    if name not in by_protocol:
+        fail(f"--protocol {name}: job {report['job']} ran {', '.join(by_protocol)}")
+    chosen = by_protocol[name]
+    doc: dict[str, Any] = {
+        "val_bpb": chosen["val_bpb"],
+        "val_loss": chosen["val_loss"],
+        "val_bpb_by_protocol": {p: r["val_bpb"] for p, r in by_protocol.items()},
+        "bytes_total": report["artifact"]["total_bytes"],
+    }
+    if artifact.get("code_bytes", 0) > 0:
+        doc["bytes_code"] = artifact["code_bytes"]
+    else:
+        err.print(
+            "note: bytes_code omitted: the artifact declares no code size "
+            "(golf import-pg --code-bytes, or the trainer's packing, records it)",
+            markup=False,
+        )
+    doc["golf_eval"] = {
+        "protocol": name,
+        "environment": report.get("environment"),
+        "digest": report.get("digest"),
+        "job": report["job"],
+        "artifact": report["artifact"]["id"],
+        "dataset": {"name": job["dataset"], "sha256": chosen.get("dataset_sha256")},
+    }
+    return doc
+
+
+ResamplesOpt = Annotated[
+    int, typer.Option(min=2000, help="Bootstrap resamples (at least 2,000).", show_default=True)
+]
+
+
+def _group_specs(specs: list[str]) -> list[tuple[str, list[str] | None]]:
+    """`NAME=A,B,C` (explicit seeds) or `NAME` (the service's jobs of that group)."""
+    groups = []
+    for spec in specs:
+        name, eq, members = spec.partition("=")
+        if not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", name):
+            fail(f"--group {spec!r}: NAME=SIDE,SIDE,… or a service group NAME ([A-Za-z0-9._-])")
+        listed = [m for m in members.split(",") if m] if eq else None
+        if eq and not listed:
+            fail(f"--group {spec!r}: no sides after '='")
+        groups.append((name, listed))
+    if len({name for name, _ in groups}) < len(groups):
+        fail("--group: each group needs its own name")
+    return groups
 
 
 @service_errors
+@user_errors
 def compare(
-    a: Annotated[str, typer.Argument(help="Job id, or a report JSON file.", show_default=False)],
-    b: Annotated[str, typer.Argument(help="Job id, or a report JSON file.", show_default=False)],
+    sides: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="Job ids, report JSON files or golf eval --save folders; Δ is to the first.",
+            show_default=False,
+        ),
+    ] = None,
+    group: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--group",
+            "-g",
+            help="A seed group: NAME=SIDE,SIDE,… or NAME (the service's succeeded jobs "
+            "submitted with --group NAME). Repeat for each group; the first is the baseline.",
+            show_default=False,
+        ),
+    ] = None,
+    protocol: Annotated[
+        list[str] | None,
+        typer.Option(help="Only these protocols (repeatable).", show_default=False),
+    ] = None,
+    resamples: ResamplesOpt = 2000,
+    seed: Annotated[int, typer.Option(help="Seed of the bootstrap.")] = 0,
     fmt: FormatOpt = "table",
     as_json: JsonOpt = False,
     server: ServerOpt = DEFAULT_SERVER,
     api_key: ApiKeyOpt = None,
 ) -> None:
-    """val_bpb of two jobs (or report files) side by side, Δ = B − A, and what differs."""
+    """val_bpb of runs side by side: Δ vs the first with a paired-bootstrap 95% CI.
+
+    Sides are job ids, `golf eval --save` folders (both have per-window records), or
+    report JSON files (golf report -f json, golf eval --json: no CI). Windows pair when
+    the dataset and plan (seq_len, stride, plan, max_windows) are the same; else the Δ is
+    shown unpaired, saying why. With --group, each group's mean ± std over its seeds,
+    and each group against the first: Welch's t-test and a pooled-window bootstrap.
+    """
+    from clients.compare import Group, compare_groups, compare_sides, load_side, side_names
+
     fmt = _format(fmt, as_json)
+    sides, groups = sides or [], _group_specs(group or [])
+    if groups and sides:
+        fail("pass sides or --group, not both (a group lists its sides: --group NAME=A,B)")
+    if not groups and len(sides) < 2:
+        fail("compare needs two sides or more (job ids, report files, saved folders)")
     with contextlib.ExitStack() as stack:
 
         @functools.cache
         def client() -> Client:  # only when a side is a job id
             return stack.enter_context(Client(server, api_key))
 
-        label_a, report_a = _load_side(a, client)
-        label_b, report_b = _load_side(b, client)
+        def job(job_id: str) -> tuple[dict[str, Any], str | None, Any]:
+            c = client()
+            report = _report(c, job_id)
+            return report, _job(c, job_id)["dataset"], lambda p: c.windows(job_id, p)
+
+        if not groups:
+            names = side_names(len(sides))
+            loaded = [load_side(s, n, job) for s, n in zip(sides, names, strict=True)]
+            doc = compare_sides(loaded, protocol, resamples, seed)
+            view = (compare_table, compare_markdown)
+        else:
+            made = []
+            for name, members in groups:
+                if members is None:
+                    members = [j["id"] for j in _group_jobs(client(), name)]
+                seeds = [load_side(m, f"{name}[{i + 1}]", job) for i, m in enumerate(members)]
+                made.append(Group(name, seeds))
+            doc = compare_groups(made, protocol, resamples, seed)
+            view = (groups_table, groups_markdown)
     if fmt == "json":
-        typer.echo(json.dumps(compare_doc(label_a, report_a, label_b, report_b), indent=2))
+        typer.echo(json.dumps(doc, indent=2))
     elif fmt == "md":
-        typer.echo(compare_markdown(label_a, report_a, label_b, report_b), nl=False)
+        typer.echo(view[1](doc), nl=False)
     else:
-        out.print(compare_table(label_a, report_a, label_b, report_b))
+        out.print(view[0](doc))
+
+
+@service_errors
+def leaderboard(
+    dataset: Annotated[str, typer.Option(help="Dataset name on the server.")],
+    protocol: Annotated[
+        str | None, typer.Option(help="Only this protocol.", show_default=False)
+    ] = None,
+    sort: Annotated[
+        str, typer.Option(help="val_bpb, or bytes (total bytes, smallest first).")
+    ] = "val_bpb",
+    fmt: FormatOpt = "table",
+    as_json: JsonOpt = False,
+    server: ServerOpt = DEFAULT_SERVER,
+    api_key: ApiKeyOpt = None,
+) -> None:
+    """The best val_bpb per submission (its group, else its artifact) per protocol, over
+    your succeeded jobs on a dataset (an admin's: everyone's)."""
+    fmt = _format(fmt, as_json)
+    if sort not in ("val_bpb", "bytes"):
+        fail(f"unknown --sort {sort}; use val_bpb or bytes")
+    with Client(server, api_key) as client:
+        doc = client.leaderboard(dataset, protocol)
+    doc["rows"] = sort_leaderboard(doc["rows"], sort)
+    if fmt == "json":
+        typer.echo(json.dumps(doc, indent=2))
+    elif fmt == "md":
+        typer.echo(leaderboard_markdown(doc), nl=False)
+    else:
+        out.print(leaderboard_table(doc))
+
+
+def _group_jobs(client: Client, name: str) -> list[dict[str, Any]]:
+    """The caller's succeeded jobs submitted with `--group name`, oldest first."""
+    listed = [j for j in client.jobs() if j.get("group") == name and j["state"] == "succeeded"]
+    if not listed:
+        fail(f"no succeeded jobs in group {name!r}; submit seeds with golf submit --group {name}")
+    return sorted(listed, key=lambda j: (j["created_at"], j["id"]))
 
 
 @service_errors
@@ -317,6 +536,60 @@ def jobs(
         out.print(jobs_table(listed))
 
 
+@service_errors
+def datasets(
+    as_json: JsonOpt = False,
+    server: ServerOpt = DEFAULT_SERVER,
+    api_key: ApiKeyOpt = None,
+) -> None:
+    """The datasets the server evaluates on (the names `golf submit --dataset` takes)."""
+    with Client(server, api_key) as client:
+        listed = client.datasets()
+    if as_json:
+        typer.echo(json.dumps({"datasets": listed}, indent=2))
+    else:
+        out.print(datasets_table(listed))
+
+
+def datasets_table(listed: list[dict[str, Any]]) -> Table:
+    title = f"{len(listed)} dataset" + ("" if len(listed) == 1 else "s")
+    table = Table(title=title, title_justify="left")
+    for name in ("name", "val tokens", "vocab", "sha256", "tokenizer"):
+        table.add_column(name, justify="right" if name in ("val tokens", "vocab") else "left")
+    for d in listed:
+        table.add_row(
+            d["name"],
+            f"{d['val_tokens']:,}",
+            str(d["vocab_size"]),
+            d["sha256"][:12],
+            d["tokenizer_sha256"][:12],
+        )
+    return table
+
+
+@service_errors
+def cancel(
+    job: JobArg,
+    as_json: JsonOpt = False,
+    server: ServerOpt = DEFAULT_SERVER,
+    api_key: ApiKeyOpt = None,
+) -> None:
+    """Cancel a queued or running job; its running batches stop within seconds."""
+    with Client(server, api_key) as client:
+        try:
+            doc = client.cancel(job)
+        except ServiceError as e:
+            if e.status == 404:
+                fail(f"unknown job {job} (HTTP 404); list yours with golf jobs")
+            if e.status == 409:
+                fail(f"{e}; see it with golf report {job}")
+            raise
+    if as_json:
+        typer.echo(json.dumps(doc, indent=2))
+    else:
+        typer.echo(f"{doc['id']} {doc['state']}")
+
+
 def register(app: typer.Typer) -> None:
-    for command in (submit, watch, report, compare, jobs):
+    for command in (submit, watch, report, compare, jobs, datasets, cancel, leaderboard):
         app.command(command.__name__)(command)

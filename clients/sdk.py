@@ -78,15 +78,21 @@ def _job_body(
     protocols: str | Sequence[str],
     params: dict[str, Any] | None,
     priority: int,
+    group: str | None = None,
 ) -> dict[str, Any]:
     names = [protocols] if isinstance(protocols, str) else list(protocols)
-    return {
+    body = {
         "artifact": artifact,
         "dataset": dataset,
         "protocols": names,
         "params": params or {},
         "priority": priority,
     }
+    return body | ({"group": group} if group is not None else {})
+
+
+def _leaderboard_query(dataset: str, protocol: str | None) -> dict[str, str]:
+    return {"dataset": dataset} | ({"protocol": protocol} if protocol else {})
 
 
 def _windows_query(protocol: str | None, cursor: str | None = None) -> dict[str, str]:
@@ -130,9 +136,11 @@ class Client:
         protocols: str | Sequence[str],
         params: dict[str, Any] | None = None,
         priority: int = 0,
+        group: str | None = None,
     ) -> dict[str, Any]:
-        """Queue a job for an uploaded artifact id; returns the job object."""
-        body = _job_body(artifact, dataset, protocols, params, priority)
+        """Queue a job for an uploaded artifact id, tagged with a seed `group` if given;
+        returns the job object."""
+        body = _job_body(artifact, dataset, protocols, params, priority, group)
         return self._call("POST", "/v1/jobs", json=body)
 
     def get(self, job_id: str) -> dict[str, Any]:
@@ -146,6 +154,14 @@ class Client:
     def datasets(self) -> list[dict[str, Any]]:
         """The datasets the service can score against."""
         return self._call("GET", "/v1/datasets")["datasets"]
+
+    def artifact(self, artifact_id: str) -> dict[str, Any]:
+        """An uploaded artifact's summary: bytes (code bytes too), verdict, flags."""
+        return self._call("GET", f"/v1/artifacts/{quote(artifact_id, safe='')}")
+
+    def leaderboard(self, dataset: str, protocol: str | None = None) -> dict[str, Any]:
+        """The best val_bpb per submission (group, else artifact) per protocol."""
+        return self._call("GET", "/v1/leaderboard", params=_leaderboard_query(dataset, protocol))
 
     def report(self, job_id: str) -> dict[str, Any]:
         """The final report of a succeeded job (ServiceError 409 before that)."""
@@ -237,9 +253,11 @@ class AsyncClient:
         protocols: str | Sequence[str],
         params: dict[str, Any] | None = None,
         priority: int = 0,
+        group: str | None = None,
     ) -> dict[str, Any]:
-        """Queue a job for an uploaded artifact id; returns the job object."""
-        body = _job_body(artifact, dataset, protocols, params, priority)
+        """Queue a job for an uploaded artifact id, tagged with a seed `group` if given;
+        returns the job object."""
+        body = _job_body(artifact, dataset, protocols, params, priority, group)
         return await self._call("POST", "/v1/jobs", json=body)
 
     async def get(self, job_id: str) -> dict[str, Any]:
@@ -253,6 +271,15 @@ class AsyncClient:
     async def datasets(self) -> list[dict[str, Any]]:
         """The datasets the service can score against."""
         return (await self._call("GET", "/v1/datasets"))["datasets"]
+
+    async def artifact(self, artifact_id: str) -> dict[str, Any]:
+        """An uploaded artifact's summary: bytes (code bytes too), verdict, flags."""
+        return await self._call("GET", f"/v1/artifacts/{quote(artifact_id, safe='')}")
+
+    async def leaderboard(self, dataset: str, protocol: str | None = None) -> dict[str, Any]:
+        """The best val_bpb per submission (group, else artifact) per protocol."""
+        query = _leaderboard_query(dataset, protocol)
+        return await self._call("GET", "/v1/leaderboard", params=query)
 
     async def report(self, job_id: str) -> dict[str, Any]:
         """The final report of a succeeded job (ServiceError 409 before that)."""

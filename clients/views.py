@@ -1,12 +1,13 @@
 """What the client CLI shows: the live job display, report tables (rich and markdown)
 and the side-by-side comparison of two reports. Pure functions of the API's JSON
-(docs/API.md), so each can be tested without a server; no torch, no golf."""
+(docs/API.md), so each can be tested without a server; no torch. The report rows
+and markdown are golf.tables', shared with `golf eval`."""
 
 from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 from rich.console import Console, Group, RenderableType
@@ -15,7 +16,18 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-Report = dict[str, Any]
+from golf.tables import (
+    REPORT_COLUMNS,
+    Report,
+    artifact_words,
+    md_table,
+    params_line,
+    report_markdown,
+    report_rows,
+    scored_alike,
+)
+
+__all__ = ["REPORT_COLUMNS", "params_line", "report_markdown", "report_rows", "scored_alike"]
 
 # One character per shard; queued is hollow so the strip reads without colour too.
 SHARD_CELLS = {
@@ -28,6 +40,8 @@ SHARD_CELLS = {
 JOB_STYLES = {"queued": "grey50", "running": "yellow", "succeeded": "green", "failed": "red"}
 RATE_WINDOW_S = 30.0  # windows/s is measured over the last half minute of progress
 STRIP_CELLS = 48  # more shards than this share cells, so a protocol stays on one line
+MIN_STRIP = 8  # the narrowest shard strip, on a narrow console
+BAR, MIN_BAR = 32, 10  # the job line's progress bar: its width, and the least it shrinks to
 LOG_EVERY_S = 30.0  # off a terminal, one progress line this often (a CI log sees life)
 
 
@@ -118,44 +132,54 @@ class LiveJob:
             return Text(f"{self.job_id} …")
         return Group(self._head(self.job), self._protocols(self.job))
 
-    def _head(self, job: dict[str, Any]) -> Table:
-        """The job line: state, bar, percent, windows, windows/s, ETA."""
+    def _head(self, job: dict[str, Any]) -> RenderableType:
+        """The job line: state, bar, percent, windows, windows/s, ETA; on a console too
+        narrow for all of it (80 columns), the figures go on a second line."""
         progress = job.get("progress") or {}
         done, total = progress.get("windows_done", 0), progress.get("windows_total", 0)
         rate, eta = self.rate(), self.eta(done, total)
-        head = Table.grid(padding=(0, 1))
-        cells: list[RenderableType] = [
-            Text(self.job_id, style="bold"),
-            Text(job["state"], style=JOB_STYLES.get(job["state"], "magenta")),
-            ProgressBar(total=total or None, completed=done, width=32),
-            f"{100 * done / total:3.0f}%" if total else "  —",
+        name = Text(self.job_id, style="bold")
+        state = Text(job["state"], style=JOB_STYLES.get(job["state"], "magenta"))
+        pct = f"{100 * done / total:3.0f}%" if total else "  —"
+        figures = [
             f"{done:,}/{total:,} windows",
             f"{rate:,.1f} windows/s" if rate is not None else "— windows/s",
             f"eta {clock(eta)}" if eta is not None else "eta —",
         ]
-        for _ in cells:
-            head.add_column(no_wrap=True)
-        head.add_row(*cells)
-        return head
+        width = self._console.width
+        room = width - len(name) - len(state) - len(pct) - sum(map(len, figures)) - 6
+        if room >= MIN_BAR:
+            return _line(name, state, _bar(done, total, room), pct, *figures)
+        room = width - len(name) - len(state) - len(pct) - 3
+        return Group(_line(name, state, _bar(done, total, room), pct), _line(*figures))
 
     def _protocols(self, job: dict[str, Any]) -> Table:
-        """One line per protocol: running (or final) val_bpb and its shard strip."""
+        """One line per protocol: running (or final) val_bpb and its shard strip, the strip
+        as wide as the console leaves room for (at most STRIP_CELLS)."""
         grid = Table.grid(padding=(0, 2))
         for _ in range(3):
             grid.add_column(no_wrap=True)
         grid.add_column()  # the counts wrap rather than squeeze the numbers
         shards = sorted(job.get("shards") or [], key=lambda s: (s["protocol"], s["shard"]))
         running = job.get("running") or {}
+        lines = []
         for protocol in job.get("protocols") or sorted({s["protocol"] for s in shards}):
             bpb = self.final.get(protocol, (running.get(protocol) or {}).get("val_bpb"))
             mine = [s for s in shards if s["protocol"] == protocol]
-            strip, per = shard_strip([s["state"] for s in mine])
             counts = [f"{sum(s['state'] == 'done' for s in mine)}/{len(mine)} done"]
             counts += [
                 f"{n} {state}"
                 for state in ("running", "failed", "cancelled")
                 if (n := sum(s["state"] == state for s in mine))
             ]
+            lines.append((protocol, bpb, [s["state"] for s in mine], counts))
+        names = max((len(line[0]) for line in lines), default=0)
+        counts_w = max((len(", ".join(line[3])) for line in lines), default=0)
+        per_cell = len(", 99 shards/cell")
+        room = self._console.width - names - len("val_bpb 0.0000") - counts_w - per_cell - 6
+        cells = max(MIN_STRIP, min(STRIP_CELLS, room))
+        for protocol, bpb, states, counts in lines:
+            strip, per = shard_strip(states, cells)
             if per > 1:
                 counts.append(f"{per} shards/cell")
             grid.add_row(
@@ -167,57 +191,20 @@ class LiveJob:
         return grid
 
 
+def _line(*cells: RenderableType) -> Table:
+    """Cells side by side, one space apart, none of them wrapped."""
+    grid = Table.grid(padding=(0, 1))
+    for _ in cells:
+        grid.add_column(no_wrap=True)
+    grid.add_row(*cells)
+    return grid
+
+
+def _bar(done: int, total: int, room: int) -> ProgressBar:
+    return ProgressBar(total=total or None, completed=done, width=max(MIN_BAR, min(BAR, room)))
+
+
 # ---- reports ---------------------------------------------------------------------------
-
-REPORT_COLUMNS = ("protocol", "val_bpb", "Δ bpb", "val_loss", "tokens", "windows", "seconds")
-
-
-def _flags(report: Report, protocol: str) -> list[str]:
-    """Codes of the flags that apply to one protocol: the artifact's and the protocol's own.
-
-    A flag is `{"code", "protocol"}`; `protocol` is null for the artifact's flags.
-    """
-    flags = report.get("flags") or []
-    return [f["code"] for f in flags if f.get("protocol") in (None, protocol)]
-
-
-def report_rows(report: Report) -> list[list[str]]:
-    """REPORT_COLUMNS + flags of each protocol, as strings; Δ is to the first protocol."""
-    first = report["reports"][0]["val_bpb"]
-    return [
-        [
-            r["protocol"],
-            f"{r['val_bpb']:.6f}",
-            f"{r['val_bpb'] - first:+.6f}",
-            f"{r['val_loss']:.6f}",
-            f"{r['tokens']:,}",
-            f"{r['windows']:,}",
-            f"{r['elapsed_s']:.2f}",
-            ", ".join(_flags(report, r["protocol"])),
-        ]
-        for r in report["reports"]
-    ]
-
-
-def _same_or_each(values: dict[str, Any]) -> str:
-    """`64` when every protocol has the same value, else `sliding 32 / slot 64`."""
-    if len(set(values.values())) == 1:
-        return str(next(iter(values.values())))
-    return " / ".join(f"{p} {v}" for p, v in values.items())
-
-
-def params_line(report: Report) -> str:
-    """seq_len, stride per protocol, SLOT steps (if a SLOT protocol ran), max_windows."""
-    params = {r["protocol"]: r["params"] for r in report["reports"]}
-    parts = [f"seq_len {_same_or_each({p: v['seq_len'] for p, v in params.items()})}"]
-    parts.append("stride " + " / ".join(f"{p} {v['stride']}" for p, v in params.items()))
-    slot = {p: v["slot_steps"] for p, v in params.items() if p.startswith("slot")}
-    if slot:
-        parts.append(f"slot steps {_same_or_each(slot)}")
-    capped = {p: v.get("max_windows") for p, v in params.items()}
-    if any(v is not None for v in capped.values()):
-        parts.append(f"max_windows {_same_or_each(capped)}")
-    return ", ".join(parts)
 
 
 def report_table(report: Report, dataset: str | None = None) -> Table:
@@ -229,11 +216,15 @@ def report_table(report: Report, dataset: str | None = None) -> Table:
         caption.append(f"digest {report['digest'][:16]}…")
     if env:
         caption.append(f"{env.get('device')} · torch {env.get('torch')}")
+    _, notes = scored_alike(report)
+    text = Text("  ·  ".join(caption))
+    for note in notes:  # loud: a partial run must not pass for a full one
+        text.append("\n" + note, style="bold yellow")
     table = Table(
         title=f"job {report['job']}: artifact {art['id'][:12]} "
         f"({art['total_bytes']:,} bytes, {art['verdict']})",
         title_justify="left",
-        caption="  ·  ".join(caption),
+        caption=text,
         caption_justify="left",
     )
     for name in (*REPORT_COLUMNS, "flags"):
@@ -248,44 +239,7 @@ def _dataset(report: Report, name: str | None) -> str:
     return f"dataset {name} ({sha})" if name else f"dataset {sha}"
 
 
-def _md_row(cells: Iterable[str]) -> str:
-    return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
-
-
-def _md_table(header: list[str], align: list[str], rows: list[list[str]]) -> list[str]:
-    rule = "|" + "|".join("---:" if a == "right" else "---" for a in align) + "|"
-    return [_md_row(header), rule, *(_md_row(r) for r in rows)]
-
-
-def report_markdown(report: Report, dataset: str | None = None) -> str:
-    """A GitHub-flavoured markdown table and one provenance line, to paste into a PR."""
-    art = report["artifact"]
-    header = [*REPORT_COLUMNS, "flags"]
-    align = ["left", *["right"] * (len(REPORT_COLUMNS) - 1), "left"]
-    rows = [
-        [*r[:-1], ", ".join(f"`{f}`" for f in _flags(report, r[0]))] for r in report_rows(report)
-    ]
-    ds = report["reports"][0].get("dataset_sha256", "")[:12]
-    line = [
-        f"job `{report['job']}`",
-        f"artifact `{art['id'][:12]}` ({art['total_bytes']:,} bytes, {art['verdict']})",
-        f"dataset `{dataset}` (`{ds}`)" if dataset else f"dataset `{ds}`",
-        params_line(report),
-    ]
-    if report.get("digest"):
-        line.append(f"digest `{report['digest'][:16]}`")
-    return "\n".join([*_md_table(header, align, rows), "", " · ".join(line)]) + "\n"
-
-
 # ---- comparison ------------------------------------------------------------------------
-
-
-def compare_rows(a: Report, b: Report) -> list[tuple[str, float | None, float | None]]:
-    """(protocol, val_bpb A, val_bpb B) for A's protocols, then those only B ran."""
-    bpb_a = {r["protocol"]: r["val_bpb"] for r in a["reports"]}
-    bpb_b = {r["protocol"]: r["val_bpb"] for r in b["reports"]}
-    order = [*bpb_a, *(p for p in bpb_b if p not in bpb_a)]
-    return [(p, bpb_a.get(p), bpb_b.get(p)) for p in order]
 
 
 def differences(a: Report, b: Report) -> list[str]:
@@ -325,61 +279,236 @@ def differences(a: Report, b: Report) -> list[str]:
     return found
 
 
-def _side(label: str, report: Report) -> str:
-    art = report["artifact"]
-    return f"{label}: artifact {art['id'][:12]} ({art['total_bytes']:,} bytes, {art['verdict']})"
-
-
 def _bpb(v: float | None) -> str:
     return "—" if v is None else f"{v:.6f}"
 
 
-def _delta(a: float | None, b: float | None) -> str:
-    return "—" if a is None or b is None else f"{b - a:+.6f}"
+def _signed(v: float | None) -> str:
+    return "—" if v is None else f"{v:+.6f}"
 
 
-def compare_doc(label_a: str, a: Report, label_b: str, b: Report) -> dict[str, Any]:
-    """The comparison as JSON: both sides, what differs, one row per protocol."""
-    return {
-        "a": {"label": label_a, "job": a.get("job"), "artifact": a["artifact"]["id"]},
-        "b": {"label": label_b, "job": b.get("job"), "artifact": b["artifact"]["id"]},
-        "differs": differences(a, b),
-        "rows": [
-            {
-                "protocol": p,
-                "val_bpb_a": va,
-                "val_bpb_b": vb,
-                "delta_bpb": None if va is None or vb is None else vb - va,
-            }
-            for p, va, vb in compare_rows(a, b)
-        ],
-    }
+def _ci(ci: list[float] | None) -> str:
+    return "—" if ci is None else f"[{ci[0]:+.6f}, {ci[1]:+.6f}]"
 
 
-def _differs_line(a: Report, b: Report) -> str:
-    found = differences(a, b)
+def _significant(row: dict[str, Any]) -> str:
+    if row.get("significant") is None:
+        return "—" if row.get("delta_bpb") is None else "unpaired"
+    return "yes *" if row["significant"] else "no"
+
+
+def _differs_line(found: list[str], same_artifact: bool) -> str:
     if not found:
         return "nothing differs: same artifact, dataset, params and code"
-    same = "same artifact; " if a["artifact"]["id"] == b["artifact"]["id"] else ""
-    return f"{same}differs: " + "; ".join(found)
+    return ("same artifact; " if same_artifact else "") + "differs: " + "; ".join(found)
 
 
-COMPARE_COLUMNS = ("protocol", "val_bpb A", "val_bpb B", "Δ (B − A)")
+COMPARE_COLUMNS = ("protocol", "side", "val_bpb", "Δ vs A", "95% CI", "significant")
 
 
-def compare_table(label_a: str, a: Report, label_b: str, b: Report) -> RenderableType:
-    """Who A and B are and what differs, then the protocol table."""
+def compare_head(doc: dict[str, Any]) -> list[str]:
+    """Who each side is, then what differs between each later side and the first."""
+    sides = doc["sides"]
+    lines = [
+        f"{s['name']} = {s['label']}: artifact {s['artifact'][:12]} "
+        f"{artifact_words({'total_bytes': s.get('total_bytes'), 'verdict': s.get('verdict')})}"
+        for s in sides
+    ]
+    first = sides[0]
+    for s in sides[1:]:
+        line = _differs_line(doc["differs"][s["name"]], s["artifact"] == first["artifact"])
+        lines.append(line if len(sides) == 2 else f"{s['name']} vs {first['name']}: {line}")
+    return lines
+
+
+def compare_rows(doc: dict[str, Any]) -> list[list[str]]:
+    """Per protocol: the first side's val_bpb, then each later side's with Δ, CI, verdict."""
+    first = doc["sides"][0]
+    rows: list[list[str]] = []
+    for row in doc["rows"]:
+        if not rows or rows[-1][0] != row["protocol"]:  # rows come grouped by protocol
+            rows.append([row["protocol"], first["name"], _bpb(row["val_bpb_a"]), "", "", ""])
+        rows.append(
+            [
+                row["protocol"],
+                row["side"],
+                _bpb(row["val_bpb_b"]),
+                _signed(row["delta_bpb"]),
+                _ci(row["ci95"]),
+                _significant(row),
+            ]
+        )
+    return rows
+
+
+def compare_notes(doc: dict[str, Any]) -> list[str]:
+    """Why a Δ has no CI (plans differ, no windows), and how the CI was made."""
+    notes = [
+        f"{r['protocol']} {r['side']}: unpaired, no CI: {r['unpaired_reason']}"
+        for r in doc["rows"]
+        if r["delta_bpb"] is not None and r["unpaired_reason"]
+    ]
+    if any(r["paired"] for r in doc["rows"]):
+        notes.append(
+            f"95% CI: paired bootstrap over windows, byte-weighted, {doc['resamples']:,} "
+            f"resamples, seed {doc['seed']}; * = the CI excludes 0"
+        )
+    return notes
+
+
+def compare_table(doc: dict[str, Any]) -> RenderableType:
+    """Who the sides are and what differs, then the protocol table and its notes."""
     table = Table()
     for name in COMPARE_COLUMNS:
-        table.add_column(name, justify="left" if name == "protocol" else "right")
-    for p, va, vb in compare_rows(a, b):
-        table.add_row(p, _bpb(va), _bpb(vb), _delta(va, vb))
-    head = [f"A = {_side(label_a, a)}", f"B = {_side(label_b, b)}", _differs_line(a, b)]
-    return Group(*(Text(line) for line in head), table)
+        table.add_column(name, justify="left" if name in ("protocol", "side") else "right")
+    for row in compare_rows(doc):
+        table.add_row(*row)
+    notes = compare_notes(doc)
+    if notes:
+        table.caption, table.caption_justify = "\n".join(notes), "left"
+    return Group(*(Text(line) for line in compare_head(doc)), table)
 
 
-def compare_markdown(label_a: str, a: Report, label_b: str, b: Report) -> str:
-    rows = [[p, _bpb(va), _bpb(vb), _delta(va, vb)] for p, va, vb in compare_rows(a, b)]
-    head = [f"**A** = {_side(label_a, a)}  ", f"**B** = {_side(label_b, b)}  ", _differs_line(a, b)]
-    align = ["left", "right", "right", "right"]
-    return "\n".join([*head, "", *_md_table(list(COMPARE_COLUMNS), align, rows)]) + "\n"
+def compare_markdown(doc: dict[str, Any]) -> str:
+    head = [f"{line}  " for line in compare_head(doc)]
+    align = ["left", "left", "right", "right", "right", "right"]
+    table = md_table(list(COMPARE_COLUMNS), align, compare_rows(doc))
+    notes = [f"> {n}  " for n in compare_notes(doc)]
+    return "\n".join([*head, "", *table, *([""] if notes else []), *notes]) + "\n"
+
+
+# ---- seed groups -----------------------------------------------------------------------
+
+GROUP_COLUMNS = ("group", "protocol", "seeds", "val_bpb mean ± std")
+TEST_COLUMNS = ("protocol", "group", "Δ mean", "Welch t", "dof", "p", "pooled Δ", "95% CI", "sig.")
+
+
+def _mean_std(stats: dict[str, Any]) -> str:
+    std = stats["std"]
+    return f"{stats['mean']:.6f} ± {std:.6f}" if std is not None else f"{stats['mean']:.6f}"
+
+
+def group_rows(doc: dict[str, Any]) -> list[list[str]]:
+    return [
+        [g["name"], p, str(stats["seeds"]), _mean_std(stats)]
+        for g in doc["groups"]
+        for p, stats in g["protocols"].items()
+    ]
+
+
+def group_test_rows(doc: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    for t in doc["tests"]:
+        w, b = t["welch"] or {}, t["bootstrap"] or {}
+        rows.append(
+            [
+                t["protocol"],
+                f"{t['group']} − {t['vs']}",
+                _signed(t["delta_bpb"]),
+                f"{w['t']:.3f}" if w else "—",
+                f"{w['dof']:.1f}" if w else "—",
+                f"{w['p']:.3g}" if w else "—",
+                _signed(b.get("delta_bpb")),
+                _ci(b.get("ci95")),
+                ("yes *" if b["significant"] else "no") + ("" if b["paired"] else " (unpaired)")
+                if b
+                else "—",
+            ]
+        )
+    return rows
+
+
+def group_notes(doc: dict[str, Any]) -> list[str]:
+    notes = [f"{t['protocol']} {t['group']}: {t['note']}" for t in doc["tests"] if t.get("note")]
+    if doc["tests"]:
+        notes.append(
+            "std: sample (ddof 1) over seeds; Welch: two-sided over the seeds' val_bpb; "
+            f"pooled: bootstrap of all seeds' windows, {doc['resamples']:,} resamples, "
+            f"seed {doc['seed']}; * = the CI excludes 0"
+        )
+    return notes
+
+
+def groups_table(doc: dict[str, Any]) -> RenderableType:
+    summary = Table(title="seed groups", title_justify="left")
+    for name in GROUP_COLUMNS:
+        summary.add_column(name, justify="right" if name == "seeds" else "left")
+    for row in group_rows(doc):
+        summary.add_row(*row)
+    members = [Text(f"{g['name']}: {', '.join(g['members'])}") for g in doc["groups"]]
+    if not doc["tests"]:
+        return Group(*members, summary)
+    tests = Table(title=f"against {doc['groups'][0]['name']}", title_justify="left")
+    for name in TEST_COLUMNS:
+        tests.add_column(name, justify="left" if name in ("protocol", "group") else "right")
+    for row in group_test_rows(doc):
+        tests.add_row(*row)
+    tests.caption, tests.caption_justify = "\n".join(group_notes(doc)), "left"
+    return Group(*members, summary, tests)
+
+
+def groups_markdown(doc: dict[str, Any]) -> str:
+    lines = [f"**{g['name']}**: {', '.join(g['members'])}  " for g in doc["groups"]]
+    align = ["left", "left", "right", "left"]
+    lines += ["", *md_table(list(GROUP_COLUMNS), align, group_rows(doc))]
+    if doc["tests"]:
+        align = ["left", "left", *["right"] * (len(TEST_COLUMNS) - 2)]
+        lines += ["", *md_table(list(TEST_COLUMNS), align, group_test_rows(doc)), ""]
+        lines += [f"> {n}  " for n in group_notes(doc)]
+    return "\n".join(lines) + "\n"
+
+
+# ---- leaderboard -----------------------------------------------------------------------
+
+LEADERBOARD_COLUMNS = (
+    "#", "protocol", "entry", "val_bpb", "val_loss", "bytes", "code", "verdict", "flags", "job"
+)  # fmt: skip
+
+
+def sort_leaderboard(rows: list[dict[str, Any]], by: str) -> list[dict[str, Any]]:
+    """Rows by protocol, then val_bpb (or total bytes, val_bpb breaking ties)."""
+    if by == "bytes":
+        return sorted(rows, key=lambda r: (r["protocol"], r["total_bytes"], r["val_bpb"]))
+    return sorted(rows, key=lambda r: (r["protocol"], r["val_bpb"]))
+
+
+def leaderboard_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
+    out, rank, last = [], 0, None
+    for r in rows:
+        rank = rank + 1 if r["protocol"] == last else 1
+        last = r["protocol"]
+        out.append(
+            [
+                str(rank),
+                r["protocol"],
+                r["group"] or r["artifact"][:12],
+                f"{r['val_bpb']:.6f}",
+                f"{r['val_loss']:.6f}",
+                f"{r['total_bytes']:,}",
+                f"{r['code_bytes']:,}" if r["code_bytes"] else "—",
+                r["verdict"],
+                ", ".join(f["code"] for f in r["flags"]),
+                r["job"],
+            ]
+        )
+    return out
+
+
+def leaderboard_table(doc: dict[str, Any]) -> Table:
+    table = Table(title=f"leaderboard: {doc['dataset']}", title_justify="left")
+    for name in LEADERBOARD_COLUMNS:
+        right = name in ("#", "val_bpb", "val_loss", "bytes", "code")
+        table.add_column(name, justify="right" if right else "left")
+    for row in leaderboard_rows(doc["rows"]):
+        table.add_row(*row)
+    return table
+
+
+def leaderboard_markdown(doc: dict[str, Any]) -> str:
+    right = ("#", "val_bpb", "val_loss", "bytes", "code")
+    align = ["right" if c in right else "left" for c in LEADERBOARD_COLUMNS]
+    rows = leaderboard_rows(doc["rows"])
+    for row in rows:
+        row[8] = ", ".join(f"`{c}`" for c in row[8].split(", ") if c)
+    lines = [f"**leaderboard**: dataset `{doc['dataset']}`", ""]
+    return "\n".join([*lines, *md_table(list(LEADERBOARD_COLUMNS), align, rows)]) + "\n"

@@ -379,8 +379,11 @@ def inflate(data: bytes, limit: int = DEFAULT_MAX_DECOMPRESSED) -> bytes:
     if not data.startswith(XZ_MAGIC):
         if XZ_MAGIC.startswith(data):
             raise Truncated(f"file ends after {len(data)} bytes, inside the xz magic")
-        what = _known_format(data) or f"starts with {data[:8].hex()}"
-        raise NotAnArtifact(f"not an xz stream: {what}")
+        if foreign := _known_format(data):
+            raise NotAnArtifact(f"not a .golf artifact: {foreign}{_torch_hint(foreign)}")
+        raise NotAnArtifact(
+            f"not a .golf artifact (not an xz stream; starts with {data[:8].hex()})"
+        )
     decoder = lzma.LZMADecompressor(format=lzma.FORMAT_XZ, memlimit=XZ_MEMLIMIT)
     try:
         out = decoder.decompress(data, max_length=limit + 1)
@@ -400,10 +403,32 @@ def inflate(data: bytes, limit: int = DEFAULT_MAX_DECOMPRESSED) -> bytes:
 
 
 def read_artifact(
-    source: str | Path | bytes, *, max_decompressed: int = DEFAULT_MAX_DECOMPRESSED
+    source: str | Path | bytes,
+    *,
+    max_decompressed: int = DEFAULT_MAX_DECOMPRESSED,
+    name: str | None = None,
 ) -> Artifact:
-    """Read and validate a `.golf` file (path) or its bytes."""
-    data = source if isinstance(source, bytes) else read_file(source, max_decompressed)
+    """Read and validate a `.golf` file (path) or its bytes. An error names the file:
+    `name` if given (an upload's file name), else the path read."""
+    if isinstance(source, bytes):
+        data = source
+    else:
+        try:
+            data = read_file(source, max_decompressed)  # its errors name the path
+        except ArtifactError as e:
+            if name is None:
+                raise
+            raise type(e)(str(e).replace(str(source), name)) from None
+    label = name or (None if isinstance(source, bytes) else str(source))
+    try:
+        return _read_artifact(data, max_decompressed)
+    except ArtifactError as e:
+        if label is None:
+            raise
+        raise type(e)(f"{label}: {e}") from None
+
+
+def _read_artifact(data: bytes, max_decompressed: int) -> Artifact:
     blob = inflate(data, max_decompressed)
     entries, header_meta = _parse_header(blob)
     meta = _parse_meta(header_meta)
@@ -452,6 +477,13 @@ def read_file(path: str | Path, max_bytes: int = DEFAULT_MAX_DECOMPRESSED) -> by
         raise NotAnArtifact(f"cannot read {path}: {e.strerror or e}") from None
 
 
+def _torch_hint(what: str) -> str:
+    """What to do with a file `_known_format` found to be torch.save's output."""
+    if what.startswith(("a zip", "a pickle")):
+        return "; it looks like a PyTorch file: convert it with `golf import-pg`"
+    return ""
+
+
 def _known_format(data: bytes) -> str | None:
     """What a non-artifact probably is, for the error message."""
     if data.startswith(b"PK\x03\x04"):
@@ -475,7 +507,7 @@ def _parse_header(blob: bytes) -> tuple[dict[str, _Entry], dict[str, str]]:
     """Check the safetensors header by hand before the library sees the bytes."""
     foreign = _known_format(blob)
     if foreign and blob[8:9] != b"{":
-        raise NotAnArtifact(f"payload is {foreign}, not safetensors")
+        raise NotAnArtifact(f"payload is {foreign}, not safetensors{_torch_hint(foreign)}")
     if len(blob) < 8:
         raise Truncated(f"payload is {len(blob)} bytes, shorter than the length field")
     (n,) = struct.unpack("<Q", blob[:8])

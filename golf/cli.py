@@ -37,6 +37,25 @@ app.add_typer(data_app, name="data")
 app.add_typer(artifact_app, name="artifact")
 app.add_typer(audit_app, name="audit")
 
+
+def _flags_show_no_type() -> None:
+    """typer shows a type after every option, flags too (`--wait <bool>`, even `--help
+    <bool>`), which reads as if they took a value: a flag of any command shows none."""
+    from typer.core import TyperOption
+
+    shown = TyperOption.display_type_rich
+    if getattr(shown, "flags_show_no_type", False):
+        return
+
+    def display_type_rich(self: TyperOption, ctx: Any) -> str | None:
+        return None if self.is_bool_flag else shown(self, ctx)
+
+    display_type_rich.flags_show_no_type = True  # type: ignore[attr-defined]
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+_flags_show_no_type()
+
 # ------------------------------------------------------------------ shared options
 
 ArtifactArg = Annotated[Path, typer.Argument(help="A .golf artifact.", show_default=False)]
@@ -48,6 +67,10 @@ TokenizerOpt = Annotated[
     typer.Option(help="SentencePiece model, if not DATA/tokenizer.model or the PG layout's."),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
+FormatOpt = Annotated[
+    str,
+    typer.Option("--format", "-f", help="table, json (the reports) or md (a table for a PR)."),
+]
 DeviceOpt = Annotated[str, typer.Option(help="torch device; auto = cuda when available.")]
 
 AUDIT_EXCLUDES = frozenset({"max_windows", "plan"})
@@ -186,17 +209,28 @@ def eval_cmd(
     params: EvalParams,
     tokenizer: TokenizerOpt = None,
     device: DeviceOpt = "auto",
-    as_json: JsonOpt = False,
+    fmt: FormatOpt = "table",
+    as_json: Annotated[bool, typer.Option("--json", help="Same as --format json.")] = False,
+    save: Annotated[
+        Path | None,
+        typer.Option(
+            help="Also write DIR/report.json (the --json document) and DIR/windows.jsonl "
+            "(per-window records), for golf compare.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
-    """Score an artifact under each protocol; a table, or the reports as JSON."""
+    """Score an artifact under each protocol; a table, the reports as JSON, or markdown."""
     from golf.jobplan import plan_protocol
     from golf.protocols import get_protocol
     from golf.runner import EvalInputs, run_protocol
 
+    fmt = _eval_format(fmt, as_json)
     protocols = [get_protocol(name) for name in protocol]  # fail before loading anything
     inputs = EvalInputs.load(str(artifact), str(data), tokenizer, pick_device(device))
     n_tokens = inputs.dataset.val_tokens(params.seq_len).size
     reports = []
+    windows: dict[str, list[Any]] = {}  # per protocol, its records as batches end
     with Progress(
         TextColumn("{task.description:>12}"),
         BarColumn(),
@@ -208,12 +242,24 @@ def eval_cmd(
         for proto in protocols:
             planned = plan_protocol(proto.name, n_tokens, params)
             task = bar.add_task(proto.name, total=planned.batches)
-            report = run_protocol(
-                inputs, proto.name, params, progress=lambda k, _, t=task: bar.advance(t)
-            )
-            reports.append(report)
-    if as_json:
-        print_json({"reports": [report.model_dump(mode="json") for report in reports]})
+            records: list[Any] = []
+            windows[proto.name] = records
+
+            def advance(k: int, batch: list[Any], t: Any = task, into: list = records) -> None:
+                into.extend(batch)
+                bar.advance(t)
+
+            reports.append(run_protocol(inputs, proto.name, params, progress=advance))
+    doc = eval_doc(reports, inputs)
+    if save is not None:
+        save_eval(save, doc, windows)
+    if fmt == "json":
+        print_json(doc)
+        return
+    if fmt == "md":
+        from golf.tables import report_markdown
+
+        typer.echo(report_markdown(doc, inputs.dataset.name), nl=False)
         return
     table = Table(
         title=f"{artifact.name} ({inputs.artifact.sha256[:12]}) on {inputs.dataset.name} "
@@ -223,19 +269,90 @@ def eval_cmd(
     for name in ("protocol", "stride", "val_bpb", "Δ bpb", "val_loss", "windows", "tokens"):
         table.add_column(name, justify="left" if name == "protocol" else "right")
     table.add_column("seconds", justify="right")
+    comparable, notes = scored_alike(reports)
+    if notes:
+        table.caption, table.caption_justify = "\n".join(notes), "left"
+        table.caption_style = "bold yellow"
     first = reports[0].val_bpb
     for r in reports:
         table.add_row(
             r.protocol,
             str(r.params.stride),
             f"{r.val_bpb:.6f}",
-            f"{r.val_bpb - first:+.6f}",
+            f"{r.val_bpb - first:+.6f}" if comparable else "—",
             f"{r.val_loss:.6f}",
             f"{r.windows:,}",
             f"{r.tokens:,}",
             f"{r.elapsed_s:.2f}",
         )
     out.print(table)
+
+
+EVAL_FORMATS = ("table", "json", "md")
+
+
+def _eval_format(fmt: str, as_json: bool) -> str:
+    fmt = fmt.lower()
+    if fmt not in EVAL_FORMATS:
+        raise ConfigError(f"unknown --format {fmt}; use one of {', '.join(EVAL_FORMATS)}")
+    if as_json and fmt not in ("table", "json"):
+        raise ConfigError(f"--json and --format {fmt} disagree; pass one of them")
+    return "json" if as_json else fmt
+
+
+def eval_doc(reports: list[Any], inputs: Any) -> dict[str, Any]:
+    """What `golf eval --json` prints: the reports, and the artifact (bytes, verdict, flags)
+    and dataset they were measured on, in the shape of a job report's."""
+    from golf.records import protocol_flags
+
+    summary = inputs.artifact.summary()
+    own = summary.flags()
+    return {
+        "reports": [r.model_dump(mode="json") for r in reports],
+        "artifact": {
+            "id": summary.sha256,
+            "total_bytes": summary.total_bytes,
+            "code_bytes": summary.code_bytes,
+            "verdict": summary.verdict,
+            "flags": [f.model_dump() for f in own],
+        },
+        "flags": [f.model_dump() for f in own + protocol_flags(r.protocol for r in reports)],
+        "dataset": {"name": inputs.dataset.name, "sha256": inputs.dataset.sha256},
+    }
+
+
+def save_eval(folder: Path, doc: dict[str, Any], windows: dict[str, list[Any]]) -> None:
+    """`golf eval --save`: FOLDER/report.json (the --json document) and FOLDER/windows.jsonl,
+    one record a line `{"protocol", "window", "nll_sum", "tokens", "bytes"}` (the lines of
+    the service's `GET /v1/jobs/{id}/windows.ndjson`), by protocol then window."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "report.json").write_text(json.dumps(doc, indent=2) + "\n", "utf-8")
+        with (folder / "windows.jsonl").open("w", encoding="utf-8") as f:
+            for protocol, records in windows.items():
+                for r in sorted(records, key=lambda r: r.window):
+                    line = {"protocol": protocol, "window": r.window, "nll_sum": r.nll_sum}
+                    f.write(json.dumps(line | {"tokens": r.tokens, "bytes": r.bytes}) + "\n")
+    except OSError as e:
+        raise ConfigError(f"cannot save to {folder}: {e.strerror or e}") from None
+    err.print(f"saved {folder}/report.json and windows.jsonl")
+
+
+def scored_alike(reports: list[Any]) -> tuple[bool, list[str]]:
+    """Whether the protocols' val_bpb can be set against each other (Δ): they scored the
+    same targets; and the notes the table must carry (a partial run, no Δ)."""
+    capped = sorted({r.params.max_windows for r in reports if r.params.max_windows})
+    plans = {(r.params.seq_len, r.params.stride) for r in reports}
+    same = len({r.tokens for r in reports}) == 1 and (not capped or len(plans) == 1)
+    notes = []
+    if capped:
+        notes.append(
+            f"PARTIAL RUN: --max-windows {'/'.join(map(str, capped))} scored only the first "
+            "windows; these are not val_bpb of the whole validation set"
+        )
+    if not same and len(reports) > 1:
+        notes.append("no Δ: the protocols scored different targets (see tokens)")
+    return same, notes
 
 
 @audit_app.command("causality")

@@ -5,13 +5,15 @@ FastAPI, uvicorn and Ray are imported when the command runs, so `golf --help` st
 
 from __future__ import annotations
 
+import errno
+import socket
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from pydantic import ValidationError
 
-from golf.console import err, user_errors
+from golf.console import err, fail, user_errors
 from golf.errors import ConfigError, validation_message
 
 
@@ -57,6 +59,8 @@ def serve_command(
         )
     except ValidationError as e:
         raise ConfigError(f"serve option {validation_message(e)}") from None
+    sock = bind_port(settings.host, settings.port)  # before Ray: a busy port is one line
+    announce_datasets(settings.data_root)
     keys = load_keys(settings)
     if keys.dev_file is not None:
         (key,) = keys.keys
@@ -64,7 +68,50 @@ def serve_command(
             f"[bold yellow]no --api-keys: development mode.[/] Admin API key for owner 'dev': "
             f"{key}  (kept in {keys.dev_file}; pass a keys file before sharing this server)"
         )
-    uvicorn.run(create_app(settings, keys), host=settings.host, port=settings.port)
+    config = uvicorn.Config(create_app(settings, keys), host=settings.host, port=settings.port)
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+def bind_port(host: str, port: int) -> socket.socket:
+    """The server's listening socket, bound now (as uvicorn would bind it); a port in use
+    or an address that cannot be bound is `error: …`, exit 2, before anything starts."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        if e.errno == errno.EADDRINUSE:
+            fail(f"port {port} on {host} is in use; pick another with --port")
+        fail(f"cannot bind {host}:{port}: {e.strerror or e}")
+    sock.set_inheritable(True)
+    return sock
+
+
+def announce_datasets(root: Path) -> None:
+    """One stderr line naming the datasets served (with their val tokens), or a warning
+    when the data root is missing or holds none."""
+    from service.datasets import Datasets
+
+    if not root.is_dir():
+        err.print(
+            f"warning: data root {root} does not exist; no datasets are served",
+            markup=False,
+            soft_wrap=True,
+        )
+        return
+    found = Datasets(root).all()
+    if not found:
+        err.print(
+            f"warning: data root {root} holds no datasets (folders with *_val_*.bin shards "
+            "and tokenizer.model); no jobs can run",
+            markup=False,
+            soft_wrap=True,
+        )
+        return
+    names = ", ".join(f"{d.name} ({d.val_tokens().size:,} val tokens)" for d in found)
+    err.print(f"serving {len(found)} dataset(s) from {root}: {names}", markup=False, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

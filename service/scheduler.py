@@ -190,6 +190,8 @@ class Scheduler:
                 [r["checksum"] for r in rows],
             )
             self.metrics.windows_done(added)
+            if added:  # the running val_bpb series the dashboard draws (GET …/series)
+                self.store.add_series_point(key.job, key.protocol)
             self.hub.publish(key.job)
         self.store.finish_shard(key, seconds, engine)
 

@@ -58,6 +58,9 @@ class DatasetList(BaseModel):
     datasets: list[DatasetOut]
 
 
+GROUP_PATTERN = r"^[A-Za-z0-9._-]+$"
+
+
 class JobCreate(BaseModel):
     """`params` holds `golf.protocols.EvalParams` fields; they are validated by golf."""
 
@@ -68,6 +71,9 @@ class JobCreate(BaseModel):
     protocols: list[str] = Field(min_length=1, max_length=16)
     params: dict[str, Any] = Field(default_factory=dict)
     priority: int = Field(0, ge=-1000, le=1000)
+    group: str | None = Field(None, max_length=64, pattern=GROUP_PATTERN)
+    """A submission's name, shared by the jobs of its seeds (`golf compare --group`) and
+    ranked as one entry by the leaderboard."""
 
 
 class ShardOut(BaseModel):
@@ -112,6 +118,10 @@ class JobSummary(BaseModel):
     eta_s: float | None
     shard_counts: dict[str, int]
     """Shards by state: queued, running, done, stopping, cancelled, failed."""
+    filename: str | None = None
+    """The artifact's file name as its owner uploaded it, if the upload sent one."""
+    group: str | None = None
+    """The group (submission) the job was submitted under, if any."""
 
 
 class JobOut(JobSummary):
@@ -122,6 +132,14 @@ class JobOut(JobSummary):
 
 class JobList(BaseModel):
     jobs: list[JobSummary]
+
+
+class SeriesOut(BaseModel):
+    job: str
+    series: dict[str, list[tuple[int, float]]]
+    """Per protocol, the running val_bpb as `[windows scored, val_bpb]` pairs, one per
+    stored batch, in order; thinned to at most 200 points (the first and last kept)."""
+    windows_total: dict[str, int]
 
 
 class TableRow(BaseModel):
@@ -153,6 +171,28 @@ class ReportOut(BaseModel):
     flags: list[Flag]
     environment: Environment
     digest: str
+
+
+class LeaderboardRow(BaseModel):
+    protocol: str
+    val_bpb: float
+    val_loss: float
+    artifact: str
+    group: str | None
+    job: str
+    total_bytes: int
+    code_bytes: int
+    verdict: str
+    flags: list[Flag]
+    """The artifact's flags and this protocol's own."""
+    finished_at: float | None
+
+
+class Leaderboard(BaseModel):
+    dataset: str
+    rows: list[LeaderboardRow]
+    """The best val_bpb per entry (its group if the job has one, else its artifact) per
+    protocol, sorted by protocol then val_bpb."""
 
 
 class WindowOut(BaseModel):

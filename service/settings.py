@@ -31,6 +31,10 @@ class Settings(BaseSettings):
     """torch threads per CPU actor; default: this machine's cores shared by the actors."""
     worker_cache: int = Field(4, ge=1, le=1024)
     """Models (and datasets) each actor keeps loaded, least recently used evicted."""
+    worker_scorer: str = Field("model", pattern=r"^(model|synthetic(:[0-9]+(\.[0-9]+)?)?)$")
+    """`model`; or `synthetic[:RATE]`, a load-test SIMULATION whose workers load no model
+    and return made-up window records (workers/synthetic.py), RATE windows/s each (default:
+    as fast as they can). Reports then name the synthetic scorer as their engine."""
     ray_address: str | None = None
     """Join this Ray cluster instead of starting an embedded one."""
     api_keys: Path | None = None

@@ -19,6 +19,7 @@ from dataclasses import astuple, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from golf.bytes import bits_per_byte
 from golf.evaluate import WindowRecord
 from golf.jobplan import JobPlan, ProtocolPlan
 from golf.params import EvalParams
@@ -55,7 +56,15 @@ CREATE TABLE IF NOT EXISTS dispatches (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, job TEXT NOT NULL,
     owner TEXT NOT NULL, protocol TEXT NOT NULL, shard INTEGER NOT NULL,
     worker TEXT NOT NULL, attempt INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS series (
+    job TEXT NOT NULL, protocol TEXT NOT NULL, windows_done INTEGER NOT NULL,
+    val_bpb REAL NOT NULL, PRIMARY KEY (job, protocol, windows_done)) WITHOUT ROWID;
 """
+
+MAX_SERIES_POINTS = 200
+"""About how many points of a protocol's running val_bpb series are kept per job: a point
+stays only if it is 1/MAX_SERIES_POINTS of the protocol's windows past the one before it
+(the latest is always kept), so the curve is even however many batches there are."""
 
 
 # Columns added after the first release, added to older databases on open.
@@ -63,6 +72,9 @@ MIGRATIONS = (
     ("jobs", "cost", "REAL NOT NULL DEFAULT 0"),
     ("windows", "checksum", "TEXT"),
     ("shards", "engine", "TEXT"),
+    ("artifact_owners", "filename", "TEXT"),
+    ("jobs", "filename", "TEXT"),
+    ("jobs", "grp", "TEXT"),  # `group` is an SQL keyword
 )
 
 
@@ -97,10 +109,13 @@ class JobRow:
     error: str | None
     report: dict[str, Any] | None
     cost: float
+    filename: str | None = None  # the artifact's file name at its owner's last upload
+    group: str | None = None  # the submission (seed group) the owner tagged it with
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> JobRow:
         doc = dict(row)
+        doc["group"] = doc.pop("grp", None)
         plans = json.loads(doc["plans"])
         return cls(
             **{
@@ -209,15 +224,21 @@ class Store:
 
     # ------------------------------------------------------------------ artifacts
 
-    def put_artifact(self, summary: ArtifactSummary, owner: str) -> None:
-        """Store an artifact's summary once, and note that `owner` uploaded it."""
+    def put_artifact(
+        self, summary: ArtifactSummary, owner: str, filename: str | None = None
+    ) -> None:
+        """Store an artifact's summary once, and note that `owner` uploaded it (under
+        `filename`: the latest name an owner gave the bytes is kept)."""
         with self._tx() as db:
             db.execute(
                 "INSERT OR IGNORE INTO artifacts VALUES (?, ?, ?)",
                 (summary.sha256, summary.model_dump_json(), time.time()),
             )
             db.execute(
-                "INSERT OR IGNORE INTO artifact_owners VALUES (?, ?)", (summary.sha256, owner)
+                "INSERT INTO artifact_owners (artifact, owner, filename) VALUES (?, ?, ?)"
+                " ON CONFLICT (artifact, owner)"
+                " DO UPDATE SET filename = coalesce(excluded.filename, filename)",
+                (summary.sha256, owner, filename),
             )
 
     def artifact(self, sha256: str, owner: str | None = None) -> ArtifactSummary | None:
@@ -244,6 +265,7 @@ class Store:
         priority: int,
         max_active: int,
         budget: float,
+        group: str | None = None,
     ) -> str:
         """Insert a queued job and the shards of its plan, within the owner's job cap and
         cost budget (queued, running, and cancelled jobs whose shards still run)."""
@@ -266,8 +288,10 @@ class Store:
                 )
             db.execute(
                 "INSERT INTO jobs (id, owner, state, artifact, dataset, dataset_sha256,"
-                " protocols, params, plans, priority, created_at, cost)"
-                " VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " protocols, params, plans, priority, created_at, cost, grp, filename)"
+                " VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
+                " (SELECT filename FROM artifact_owners WHERE artifact = ?"
+                "  ORDER BY owner = ? DESC, filename IS NULL LIMIT 1))",
                 (
                     job_id,
                     owner,
@@ -285,6 +309,9 @@ class Store:
                     priority,
                     time.time(),
                     plan.cost,
+                    group,
+                    artifact,
+                    owner,
                 ),
             )
             db.executemany(
@@ -309,6 +336,17 @@ class Store:
             rows = self._db.execute(
                 f"SELECT * FROM jobs {where} ORDER BY created_at DESC, id", args
             ).fetchall()
+        return [JobRow.from_row(row) for row in rows]
+
+    def leaderboard_jobs(self, dataset: str, owner: str | None = None) -> list[JobRow]:
+        """Succeeded jobs on a dataset (by name), all or one owner's, oldest first."""
+        sql = "SELECT * FROM jobs WHERE state = 'succeeded' AND dataset = ?"
+        args: tuple[str, ...] = (dataset,)
+        if owner is not None:
+            sql += " AND owner = ?"
+            args += (owner,)
+        with self._lock:
+            rows = self._db.execute(sql + " ORDER BY finished_at, id", args).fetchall()
         return [JobRow.from_row(row) for row in rows]
 
     def job_counts(self) -> dict[str, int]:
@@ -466,6 +504,47 @@ class Store:
                 " WHERE job = ? AND protocol = ? AND shard = ?",
                 (elapsed_s, json.dumps(engine), key.job, key.protocol, key.shard),
             )
+
+    def add_series_point(self, job_id: str, protocol: str) -> None:
+        """Append (windows scored, running val_bpb) of one protocol of a job, as its shards
+        total now; the previous latest point goes if it is too close to the one before it
+        (MAX_SERIES_POINTS)."""
+        with self._tx() as db:
+            done, total, nll, n_bytes = db.execute(
+                "SELECT sum(windows_done), sum(windows_total), sum(nll_sum), sum(bytes)"
+                " FROM shards WHERE job = ? AND protocol = ?",
+                (job_id, protocol),
+            ).fetchone()
+            if not done or not n_bytes:
+                return
+            last = [
+                x
+                for (x,) in db.execute(
+                    "SELECT windows_done FROM series WHERE job = ? AND protocol = ?"
+                    " AND windows_done < ? ORDER BY windows_done DESC LIMIT 2",
+                    (job_id, protocol, done),
+                )
+            ]
+            if len(last) == 2 and last[0] - last[1] < total / MAX_SERIES_POINTS:
+                db.execute(
+                    "DELETE FROM series WHERE job = ? AND protocol = ? AND windows_done = ?",
+                    (job_id, protocol, last[0]),
+                )
+            db.execute(
+                "INSERT OR REPLACE INTO series VALUES (?, ?, ?, ?)",
+                (job_id, protocol, done, bits_per_byte(nll, n_bytes)),
+            )
+
+    def series(self, job_id: str) -> dict[str, list[tuple[int, float]]]:
+        """Each protocol's running val_bpb as (windows scored, val_bpb), in order."""
+        found: dict[str, list[tuple[int, float]]] = {}
+        for row in self._all(
+            "SELECT protocol, windows_done, val_bpb FROM series WHERE job = ?"
+            " ORDER BY protocol, windows_done",
+            (job_id,),
+        ):
+            found.setdefault(row["protocol"], []).append((row["windows_done"], row["val_bpb"]))
+        return found
 
     def engines(self, job_id: str, protocol: str) -> list[dict[str, Any]]:
         """The distinct engines the workers of a protocol's shards reported."""

@@ -22,8 +22,23 @@ class _OverCap(Exception):
     pass
 
 
-async def receive_file(request: Request, field: str, dest: Path, cap: int) -> int:
+MAX_FILENAME = 255
+
+
+def safe_filename(sent: bytes | None) -> str | None:
+    """A sent file name's last path component, printable and at most MAX_FILENAME long."""
+    if not sent:
+        return None
+    text = sent.decode("utf-8", "replace").replace("\\", "/").rsplit("/", 1)[-1]
+    text = "".join(c for c in text if c.isprintable())[:MAX_FILENAME].strip()
+    return text or None
+
+
+async def receive_file(
+    request: Request, field: str, dest: Path, cap: int, meta: dict[str, str] | None = None
+) -> int:
     """Write multipart field `field` of the request body to `dest`; returns its size.
+    With `meta`, the part's `filename` (its base name, if it sent one) is put there.
 
     413 past `cap` bytes (by Content-Length up front, else while streaming); 415 for a
     body that is not multipart; 422 for a malformed body or a missing field.
@@ -64,6 +79,10 @@ async def receive_file(request: Request, field: str, dest: Path, cap: int) -> in
             if in_field and found:
                 raise MultipartParseError(f"field `{field}` appears more than once")
             found = found or in_field
+            if in_field and meta is not None:
+                sent = parse_options_header(disposition)[1].get(b"filename")
+                if name := safe_filename(sent):
+                    meta["filename"] = name
             headers.clear()
 
         def on_part_data(data: bytes, start: int, end: int) -> None:

@@ -236,3 +236,96 @@ def test_a_layer_left_out_is_named_in_help_not_warned_about(
     assert golf_cli.app.info.epilog == "Not installed: serve (pip install 'golf-eval\\[service]')."
     code, stdout, _ = golf("--help")
     assert code == 0 and "Not installed: serve (pip install 'golf-eval[service]')." in stdout
+
+
+def test_a_partial_eval_says_so_and_gives_no_delta_across_different_targets(
+    artifact: Path, demo_data: Path
+) -> None:
+    code, stdout, _ = golf(
+        "eval", artifact, "--data", demo_data, "--protocol", "plain", "--protocol", "sliding",
+        *SMALL,
+    )  # fmt: skip
+    assert code == 0
+    assert "PARTIAL RUN: --max-windows 24" in stdout
+    assert "no Δ: the protocols scored different targets" in stdout
+    cells = [[c.strip() for c in line.split("│")[1:-1]] for line in stdout.splitlines()]
+    rows = [row for row in cells if row and row[0] in ("plain", "sliding")]
+    assert len(rows) == 2 and all(row[3] == "—" for row in rows), stdout  # the Δ column
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        (b"hello, I am a text file\n", "not a .golf artifact (not an xz stream"),
+        (b"PK\x03\x04" + b"\0" * 60, "convert it with `golf import-pg`"),
+        (b"\x80\x04" + b"\0" * 60, "convert it with `golf import-pg`"),
+    ],
+)
+def test_a_file_that_is_no_artifact_is_named_with_what_to_do(
+    content: bytes, words: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "model.ptz"
+    path.write_bytes(content)
+    code, stdout, stderr = golf("inspect", path)
+    assert code == 2 and stdout == "" and stderr.count("\n") == 1
+    assert stderr.startswith(f"error: {path}: ") and words in stderr
+
+
+def test_flags_show_no_type_in_any_help() -> None:
+    """typer writes `--json <bool>`; golf's flags read as flags in every command's help."""
+    from importlib.metadata import entry_points
+
+    import typer
+
+    plugins = typer.Typer()
+    for ep in entry_points(group="golf.commands"):
+        ep.load()(plugins)
+    core = ["eval", "inspect", "audit causality", "import-pg", "data demo"]
+    layers = ["submit", "watch", "report", "jobs", "datasets", "cancel", "serve", "train"]
+    for command in core + layers:
+        result = runner.invoke(app if command in core else plugins, [*command.split(), "--help"])
+        assert result.exit_code == 0, command
+        assert "<bool>" not in result.stdout and "--help" in result.stdout, command
+
+
+def test_eval_save_writes_the_report_and_windows_that_compare_pairs(
+    artifact: Path, demo_data: Path, tmp_path: Path
+) -> None:
+    from clients.compare import compare_sides, load_side
+
+    args = ["eval", artifact, "--data", demo_data, "--protocol", "sliding", *SMALL]
+    code, stdout, stderr = golf(*args, "--save", tmp_path / "run", "--json")
+    assert code == 0, stderr
+    doc = json.loads(stdout)
+    assert json.loads((tmp_path / "run" / "report.json").read_text()) == doc
+    assert doc["artifact"]["id"] == read_artifact(artifact).sha256
+    assert doc["artifact"]["verdict"] == "fits" and doc["flags"] == []
+    assert doc["dataset"] == {"name": demo_data.name, "sha256": Dataset.open(demo_data).sha256}
+    lines = (tmp_path / "run" / "windows.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    assert [r["window"] for r in records] == list(range(24))
+    assert {r["protocol"] for r in records} == {"sliding"}
+    (report,) = doc["reports"]
+    assert sum(r["tokens"] for r in records) == report["tokens"]
+    assert sum(r["bytes"] for r in records) == report["bytes"]
+    # The same run twice pairs window by window: Δ 0 with a CI of exactly [0, 0].
+    code, _, _ = golf(*args, "--save", tmp_path / "again", "-f", "md")
+    assert code == 0
+    sides = [load_side(str(tmp_path / d), n, None) for d, n in (("run", "A"), ("again", "B"))]
+    (row,) = compare_sides(sides, None, 2000, 0)["rows"]
+    assert row["delta_bpb"] == 0.0 and row["ci95"] == [0.0, 0.0] and row["paired"]
+
+
+def test_eval_format_md_is_the_report_markdown(artifact: Path, demo_data: Path) -> None:
+    from golf.tables import report_markdown
+
+    args = ["eval", artifact, "--data", demo_data, "--protocol", "sliding", *SMALL]
+    code, stdout, _ = golf(*args, "-f", "md")
+    assert code == 0
+    assert stdout.splitlines()[2].startswith("| protocol | val_bpb | Δ bpb |")
+    assert "local `golf eval` · artifact" in stdout and "max_windows 24" in stdout
+    doc = json.loads(golf(*args, "--json")[1])
+    expected = report_markdown(doc, demo_data.name)
+    assert stdout.split("| sliding |")[0] == expected.split("| sliding |")[0]
+    code, _, stderr = golf(*args, "--json", "-f", "md")
+    assert code == 2 and "--json and --format md disagree" in stderr

@@ -40,9 +40,19 @@ def _commands() -> dict[str, Any]:
 
 EXCLUDED = {"eval": frozenset(), "audit causality": AUDIT_EXCLUDES, "submit": frozenset()}
 OWN = {
-    "eval": COMMON,
+    "eval": COMMON | {"save", "fmt"},
     "audit causality": COMMON | {"samples", "seed"},
-    "submit": {"dataset", "protocol", "priority", "wait", "fmt", "as_json", "server", "api_key"},
+    "submit": {
+        "dataset",
+        "protocol",
+        "priority",
+        "group",
+        "wait",
+        "fmt",
+        "as_json",
+        "server",
+        "api_key",
+    },
 }
 
 
@@ -166,7 +176,18 @@ class FakeClient:
     def __exit__(self, *exc: object) -> None:
         return None
 
-    def submit(self, artifact: str, dataset: str, protocols: list[str], params: Any, prio: int):
+    def datasets(self) -> list[dict[str, Any]]:
+        return [{"name": "demo"}]
+
+    def submit(
+        self,
+        artifact: str,
+        dataset: str,
+        protocols: list[str],
+        params: Any,
+        prio: int,
+        group: str | None = None,
+    ):
         FakeClient.sent.append(
             {"artifact": artifact, "dataset": dataset, "protocols": protocols, "params": params}
         )

@@ -78,7 +78,7 @@ def test_clients_import_without_torch_or_ray() -> None:
     blocker = (
         "import sys\n"
         "ALLOWED = {'golf', 'golf.errors', 'golf.params', 'golf.protocols', 'golf.console',\n"
-        "           'golf.cli_params'}\n"
+        "           'golf.cli_params', 'golf.tables'}\n"
         "HEAVY = ('torch', 'ray', 'numpy', 'sentencepiece', 'safetensors', 'fastapi')\n"
         "class Block:\n"
         "    def find_spec(self, name, path=None, target=None):\n"
@@ -105,7 +105,7 @@ def test_the_golf_command_registers_the_client_commands() -> None:
     app = typer.Typer()
     ep.load()(app)
     names = {c.name for c in app.registered_commands}
-    assert names == {"submit", "watch", "report", "compare", "jobs"}
+    assert {"submit", "watch", "report", "compare", "jobs", "leaderboard"} <= names
 
 
 def test_upload_is_content_addressed(client: Client, artifact: Path) -> None:
@@ -339,6 +339,9 @@ def test_cli_report_md_is_the_json_report(finished: dict, server: str, client: C
     code, stdout, stderr = golf("report", job_id, "--format", "md", server=server)
     assert code == 0, stderr
     report = client.report(job_id)
+    # max_windows: a loud note first, then the table (Δ kept: both scored the same targets)
+    note, _, stdout = stdout.partition("\n\n")
+    assert note.startswith("> **PARTIAL RUN**: max_windows 48 scored only the first windows")
     table, line = stdout.rpartition("\n\n")[0], stdout.splitlines()[-1]
     header, *rows = _md_rows(table)
     assert header == [
@@ -383,19 +386,30 @@ def test_cli_compare_two_jobs(finished: dict, finished_b: dict, server: str) -> 
     code, stdout, stderr = golf("compare", a["job"], b["job"], "-f", "json", server=server)
     assert code == 0, stderr
     doc = json.loads(stdout)
-    assert doc["differs"] == ["slot_steps 8 → 4", "protocols sliding, slot → sliding, slot, plain"]
+    assert doc["differs"] == {
+        "B": ["slot_steps 8 → 4", "protocols sliding, slot → sliding, slot, plain"]
+    }
+    assert [s["label"] for s in doc["sides"]] == [a["job"], b["job"]]
     bpb_a = {r["protocol"]: r["val_bpb"] for r in a["reports"]}
     bpb_b = {r["protocol"]: r["val_bpb"] for r in b["reports"]}
     assert [(r["protocol"], r["val_bpb_a"], r["val_bpb_b"]) for r in doc["rows"]] == [
         (p, bpb_a.get(p), bpb_b[p]) for p in ("sliding", "slot", "plain")
     ]
     sliding, slot, plain = doc["rows"]
-    assert sliding["delta_bpb"] == 0.0  # SLOT's steps do not touch the sliding protocol
+    # SLOT's steps do not touch the sliding protocol: the same windows, Δ exactly 0.
+    assert sliding["delta_bpb"] == 0.0 and sliding["ci95"] == [0.0, 0.0]
+    assert sliding["paired"] and sliding["significant"] is False
+    assert sliding["n_windows"] == PARAMS["max_windows"]
     assert slot["delta_bpb"] == bpb_b["slot"] - bpb_a["slot"] != 0.0
-    assert plain["delta_bpb"] is None
+    lo, hi = slot["ci95"]
+    assert lo <= slot["delta_bpb"] <= hi and slot["paired"] and slot["resamples"] == 2000
+    assert slot["significant"] == (lo > 0 or hi < 0)
+    assert plain["delta_bpb"] is None and plain["ci95"] is None
+    assert plain["unpaired_reason"] == "A did not run plain"
     code, stdout, _ = golf("compare", a["job"], b["job"], server=server)
     assert code == 0 and "same artifact; differs: slot_steps 8 → 4" in stdout
     assert f"A = {a['job']}: artifact {a['artifact']['id'][:12]}" in stdout
+    assert "[+0.000000, +0.000000]" in stdout and "paired bootstrap" in stdout
 
 
 def test_cli_compare_report_files(
@@ -405,28 +419,106 @@ def test_cli_compare_report_files(
     file_a, file_b = tmp_path / "a.json", tmp_path / "b.json"
     file_a.write_text(golf("report", a["job"], "-f", "json", server=server)[1])
     file_b.write_text(golf("report", b["job"], "-f", "json", server=server)[1])
-    # Two files need no server at all.
+    # Two files need no server at all; they hold no windows, so there is no CI.
     code, stdout, stderr = golf("compare", file_a, file_b, "-f", "md", server="http://127.0.0.1:9")
     assert code == 0, stderr
     lines = stdout.splitlines()
-    assert lines[0].startswith(f"**A** = {a['job']} (a.json): artifact {a['artifact']['id'][:12]}")
+    assert lines[0].startswith(f"A = {a['job']} (a.json): artifact {a['artifact']['id'][:12]}")
     assert lines[2] == "same artifact; differs: slot_steps 8 → 4; " + (
-        "protocols sliding, slot → sliding, slot, plain"
+        "protocols sliding, slot → sliding, slot, plain  "
     )
-    header, *rows = _md_rows("\n".join(lines[4:]))
-    assert header == ["protocol", "val_bpb A", "val_bpb B", "Δ (B − A)"]
+    header, *rows = _md_rows("\n".join(lines[4:12]))
+    assert header == ["protocol", "side", "val_bpb", "Δ vs A", "95% CI", "significant"]
     by_b = {r["protocol"]: r["val_bpb"] for r in b["reports"]}
     ra, rb = a["reports"]
-    assert rows[:2] == [
-        [r["protocol"], f"{r['val_bpb']:.6f}", f"{by_b[r['protocol']]:.6f}",
-         f"{by_b[r['protocol']] - r['val_bpb']:+.6f}"]
+    assert rows[:4] == [
+        row
         for r in (ra, rb)
+        for row in (
+            [r["protocol"], "A", f"{r['val_bpb']:.6f}", "", "", ""],
+            [r["protocol"], "B", f"{by_b[r['protocol']]:.6f}",
+             f"{by_b[r['protocol']] - r['val_bpb']:+.6f}", "—", "unpaired"],
+        )
     ]  # fmt: skip
-    assert rows[2] == ["plain", "—", f"{by_b['plain']:.6f}", "—"]
-    # A file on one side, a job id on the other: the same comparison.
+    assert rows[4:] == [["plain", "A", "—", "", "", ""], ["plain", "B", f"{by_b['plain']:.6f}",
+                        "—", "—", "—"]]  # fmt: skip
+    assert "> sliding B: unpaired, no CI: A has no per-window records" in stdout
+    # A file on one side, a job id on the other: the same Δ.
     mixed = golf("compare", file_a, b["job"], "-f", "json", server=server)[1]
     both = golf("compare", a["job"], b["job"], "-f", "json", server=server)[1]
-    assert json.loads(mixed)["rows"] == json.loads(both)["rows"]
+    assert [r["delta_bpb"] for r in json.loads(mixed)["rows"]] == [
+        r["delta_bpb"] for r in json.loads(both)["rows"]
+    ]
+
+
+def test_cli_compare_groups_of_service_jobs_and_saved_sides(
+    finished: dict, finished_b: dict, server: str, client: Client
+) -> None:
+    """A service group (jobs submitted with --group) against an explicit one: mean ± std,
+    Welch's t and the pooled bootstrap, paired when both groups have as many seeds."""
+    artifact_id = finished["job"]["artifact"]
+    args = ["submit", artifact_id, "--dataset", "demo", "--protocol", "sliding", *_flags(PARAMS)]
+    ids = []
+    for _ in range(2):
+        code, stdout, stderr = golf(*args, "--group", "seeds.v2", server=server)
+        assert code == 0, stderr
+        ids.append(stdout.strip())
+    for job_id in ids:
+        client.wait(job_id)
+    assert client.get(ids[0])["group"] == "seeds.v2"
+    base = f"base={finished['job']['id']},{finished_b['job']}"
+    code, stdout, stderr = golf(
+        "compare", "--group", base, "--group", "seeds.v2", "-f", "json", server=server
+    )
+    assert code == 0, stderr
+    doc = json.loads(stdout)
+    assert [g["name"] for g in doc["groups"]] == ["base", "seeds.v2"]
+    assert doc["groups"][1]["members"] == ids
+    sliding = doc["groups"][0]["protocols"]["sliding"]
+    # The same artifact and sliding params each time: no spread at all.
+    assert sliding["seeds"] == 2 and sliding["std"] == 0.0
+    (test,) = [t for t in doc["tests"] if t["protocol"] == "sliding"]
+    assert test["delta_bpb"] == 0.0 and test["welch"] is None
+    assert test["bootstrap"]["paired"] and test["bootstrap"]["ci95"] == [0.0, 0.0]
+    code, stdout, _ = golf("compare", "--group", base, "--group", "seeds.v2", server=server)
+    assert code == 0 and "± 0.000000" in stdout and "seeds.v2 − base" in stdout
+    code, stdout, stderr = golf("compare", "--group", "nope", "--group", base, server=server)
+    assert code == 2 and "no succeeded jobs in group 'nope'" in stderr
+    code, stdout, _ = golf("jobs", server=server)
+    assert "seeds.v2" in stdout and "val_bpb" in stdout
+
+
+def test_cli_leaderboard_and_submission(finished: dict, server: str, client: Client) -> None:
+    code, stdout, stderr = golf("leaderboard", "--dataset", "demo", "-f", "json", server=server)
+    assert code == 0, stderr
+    doc = json.loads(stdout)
+    assert doc == client.leaderboard("demo") | {"rows": doc["rows"]}
+    assert doc["rows"] and {r["protocol"] for r in doc["rows"]} >= {"sliding", "slot"}
+    code, stdout, _ = golf("leaderboard", "--dataset", "demo", "-f", "md", server=server)
+    assert code == 0 and stdout.startswith("**leaderboard**: dataset `demo`")
+    code, stdout, _ = golf("leaderboard", "--dataset", "demo", "--sort", "bytes", server=server)
+    assert code == 0 and "leaderboard: demo" in stdout
+
+    job_id = finished["job"]["id"]
+    code, stdout, stderr = golf("report", job_id, "-f", "submission", server=server)
+    assert code == 0, stderr
+    doc, report = json.loads(stdout), finished["report"]
+    sliding, slot = report["reports"]
+    assert doc["val_bpb"] == sliding["val_bpb"] and doc["val_loss"] == sliding["val_loss"]
+    assert doc["val_bpb_by_protocol"] == {"sliding": sliding["val_bpb"], "slot": slot["val_bpb"]}
+    assert doc["bytes_total"] == report["artifact"]["total_bytes"]
+    assert "bytes_code" not in doc and "bytes_code omitted" in stderr  # a random artifact
+    assert doc["golf_eval"] == {
+        "protocol": "sliding",
+        "environment": report["environment"],
+        "digest": report["digest"],
+        "job": job_id,
+        "artifact": report["artifact"]["id"],
+        "dataset": {"name": "demo", "sha256": sliding["dataset_sha256"]},
+    }
+    args = ["report", job_id, "-f", "submission", "--protocol", "slot"]
+    code, stdout, _ = golf(*args, server=server)
+    assert code == 0 and json.loads(stdout)["val_bpb"] == slot["val_bpb"]
 
 
 def test_cli_report_json_jobs_and_watch(finished: dict, server: str, client: Client) -> None:
@@ -470,7 +562,12 @@ UNKNOWN = "unknown job j_nope (HTTP 404); list yours with golf jobs"
         (["report", "j_nope", "-f", "md"], ALICE, None, UNKNOWN),
         (["watch", "j_nope"], ALICE, None, UNKNOWN),
         (["compare", "j_nope", "j_nope"], ALICE, None, UNKNOWN),
-        (["compare", "no.json", "j_nope"], ALICE, None, "no.json: no such file, nor a job id"),
+        (["compare", "no.json", "j_nope"], ALICE, None, "no.json: no such file or folder, nor"),
+        (["compare", "j_nope"], ALICE, None, "compare needs two sides or more"),
+        (["compare", "j_a", "--group", "g=j_b"], ALICE, None, "pass sides or --group, not both"),
+        (["submit", "x.golf", "--dataset", "demo", "--protocol", "sliding", "--group", "a b"],
+         ALICE, None, "--group 'a b'"),
+        (["report", "j_nope", "-f", "submission"], ALICE, None, UNKNOWN),
         (["compare", __file__, "j_x"], ALICE, None, f"{__file__}: not a JSON report"),
         (["report", "j_nope", "--format", "xml"], ALICE, None, "unknown --format xml"),
         (["report", "j_nope", "--json", "-f", "md"], ALICE, None, "--json and --format md"),
@@ -483,3 +580,111 @@ def test_cli_errors_are_one_line_exit_2(
     code, stdout, stderr = golf(*args, key=key, server=url or server)
     assert code == 2 and stdout == ""
     assert stderr.startswith("error: ") and stderr.count("\n") == 1 and words in stderr
+
+
+def test_live_view_fits_80_columns() -> None:
+    """At 80 columns every line fits and nothing essential is cut with `…`."""
+    protocols = ["plain", "sliding", "slot", "slot-causal"]
+    states = ["done", "running", "queued"]
+    shards = [
+        {"protocol": p, "shard": i, "state": states[i % 3], "windows_done": 1, "windows_total": 8}
+        for p in protocols
+        for i in range(70)
+    ]
+    job = {
+        "id": "j_772ffc40a8912345",
+        "state": "running",
+        "protocols": protocols,
+        "progress": {"windows_done": 12_345, "windows_total": 123_456},
+        "running": {"slot-causal": {"val_bpb": 2.2345}},
+        "shards": shards,
+        "eta_s": 1234.0,
+    }
+    for width in (80, 100, 160):
+        buffer = io.StringIO()
+        console = Console(width=width, file=buffer, color_system=None)
+        view = LiveJob(job["id"], console)
+        view.update(job)
+        console.print(view.render())
+        text = buffer.getvalue()
+        lines = text.splitlines()
+        assert max(map(len, lines)) <= width and "…" not in text, text
+        assert "j_772ffc40a8912345 running" in text and "12,345/123,456 windows" in text
+        assert "eta 0:20:34" in text and "val_bpb 2.2345" in text
+        assert [line.split()[0] for line in lines[-4:]] == protocols
+
+
+def _report(protocols: list[tuple[str, int, int, int | None]]) -> dict:
+    """A report of (protocol, tokens, stride, max_windows) rows."""
+    return {
+        "job": "j_x",
+        "artifact": {"id": "a" * 64, "total_bytes": 1, "verdict": "fits", "flags": []},
+        "reports": [
+            {
+                "protocol": name,
+                "val_bpb": 2.0 + i / 10,
+                "val_loss": 3.0,
+                "tokens": tokens,
+                "windows": 40,
+                "elapsed_s": 1.0,
+                "dataset_sha256": "d" * 64,
+                "params": {"seq_len": 256, "stride": stride, "max_windows": cap, "slot_steps": 8},
+            }
+            for i, (name, tokens, stride, cap) in enumerate(protocols)
+        ],
+        "flags": [],
+    }
+
+
+def test_views_mark_a_partial_run_and_give_no_delta_across_different_targets() -> None:
+    from clients.views import report_markdown, report_rows, report_table
+
+    full = _report([("plain", 1000, 256, None), ("sliding", 1000, 128, None)])
+    assert [row[2] for row in report_rows(full)] == ["+0.000000", "+0.100000"]
+    assert not report_markdown(full).startswith(">")
+    partial = _report([("plain", 10240, 256, 40), ("sliding", 5248, 128, 40)])
+    assert [row[2] for row in report_rows(partial)] == ["—", "—"]
+    md = report_markdown(partial)
+    assert md.startswith("> **PARTIAL RUN**: max_windows 40") and "> **no Δ**" in md
+    buffer = io.StringIO()
+    Console(file=buffer, width=200, color_system=None).print(report_table(partial))
+    assert "PARTIAL RUN: max_windows 40" in buffer.getvalue()
+    same = _report([("sliding", 5248, 128, 40), ("slot", 5248, 128, 40)])
+    assert [row[2] for row in report_rows(same)] == ["+0.000000", "+0.100000"]
+
+
+def test_cli_datasets_cancel_and_report_advice(server: str, client: Client, artifact: Path) -> None:
+    code, stdout, _ = golf("datasets", "--json", server=server)
+    assert code == 0 and json.loads(stdout) == {"datasets": client.datasets()}
+    code, stdout, _ = golf("datasets", server=server)
+    assert code == 0 and "demo" in stdout and "val tokens" in stdout
+    big = dict(PARAMS, max_windows=None, slot_steps=24)
+    job = client.submit(client.upload(artifact)["id"], "demo", ["slot"], big)
+    code, stdout, stderr = golf("cancel", job["id"], server=server)
+    assert code == 0 and stdout == f"{job['id']} cancelled\n", stderr
+    code, _, stderr = golf("cancel", job["id"], server=server)
+    assert code == 2 and "only active jobs can be cancelled" in stderr
+    code, _, stderr = golf("cancel", "j_nope", server=server)
+    assert code == 2 and "unknown job j_nope" in stderr
+    code, _, stderr = golf("report", job["id"], server=server)
+    assert code == 2 and stderr.count("\n") == 1
+    assert "was cancelled" in stderr and "golf watch" not in stderr and "golf submit" in stderr
+
+
+def test_cli_submit_checks_the_dataset_first_and_names_a_bad_file(
+    server: str, client: Client, tmp_path: Path
+) -> None:
+    text = tmp_path / "notes.txt"
+    text.write_text("hello, I am a text file\n")
+    submit = ["submit", "--protocol", "sliding", *_flags({"max_windows": 8})]
+    # The dataset is checked before anything is uploaded: the text file is not read.
+    code, stdout, stderr = golf(*submit, text, "--dataset", "nope", server=server)
+    assert code == 2 and stdout == "" and stderr.count("\n") == 1
+    assert "unknown dataset 'nope'" in stderr and "demo" in stderr and "golf datasets" in stderr
+    code, _, stderr = golf(*submit, text, "--dataset", "demo", server=server)
+    assert code == 2 and stderr.count("\n") == 1
+    assert stderr.startswith("error: notes.txt: not a .golf artifact (not an xz stream")
+    torch_zip = tmp_path / "final_model.int6.ptz"
+    torch_zip.write_bytes(b"PK\x03\x04" + bytes(64))
+    code, _, stderr = golf(*submit, torch_zip, "--dataset", "demo", server=server)
+    assert code == 2 and "final_model.int6.ptz: " in stderr and "golf import-pg" in stderr

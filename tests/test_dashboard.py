@@ -2,11 +2,15 @@
 service under uvicorn on the session's local Ray. A small sliding + slot job is followed in
 the page to its report; what the page shows must be what the API returns.
 
-Screenshots for the README land in docs/img/. Chromium must be installed (`make test`
-installs it); without it this test fails rather than skips, so CI really runs it.
+Also: a running job opened late shows its whole val_bpb chart (kept by the service),
+at 800 px without horizontal scroll, and is cancelled from the page; the leaderboard
+page sorts and filters GET /v1/leaderboard. Screenshots for the README land in docs/img/.
+Chromium must be installed (`make test` installs it); without it this test fails rather
+than skips, so CI really runs it.
 """
 
 import json
+import math
 import os
 import time
 from collections.abc import Iterator
@@ -143,7 +147,9 @@ def test_dashboard_follows_a_job_to_its_report(
     assert raised == {
         "ttt_on_val": str("ttt_on_val" in artifact_flags).lower(),
         "gptq_on_val": str("gptq_calibrated_on_val" in artifact_flags).lower(),
-        "non_causal": str({"code": "non_causal_protocol", "protocol": "slot"} in report["flags"]).lower(),
+        "non_causal": str(
+            {"code": "non_causal_protocol", "protocol": "slot"} in report["flags"]
+        ).lower(),
         "size_budget": str(report["artifact"]["verdict"] != "fits").lower(),
     }
     assert raised["non_causal"] == "true"
@@ -176,3 +182,144 @@ def test_dashboard_follows_a_job_to_its_report(
         expect(row.locator(f'.running[data-protocol="{protocol}"]')).to_contain_text(bpb)
     page.screenshot(path=SCREENSHOTS / "dashboard-jobs.png")
     assert in_page_s < 60, f"the job took {in_page_s:.1f} s in the page"
+
+
+NARROW = {"width": 800, "height": 900}
+
+
+def _points(d: str) -> int:
+    """How many points an SVG path `M… L… L…` joins."""
+    return d.count("M") + d.count("L")
+
+
+def _no_horizontal_scroll(page: Page) -> bool:
+    return page.evaluate(
+        "document.documentElement.scrollWidth <= document.documentElement.clientWidth"
+    )
+
+
+def test_a_running_job_opened_late_shows_its_whole_chart_at_800_px_and_can_be_cancelled(
+    server: str, browser: Browser, demo_data: Path, tmp_path: Path
+) -> None:
+    api = httpx.Client(base_url=server, headers=auth("bob"), timeout=30)
+    artifact = make_artifact(demo_data, tmp_path / "late.golf", seed=12)
+    uploaded = api.post(
+        "/v1/artifacts", files={"file": ("late-run.golf", artifact.read_bytes())}
+    ).json()
+    params = {k: v for k, v in PARAMS.items() if k != "max_windows"}  # long: runs a while
+    body = {"artifact": uploaded["id"], "dataset": "demo", "protocols": PROTOCOLS}
+    job = api.post("/v1/jobs", json=body | {"params": params}).json()
+    series_url = f"/v1/jobs/{job['id']}/series"
+    deadline = time.monotonic() + TIMEOUT_MS / 1000
+    while max(len(s) for s in api.get(series_url).json()["series"].values()) < 4:
+        assert time.monotonic() < deadline, "the job stored no series"
+        time.sleep(0.2)
+    before = api.get(series_url).json()["series"]  # what ran before the page was opened
+
+    context = browser.new_context(viewport=NARROW)
+    context.set_default_timeout(TIMEOUT_MS)
+    page = context.new_page()
+    page.goto(server + "/")
+    enter_key(page, KEYS["bob"])
+    row = page.locator(f'tr[data-job="{job["id"]}"]')
+    expect(row.locator(".filename")).to_have_text("late-run.golf")
+    expect(row.locator(".created")).not_to_have_text("—")
+    expect(row.locator(".tag-running").first).to_have_text("running")
+    page.goto(f"{server}/jobs/{job['id']}")
+    page.wait_for_selector("#chart svg path.series")
+    paths = dict(
+        page.eval_on_selector_all(
+            "#chart svg path.series", "ps => ps.map(p => [p.dataset.protocol, p.getAttribute('d')])"
+        )
+    )
+    for protocol, points in before.items():  # history, not only what the page polled
+        assert _points(paths[protocol]) >= len(points)
+
+    # Readable y axis: round ticks, evenly spaced, one number of decimals.
+    ticks = page.eval_on_selector_all("#chart .y-tick", "ts => ts.map(t => t.textContent)")
+    values = [float(t) for t in ticks]
+    steps = {round(b - a, 9) for a, b in zip(values, values[1:], strict=False)}
+    assert 3 <= len(values) <= 7 and len(steps) == 1, ticks
+    step = steps.pop()
+    mantissa = step / 10 ** math.floor(math.log10(step))
+    assert round(mantissa, 6) in (1, 2, 5), ticks
+    assert len({len(t.split(".")[-1]) if "." in t else 0 for t in ticks}) == 1
+
+    # 800 px: no horizontal scroll, shard rows aligned across protocols.
+    assert _no_horizontal_scroll(page)
+    lefts = page.eval_on_selector_all(
+        "#grid .cells", "cs => cs.map(c => Math.round(c.getBoundingClientRect().left))"
+    )
+    assert len(lefts) == len(PROTOCOLS) and len(set(lefts)) == 1, lefts
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=SCREENSHOTS / "dashboard-job-800.png", full_page=True)
+
+    # The owner cancels it from the page; the chart of a cancelled job stays whole.
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("#cancel-job")
+    expect(page.locator("#summary .badge")).to_have_text("cancelled")
+    page.reload()
+    page.wait_for_selector("#chart svg path.series")
+    final = api.get(series_url).json()["series"]
+    paths = dict(
+        page.eval_on_selector_all(
+            "#chart svg path.series", "ps => ps.map(p => [p.dataset.protocol, p.getAttribute('d')])"
+        )
+    )
+    assert {p: _points(d) for p, d in paths.items()} == {
+        p: len(points) for p, points in final.items()
+    }
+    expect(page.locator("#cancel-job")).to_have_count(0)
+    assert _no_horizontal_scroll(page)
+    context.close()
+
+
+def test_leaderboard_page_sorts_and_filters(
+    server: str, page: Page, demo_data: Path, tmp_path: Path
+) -> None:
+    api = httpx.Client(base_url=server, headers=auth("carol"), timeout=30)
+    for seed, protocols in ((21, ["sliding", "slot"]), (22, ["sliding"])):
+        artifact = make_artifact(demo_data, tmp_path / f"board{seed}.golf", seed=seed)
+        files = {"file": (f"board{seed}.golf", artifact.read_bytes())}
+        uploaded = api.post("/v1/artifacts", files=files).json()
+        body = {"artifact": uploaded["id"], "dataset": "demo", "protocols": protocols}
+        job = api.post("/v1/jobs", json=body | {"params": PARAMS}).json()
+        deadline = time.monotonic() + TIMEOUT_MS / 1000
+        while api.get(f"/v1/jobs/{job['id']}").json()["state"] != "succeeded":
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+    board = api.get("/v1/leaderboard", params={"dataset": "demo"})
+    assert board.status_code == 200, board.text
+    rows = board.json()["rows"]
+    assert len(rows) >= 3
+
+    page.goto(server + "/leaderboard")
+    enter_key(page, KEYS["carol"])
+    table = page.locator("#leaderboard tbody tr")
+    expect(table).to_have_count(len(rows))
+    shown = page.eval_on_selector_all(
+        "#leaderboard tbody tr",
+        "rs => rs.map(r => [r.dataset.job, r.dataset.protocol,"
+        " r.querySelector('.val-bpb').textContent])",
+    )
+    assert shown == [[r["job"], r["protocol"], f"{r['val_bpb']:.6f}"] for r in rows]
+
+    page.click('#leaderboard th[data-sort="val_bpb"]')  # ascending
+    values = [float(v) for v in page.locator("#leaderboard tbody .val-bpb").all_text_contents()]
+    assert values == sorted(values)
+    page.click('#leaderboard th[data-sort="val_bpb"]')  # again: descending
+    values = [float(v) for v in page.locator("#leaderboard tbody .val-bpb").all_text_contents()]
+    assert values == sorted(values, reverse=True)
+
+    page.select_option("#board-protocol", "slot")
+    protocols = page.eval_on_selector_all(
+        "#leaderboard tbody tr", "rs => rs.map(r => r.dataset.protocol)"
+    )
+    assert protocols and set(protocols) == {"slot"}
+    page.select_option("#board-protocol", "")
+    page.fill("#board-filter", rows[0]["job"])
+    expect(table).to_have_count(sum(r["job"] == rows[0]["job"] for r in rows))
+    page.fill("#board-filter", "")
+    expect(table).to_have_count(len(rows))
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=SCREENSHOTS / "dashboard-leaderboard.png", full_page=True)

@@ -57,7 +57,7 @@ def _run(*argv: str | Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_the_client_install_has_neither_torch_nor_ray(client_venv: Path) -> None:
-    for module in ("torch", "ray", "numpy", "fastapi"):
+    for module in ("torch", "ray", "fastapi", "sentencepiece"):
         done = _run(client_venv / "python", "-c", f"import {module}")
         assert done.returncode != 0 and "ModuleNotFoundError" in done.stderr, module
     done = _run(client_venv / "python", "-c", "from clients import AsyncClient, Client")
@@ -94,9 +94,13 @@ def test_commands_of_missing_layers_name_their_extra(
 
 
 class Stub(BaseHTTPRequestHandler):
-    """Just enough of the service for `golf submit`: records each POSTed job."""
+    """Just enough of the service for `golf submit`: lists one dataset, records each job."""
 
     jobs: list[dict[str, Any]] = []
+
+    def do_GET(self) -> None:
+        assert self.path == "/v1/datasets", self.path
+        self._reply({"datasets": [{"name": "demo"}]})
 
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))

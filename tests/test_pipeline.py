@@ -177,3 +177,29 @@ def test_tiny_preset_learns_and_gptq_beats_rtn(tmp_path: Path) -> None:
     )  # fmt: skip
     bpb = {r["protocol"]: r["val_bpb"] for r in json.loads(result.stdout)["reports"]}
     assert bpb["slot"] < bpb["sliding"] < bpb["plain"]
+
+
+def test_off_a_terminal_train_prints_plain_progress_lines() -> None:
+    """Piped, `golf train` prints a line per ~5 % of a stage or per 30 s, not a bar at the end."""
+    import io
+
+    from rich.console import Console
+
+    from trainer.console import PlainReporter
+
+    buffer = io.StringIO()
+    now = [0.0]
+    reporter = PlainReporter(Console(file=buffer, width=80), now=lambda: now[0])
+    reporter.start("train", 1000)
+    for step in range(1, 1001):
+        now[0] += 0.01
+        reporter.advance("train", step, {"loss": 5.0 - step / 1000, "tok_s": 1e4})
+    reporter.start("ttt", 2)
+    now[0] += 45  # a slow first epoch: a line by time, not by percent
+    reporter.advance("ttt", 1, {"loss": 3.0})
+    lines = buffer.getvalue().splitlines()
+    assert lines[0] == "train: started, 1,000 steps"
+    train = [line for line in lines if line.startswith("train ")]
+    assert len(train) == 20 and train[-1].startswith("train 1,000/1,000 (100%) 0:00:10")
+    assert "loss 4" in train[0] and all(len(line) > 0 for line in lines)
+    assert lines[-2:] == ["ttt: started, 2 steps", "ttt 1/2 (50%) 0:00:45  loss 3"]

@@ -5,8 +5,13 @@ One app (2 CPU workers) serves the module; each test submits real jobs over HTTP
 
 import hashlib
 import json
+import lzma
+import math
 import os
 import random
+import socket
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -219,6 +224,8 @@ def test_cap_429_and_cancel(client, artifact_id: str) -> None:
         ),
         ({"dataset": "demo", "protocols": ["slot"], "params": {"seq_len": 60000}}, 422, "too few"),
         ({"dataset": "demo", "protocols": ["slot"], "priority": "high"}, 422, "priority"),
+        ({"dataset": "demo", "protocols": ["slot"], "group": "a b"}, 422, "group"),
+        ({"dataset": "demo", "protocols": ["slot"], "group": "g" * 65}, 422, "group"),
     ],
 )
 def test_bad_job_requests(client, artifact_id: str, body: dict, status: int, fragment: str) -> None:
@@ -346,3 +353,198 @@ def test_metrics_count_jobs_shards_and_windows(client, artifact_id: str) -> None
     assert values['golf_shards{state="done"}'] >= len(done["shards"])
     assert values["golf_windows_total"] >= done["progress"]["windows_done"] > 0
     assert sum(v for k, v in values.items() if k.startswith("golf_worker_busy_seconds_total")) > 0
+
+
+def test_series_is_kept_by_the_service_and_jobs_carry_the_file_name(
+    client, artifact_id: str, artifact: Path
+) -> None:
+    """The running val_bpb of each batch landed, served whole at any time; the uploaded
+    file's name is listed with the owner's jobs."""
+    named = client.post(
+        "/v1/artifacts", files={"file": ("runs/seed-1.golf", artifact.read_bytes())},
+        headers=auth("alice"),
+    )  # fmt: skip
+    assert named.status_code == 200
+    job = submit(client, artifact_id, PROTOCOLS)
+    assert job["filename"] == "seed-1.golf"  # the base name only
+    done = wait_job(client, job["id"])
+    assert done["state"] == "succeeded"
+    doc = client.get(f"/v1/jobs/{job['id']}/series", headers=auth("alice")).json()
+    assert doc["job"] == job["id"] and list(doc["series"]) == PROTOCOLS
+    for protocol, points in doc["series"].items():
+        xs = [x for x, _ in points]
+        assert xs == sorted(set(xs)) and xs[-1] == PARAMS["max_windows"]
+        assert doc["windows_total"][protocol] == PARAMS["max_windows"]
+        assert len(points) == PARAMS["max_windows"] // PARAMS["batch_windows"]  # one a batch
+        assert math.isclose(points[-1][1], done["running"][protocol]["val_bpb"], rel_tol=1e-12)
+    listed = client.get("/v1/jobs", headers=auth("alice")).json()["jobs"]
+    assert [j["filename"] for j in listed if j["id"] == job["id"]] == ["seed-1.golf"]
+    other = client.get(f"/v1/jobs/{job['id']}/series", headers=auth("dave"))
+    assert other.status_code == 404
+
+
+def test_series_is_thinned_to_200_points(tmp_path: Path) -> None:
+    from golf.bytes import bits_per_byte
+    from service.store import MAX_SERIES_POINTS, Store
+
+    store = Store(tmp_path / "db.sqlite")
+    store._db.execute(
+        "INSERT INTO shards (job, protocol, shard, batch_lo, batch_hi, windows_total)"
+        " VALUES ('j', 'sliding', 0, 0, 1000, 1000)"
+    )
+    for i in range(1, 1001):
+        store._db.execute(
+            "UPDATE shards SET windows_done = ?, nll_sum = ?, bytes = ?", (i, i * 2.0, i * 3)
+        )
+        store.add_series_point("j", "sliding")
+        (points,) = store.series("j").values()
+        assert points[-1] == (i, bits_per_byte(i * 2.0, i * 3))  # the latest is always there
+        assert len(points) <= MAX_SERIES_POINTS + 2
+    xs = [x for x, _ in points]
+    assert xs[0] == 1 and xs[-1] == 1000
+    gaps = [b - a for a, b in zip(xs, xs[1:], strict=False)]
+    step = 1000 // MAX_SERIES_POINTS
+    assert set(gaps[:-1]) == {step} and gaps[-1] <= step  # evenly thinned, the latest kept
+
+
+def test_an_upload_that_is_no_artifact_is_named_in_the_error(client) -> None:
+    text = client.post(
+        "/v1/artifacts", files={"file": ("notes.txt", b"hello")}, headers=auth("alice")
+    )
+    assert text.status_code == 422
+    assert text.json()["detail"].startswith("notes.txt: not a .golf artifact (not an xz stream")
+    torch_file = lzma.compress(b"PK\x03\x04" + bytes(64), format=lzma.FORMAT_XZ)
+    ptz = client.post(
+        "/v1/artifacts", files={"file": ("final.ptz", torch_file)}, headers=auth("alice")
+    )
+    assert ptz.status_code == 422 and "golf import-pg" in ptz.json()["detail"]
+    assert ptz.json()["detail"].startswith("final.ptz: payload is a zip archive")
+
+
+def test_serve_refuses_a_busy_port_before_starting_ray(tmp_path: Path) -> None:
+    golf = Path(sys.executable).parent / "golf"
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        started = time.monotonic()
+        result = subprocess.run(
+            [str(golf), "serve", "--port", str(port), "--state-dir", str(tmp_path / "s"),
+             "--data-root", str(tmp_path)],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.splitlines()[-1] == (
+        f"error: port {port} on 127.0.0.1 is in use; pick another with --port"
+    )
+    assert "ray" not in result.stderr.lower() and "\x1b" not in result.stderr
+    assert time.monotonic() - started < 30
+
+
+def test_serve_names_its_datasets_or_warns_of_none(
+    tmp_path: Path, settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from service.cli import announce_datasets
+
+    announce_datasets(tmp_path / "nonexistent")
+    assert capsys.readouterr().err == (
+        f"warning: data root {tmp_path / 'nonexistent'} does not exist; no datasets are served\n"
+    )
+    announce_datasets(tmp_path)
+    assert capsys.readouterr().err.startswith(f"warning: data root {tmp_path} holds no datasets")
+    announce_datasets(settings.data_root)
+    line = capsys.readouterr().err
+    assert line.startswith("serving 1 dataset(s) from ") and "demo (" in line
+    assert "val tokens)" in line and line.count("\n") == 1
+
+
+def test_groups_and_the_leaderboard(client, artifact_id: str, root: Path, demo_data: Path) -> None:
+    """Jobs tagged with a group rank as one entry; an untagged job ranks by its artifact;
+    an owner sees only its own jobs, an admin everyone's."""
+    other = make_artifact(demo_data, root / "other.golf", seed=11)
+    response = upload(client, other.read_bytes(), owner="dave")
+    assert response.status_code == 200, response.text
+    other_id = response.json()["id"]
+    small = dict(PARAMS, max_windows=16)
+    jobs = [
+        submit(client, artifact_id, ["sliding"], owner="alice", params=small, group="recipe-1.a"),
+        submit(client, artifact_id, ["sliding", "slot"], owner="alice", params=small,
+               group="recipe-1.a"),
+        submit(client, other_id, ["sliding"], owner="dave", params=small),
+    ]  # fmt: skip
+    assert [j["group"] for j in jobs] == ["recipe-1.a", "recipe-1.a", None]
+    for job in jobs:
+        assert wait_job(client, job["id"], owner=job["owner"])["state"] == "succeeded"
+    listed = client.get("/v1/jobs", headers=auth("alice")).json()["jobs"]
+    assert {j["id"]: j["group"] for j in listed}[jobs[0]["id"]] == "recipe-1.a"
+
+    board = client.get("/v1/leaderboard?dataset=demo", headers=auth("dave")).json()
+    assert board["dataset"] == "demo"
+    assert {r["job"] for r in board["rows"]} <= set(dave_jobs(client))  # only dave's own
+    (row,) = [r for r in board["rows"] if r["artifact"] == other_id]
+    report = client.get(f"/v1/jobs/{jobs[2]['id']}/report", headers=auth("dave")).json()
+    assert set(row) == {
+        "protocol", "val_bpb", "val_loss", "artifact", "group", "job", "total_bytes",
+        "code_bytes", "verdict", "flags", "finished_at",
+    }  # fmt: skip
+    assert row | {"finished_at": None} == {
+        "protocol": "sliding",
+        "val_bpb": report["reports"][0]["val_bpb"],
+        "val_loss": report["reports"][0]["val_loss"],
+        "artifact": other_id,
+        "group": None,
+        "job": jobs[2]["id"],
+        "total_bytes": report["artifact"]["total_bytes"],
+        "code_bytes": 0,
+        "verdict": "fits",
+        "flags": [],
+        "finished_at": None,
+    }
+
+    everyone = client.get("/v1/leaderboard?dataset=demo", headers=auth(ADMIN)).json()["rows"]
+    assert [r["protocol"] for r in everyone] == sorted(r["protocol"] for r in everyone)
+    for protocol in {r["protocol"] for r in everyone}:
+        values = [r["val_bpb"] for r in everyone if r["protocol"] == protocol]
+        assert values == sorted(values)
+        entries = [r["group"] or r["artifact"] for r in everyone if r["protocol"] == protocol]
+        assert len(entries) == len(set(entries))  # one row per entry and protocol
+    grouped = [r for r in everyone if r["group"] == "recipe-1.a"]
+    assert {r["protocol"] for r in grouped} == {"sliding", "slot"}
+    (slot,) = [r for r in grouped if r["protocol"] == "slot"]
+    assert slot["job"] == jobs[1]["id"]
+    assert slot["flags"] == [{"code": "non_causal_protocol", "protocol": "slot"}]
+    only = client.get("/v1/leaderboard?dataset=demo&protocol=slot", headers=auth(ADMIN))
+    assert {r["protocol"] for r in only.json()["rows"]} == {"slot"}
+    nothing = client.get("/v1/leaderboard?dataset=nope", headers=auth(ADMIN)).json()
+    assert nothing == {"dataset": "nope", "rows": []}
+
+
+def test_an_old_database_gains_the_group_column(tmp_path: Path) -> None:
+    import sqlite3
+
+    from service.store import Store
+
+    db = sqlite3.connect(tmp_path / "old.db")
+    db.execute(
+        "CREATE TABLE jobs (id TEXT PRIMARY KEY, owner TEXT NOT NULL, state TEXT NOT NULL,"
+        " artifact TEXT NOT NULL, dataset TEXT NOT NULL, dataset_sha256 TEXT NOT NULL,"
+        " protocols TEXT NOT NULL, params TEXT NOT NULL, plans TEXT NOT NULL,"
+        " priority INTEGER NOT NULL, created_at REAL NOT NULL, started_at REAL,"
+        " finished_at REAL, error TEXT, report TEXT)"
+    )
+    db.execute(
+        "INSERT INTO jobs VALUES ('j_old', 'alice', 'failed', 'a', 'demo', 'd', '[]', '{}',"
+        " '{}', 0, 1.0, NULL, 2.0, 'x', NULL)"
+    )
+    db.commit()
+    db.close()
+    store = Store(tmp_path / "old.db")
+    try:
+        job = store.job("j_old")
+        assert job is not None and job.group is None and job.owner == "alice"
+    finally:
+        store.close()
+
+
+def dave_jobs(client) -> list[str]:
+    return [job["id"] for job in client.get("/v1/jobs", headers=auth("dave")).json()["jobs"]]

@@ -23,22 +23,28 @@ router = APIRouter(prefix="/v1/artifacts", tags=["artifacts"])
 
 @router.post("", response_model=ArtifactOut)
 async def upload_artifact(request: Request, caller: CallerDep, s: StateDep) -> ArtifactOut:
-    """Multipart field `file`; the same bytes always give the same id."""
+    """Multipart field `file`; the same bytes always give the same id. The part's file
+    name is kept with the owner's upload (jobs list it as `filename`); errors name it."""
     settings = s.settings
     settings.uploads_dir.mkdir(parents=True, exist_ok=True)
     settings.artifacts_dir.mkdir(parents=True, exist_ok=True)
     tmp = settings.uploads_dir / f"{secrets.token_hex(8)}.part"
     try:
-        await receive_file(request, "file", tmp, settings.max_upload_bytes)
+        sent: dict[str, str] = {}
+        await receive_file(request, "file", tmp, settings.max_upload_bytes, sent)
+        filename = sent.get("filename")
         async with s.validations:
             artifact = await run_in_threadpool(
-                read_artifact, tmp, max_decompressed=settings.max_decompressed_bytes
+                read_artifact,
+                tmp,
+                max_decompressed=settings.max_decompressed_bytes,
+                name=filename or "the upload",
             )
         summary = artifact.summary()
         stored = settings.artifacts_dir / f"{artifact.sha256}.golf"
         if not _intact(stored, artifact.sha256):  # missing, or damaged: this upload repairs it
             os.replace(tmp, stored)
-        s.store.put_artifact(summary, caller.owner)
+        s.store.put_artifact(summary, caller.owner, filename)
     finally:
         tmp.unlink(missing_ok=True)
     return ArtifactOut.from_summary(summary)

@@ -1,4 +1,5 @@
-"""The dashboard: static pages under service/static/, served at `/` and `/jobs/{id}`.
+"""The dashboard: static pages under service/static/, served at `/`, `/jobs/{id}` and
+`/leaderboard`.
 
 The pages themselves are open; every number they show comes from the v1 API, called by
 the browser with the key the user enters (kept in sessionStorage).
@@ -29,4 +30,9 @@ async def jobs_page() -> FileResponse:
 
 @router.get("/jobs/{job_id}")
 async def job_page(job_id: str) -> FileResponse:
+    return _index()
+
+
+@router.get("/leaderboard")
+async def leaderboard_page() -> FileResponse:
     return _index()

@@ -25,6 +25,7 @@ from service.schemas import (
     JobList,
     JobOut,
     ReportOut,
+    SeriesOut,
     ShardList,
     WindowList,
     job_object,
@@ -66,6 +67,7 @@ async def submit_job(body: JobCreate, caller: CallerDep, s: StateDep) -> dict[st
             priority=body.priority,
             max_active=s.settings.max_jobs_per_owner,
             budget=s.settings.owner_budget,
+            group=body.group,
         )
     except OverCapacity as e:
         raise http_error(429, str(e)) from None
@@ -109,6 +111,19 @@ async def get_report(job_id: str, caller: CallerDep, s: StateDep) -> dict[str, A
     if job.report is None:
         raise http_error(409, f"job {job_id} is {job.state}; a report exists once it succeeded")
     return job.report
+
+
+@router.get("/{job_id}/series", response_model=SeriesOut)
+async def get_series(job_id: str, caller: CallerDep, s: StateDep) -> dict[str, Any]:
+    """The running val_bpb of each protocol as it was when each batch landed: the chart
+    of the dashboard, complete whenever it is opened (running, finished or cancelled)."""
+    job = _visible_job(s, job_id, caller)
+    series = s.store.series(job_id)
+    return {
+        "job": job_id,
+        "series": {p: series.get(p, []) for p in job.protocols},
+        "windows_total": {p: plan.windows for p, plan in job.plans.items()},
+    }
 
 
 WINDOW_PAGE = 10_000

@@ -1,5 +1,6 @@
 // golf-eval dashboard: plain DOM, no framework, no network but the service's own v1 API.
-// Pages: "/" lists the jobs the key may see; "/jobs/{id}" follows one job to its report.
+// Pages: "/" lists the jobs the key may see; "/jobs/{id}" follows one job to its report;
+// "/leaderboard" ranks finished jobs of a dataset (GET /v1/leaderboard).
 "use strict";
 
 const KEY_STORAGE = "golf-eval.api-key";
@@ -105,8 +106,8 @@ class ApiError extends Error {
   }
 }
 
-async function apiFetch(path) {
-  const response = await fetch(path, { headers: authHeaders() });
+async function apiFetch(path, method = "GET") {
+  const response = await fetch(path, { method, headers: authHeaders() });
   if (!response.ok) {
     let detail = `${response.status} ${response.statusText}`;
     try {
@@ -185,6 +186,7 @@ function route(message) {
   app.append(el("div", { id: "error", class: "error", hidden: true }));
   const match = location.pathname.match(/^\/jobs\/([^/]+)\/?$/);
   if (match) jobPage(app, decodeURIComponent(match[1]));
+  else if (/^\/leaderboard\/?$/.test(location.pathname)) leaderboardPage(app);
   else jobsPage(app);
 }
 
@@ -251,39 +253,68 @@ function verdictBadge(verdict) {
   return el("span", { class: `badge verdict-${verdict.replace(/\s+/g, "-")}` }, verdict);
 }
 
+/** Why a job's val_bpb is not final: "running" while it runs, "partial" when it stopped
+ * early or scored only the first windows (max_windows); null for a full, finished job. */
+function provisional(job) {
+  if (!TERMINAL.has(job.state)) return "running";
+  if (job.state !== "succeeded" || job.params.max_windows) return "partial";
+  return null;
+}
+
 function runningList(job) {
+  const marker = provisional(job);
   return job.protocols.map((p) =>
     el(
       "div",
       { class: "running", "data-protocol": p },
       el("span", { class: "muted" }, `${p} `),
       fmtBpb(job.running[p] && job.running[p].val_bpb),
+      marker ? el("span", { class: `tag tag-${marker}`, title: TAG_TITLES[marker] }, marker) : null,
     ),
   );
 }
 
+const TAG_TITLES = {
+  running: "running value: the windows scored so far, not the final val_bpb",
+  partial: "partial: not every window was scored (cancelled, failed or max_windows)",
+};
+
 // ---------------------------------------------------------------- jobs page
 
 function jobsPage(app) {
-  const headers = ["Job", "Owner", "Artifact", "Dataset", "Protocols", "State", "Progress"];
+  const headers = [
+    "Job",
+    "Created",
+    "Owner",
+    "Artifact",
+    "Dataset",
+    "Protocols",
+    "Params",
+    "State",
+    "Progress",
+  ];
   const tbody = el("tbody");
   const empty = el("p", { id: "jobs-empty", class: "muted", hidden: true }, "No jobs yet.");
   app.append(
     el("h1", {}, "Jobs"),
     el(
-      "table",
-      { id: "jobs", class: "jobs" },
+      "div",
+      { class: "scroll" },
       el(
-        "thead",
-        {},
+        "table",
+        { id: "jobs", class: "jobs" },
         el(
-          "tr",
+          "thead",
           {},
-          headers.map((h) => el("th", {}, h)),
-          el("th", {}, "val_bpb"),
+          el(
+            "tr",
+            {},
+            headers.map((h) => el("th", {}, h)),
+            el("th", {}, "val_bpb"),
+          ),
         ),
+        tbody,
       ),
-      tbody,
     ),
     empty,
   );
@@ -304,14 +335,20 @@ async function learnArtifacts(jobs, known) {
   }
 }
 
-function artifactCell(hash, info) {
+function artifactCell(hash, info, filename) {
   const details = info
     ? [
         el("span", { class: "muted" }, ` ${fmtInt(info.total_bytes)} B `),
         verdictBadge(info.verdict),
       ]
     : [el("span", { class: "muted" }, " …")];
-  return el("td", { class: "artifact" }, el("code", { title: hash }, shortHash(hash)), details);
+  return el(
+    "td",
+    { class: "artifact" },
+    filename ? el("div", { class: "filename", title: filename }, filename) : null,
+    el("code", { title: hash }, shortHash(hash)),
+    details,
+  );
 }
 
 function jobRow(job, artifact) {
@@ -319,10 +356,12 @@ function jobRow(job, artifact) {
     "tr",
     { "data-job": job.id, "data-state": job.state },
     el("td", {}, el("a", { href: `/jobs/${encodeURIComponent(job.id)}` }, job.id)),
+    el("td", { class: "created" }, fmtTime(job.created_at)),
     el("td", {}, job.owner),
-    artifactCell(job.artifact, artifact),
+    artifactCell(job.artifact, artifact, job.filename),
     el("td", {}, job.dataset),
     el("td", {}, job.protocols.join(", ")),
+    el("td", { class: "params" }, paramChips(job.params)),
     el("td", {}, stateBadge(job.state)),
     el("td", {}, progressBar(job.progress.windows_done, job.progress.windows_total)),
     el("td", { class: "num" }, runningList(job)),
@@ -339,41 +378,69 @@ function jobPage(app, id) {
     report: el("section", { id: "report", class: "card", hidden: true }),
     histogram: el("section", { id: "histogram", class: "card", hidden: true }),
   };
-  app.append(
-    el("p", {}, el("a", { href: "/" }, "← All jobs")),
-    el(
-      "div",
-      { class: "columns" },
-      el("div", { class: "column" }, view.summary, view.grid, view.chart),
-      el("div", { class: "column" }, view.report, view.histogram),
-    ),
+  // One column while there is no report (a running job uses the whole width), two after.
+  view.results = el("div", { class: "column", hidden: true }, view.report, view.histogram);
+  view.columns = el(
+    "div",
+    { class: "columns single" },
+    el("div", { class: "column" }, view.summary, view.grid, view.chart),
+    view.results,
   );
-  const samples = {};
+  app.append(el("p", {}, el("a", { href: "/" }, "← All jobs")), view.columns);
   poll(async () => {
     const job = await api(jobPath(id));
-    renderSummary(view.summary, job);
+    renderSummary(view.summary, job, () => cancelJob(job.id));
     renderGrid(view.grid, job);
-    addSamples(samples, job);
-    renderChart(view.chart, job, samples, "polled while the job ran");
+    // The series is kept by the service, so the chart is whole however late it is opened.
+    const { series } = await api(jobPath(id, "/series"));
+    renderChart(view.chart, job, series, chartNote(job));
     if (!TERMINAL.has(job.state)) return true;
-    if (job.state === "succeeded") await showResults(view, job, samples);
+    if (job.state === "succeeded") await showResults(view, job, series);
     return false;
   }, POLL_MS);
 }
 
-function renderSummary(section, job) {
+function chartNote(job) {
+  const marker = provisional(job);
+  const what = "val_bpb of the windows scored so far, as each batch landed";
+  if (marker === "running") return `Running ${what}; the final value is the report's.`;
+  if (marker === "partial") return `Partial: ${what}, until the job ${job.state === "succeeded" ? "reached max_windows" : "stopped"}.`;
+  return `The ${what}.`;
+}
+
+async function cancelJob(id) {
+  if (!confirm(`Cancel job ${id}? Its running batches stop within seconds.`)) return;
+  try {
+    await apiFetch(jobPath(id), "DELETE");
+    showError(null);
+  } catch (error) {
+    handleError(error);
+  }
+}
+
+function renderSummary(section, job, onCancel) {
   const fields = [
     ["Owner", job.owner],
-    ["Artifact", el("code", { title: job.artifact }, shortHash(job.artifact))],
+    [
+      "Artifact",
+      [
+        job.filename ? el("span", { class: "filename" }, `${job.filename} `) : null,
+        el("code", { title: job.artifact }, shortHash(job.artifact)),
+      ],
+    ],
     ["Dataset", job.dataset],
     ["Protocols", job.protocols.join(", ")],
-    ["Params", el("code", {}, compactParams(job.params))],
+    ["Params", paramChips(job.params)],
     ["Created", fmtTime(job.created_at)],
     ["ETA", TERMINAL.has(job.state) ? "—" : fmtSeconds(job.eta_s)],
   ];
+  // Whoever sees a job may cancel it: its owner, or an admin.
+  const cancel = TERMINAL.has(job.state)
+    ? null
+    : el("button", { id: "cancel-job", type: "button", class: "danger", onclick: onCancel }, "Cancel job");
   fill(
     section,
-    el("h1", {}, `Job ${job.id} `, stateBadge(job.state)),
+    el("h1", {}, `Job ${job.id} `, stateBadge(job.state), cancel),
     progressBar(job.progress.windows_done, job.progress.windows_total),
     job.error ? el("p", { class: "error" }, job.error) : null,
     definitionList(fields),
@@ -383,8 +450,16 @@ function renderSummary(section, job) {
 function compactParams(params) {
   return Object.entries(params)
     .filter(([, value]) => value !== null && value !== false)
-    .map(([name, value]) => `${name}=${value}`)
-    .join(" ");
+    .map(([name, value]) => `${name}=${value}`);
+}
+
+/** The params as chips that wrap between, never inside, `name=value`. */
+function paramChips(params) {
+  return el(
+    "span",
+    { class: "chips" },
+    compactParams(params).map((text) => el("code", { class: "chip" }, text)),
+  );
 }
 
 function definitionList(pairs, attrs = {}) {
@@ -445,19 +520,6 @@ function gridLegend() {
 
 // ---------------------------------------------------------------- running val_bpb chart
 
-/** Appends (windows scored, running val_bpb) per protocol when it moved since last poll. */
-function addSamples(samples, job) {
-  for (const protocol of job.protocols) {
-    const done = sumShards(job, protocol, "windows_done");
-    const running = job.running[protocol];
-    const series = (samples[protocol] = samples[protocol] || []);
-    const last = series[series.length - 1];
-    if (!running || running.val_bpb === null || done === 0) continue;
-    if (last && last[0] === done) continue;
-    series.push([done, running.val_bpb]);
-  }
-}
-
 function sumShards(job, protocol, field) {
   return job.shards.filter((s) => s.protocol === protocol).reduce((n, s) => n + s[field], 0);
 }
@@ -485,11 +547,15 @@ function renderChart(section, job, samples, note) {
   const all = series.flat();
   const heading = el("h2", {}, "Running val_bpb");
   if (all.length === 0) {
-    fill(section, heading, el("p", { class: "muted" }, "Waiting for the first batch…"));
+    const empty = TERMINAL.has(job.state)
+      ? `No batch was scored before the job ${job.state === "succeeded" ? "ended" : job.state}.`
+      : "Waiting for the first batch…";
+    fill(section, heading, el("p", { class: "muted" }, empty));
     return;
   }
   const xMax = Math.max(1, ...job.protocols.map((p) => sumShards(job, p, "windows_total")));
-  const [yMin, yMax] = paddedRange(all.map((point) => point[1]));
+  const yTicks = niceTicks(all.map((point) => point[1]));
+  const [yMin, yMax] = [yTicks[0], yTicks[yTicks.length - 1]];
   const x = (v) => CHART.left + (v / xMax) * (CHART.width - CHART.left - CHART.right);
   const y = (v) =>
     CHART.top + ((yMax - v) / (yMax - yMin)) * (CHART.height - CHART.top - CHART.bottom);
@@ -504,17 +570,37 @@ function renderChart(section, job, samples, note) {
   const plot = svg(
     "svg",
     { viewBox: `0 0 ${CHART.width} ${CHART.height}`, role: "img", class: "plot" },
-    chartAxes(x, y, xMax, yMin, yMax),
+    chartAxes(x, y, xMax, yTicks),
     paths,
   );
   fill(section, heading, plot, chartLegend(job, series), el("p", { class: "muted" }, note));
 }
 
-function paddedRange(values) {
-  const lo = Math.min(...values);
-  const hi = Math.max(...values);
-  const pad = (hi - lo) * 0.08 || 0.01;
-  return [lo - pad, hi + pad];
+const MIN_Y_RANGE = 0.02; // bpb: a flat curve is drawn flat, not blown up to fill the chart
+
+/** Round ("nice") y ticks covering the values: steps of 1, 2 or 5 × 10^k, 3-6 of them,
+ * spanning at least MIN_Y_RANGE; the first and last are the axis' ends. */
+function niceTicks(values, target = 4) {
+  let lo = Math.min(...values);
+  let hi = Math.max(...values);
+  if (hi - lo < MIN_Y_RANGE) {
+    const mid = (lo + hi) / 2;
+    [lo, hi] = [mid - MIN_Y_RANGE / 2, mid + MIN_Y_RANGE / 2];
+  }
+  const raw = (hi - lo) / target;
+  const power = 10 ** Math.floor(Math.log10(raw));
+  const step = [1, 2, 5, 10].map((m) => m * power).find((s) => s >= raw);
+  const first = Math.floor(lo / step + 1e-9) * step;
+  const last = Math.ceil(hi / step - 1e-9) * step;
+  const decimals = Math.max(0, -Math.floor(Math.log10(step) + 1e-9));
+  const ticks = [];
+  for (let v = first; v <= last + step / 2; v += step) ticks.push(Number(v.toFixed(decimals)));
+  return ticks;
+}
+
+function tickDecimals(ticks) {
+  const step = ticks.length > 1 ? ticks[1] - ticks[0] : 1;
+  return Math.max(0, -Math.floor(Math.log10(step) + 1e-9));
 }
 
 function pathData(points, x, y) {
@@ -523,9 +609,9 @@ function pathData(points, x, y) {
     .join(" ");
 }
 
-function chartAxes(x, y, xMax, yMin, yMax) {
+function chartAxes(x, y, xMax, yTicks) {
   const bottom = CHART.height - CHART.bottom;
-  const yTicks = [yMin, (yMin + yMax) / 2, yMax];
+  const decimals = tickDecimals(yTicks);
   return [
     svg("line", {
       class: "axis",
@@ -545,8 +631,8 @@ function chartAxes(x, y, xMax, yMin, yMax) {
       }),
       svg(
         "text",
-        { class: "tick", x: CHART.left - 6, y: y(v) + 4, "text-anchor": "end" },
-        v.toFixed(3),
+        { class: "tick y-tick", x: CHART.left - 6, y: y(v) + 4, "text-anchor": "end" },
+        v.toFixed(decimals),
       ),
     ]),
     svg("text", { class: "tick", x: x(0), y: bottom + 16, "text-anchor": "middle" }, "0"),
@@ -582,15 +668,18 @@ function chartLegend(job, series) {
 
 // ---------------------------------------------------------------- report
 
-async function showResults(view, job, samples) {
+async function showResults(view, job, series) {
   const report = await api(jobPath(job.id, "/report"));
+  view.results.hidden = false;
+  view.columns.classList.remove("single");
   renderReport(view.report, job, report);
   const windows = {};
   for (const protocol of job.protocols) {
     const query = `/windows?protocol=${encodeURIComponent(protocol)}`;
     windows[protocol] = (await api(jobPath(job.id, query))).windows;
   }
-  if (job.protocols.some((p) => (samples[p] || []).length < 3)) {
+  if (job.protocols.some((p) => (series[p] || []).length < 3)) {
+    // a job from before the service kept series: rebuild its curve from the windows
     const rebuilt = Object.fromEntries(job.protocols.map((p) => [p, curveFromWindows(windows[p])]));
     renderChart(view.chart, job, rebuilt, "rebuilt from per-window records, in window order");
   }
@@ -602,7 +691,8 @@ function renderReport(section, job, report) {
   fill(
     section,
     el("h2", {}, "Report"),
-    reportTable(report),
+    partialNote(report),
+    el("div", { class: "scroll" }, reportTable(report)),
     el("h3", {}, "Compliance"),
     complianceList(report),
     el("h3", {}, "Provenance"),
@@ -643,6 +733,7 @@ function reportTable(report) {
     "stride",
   ];
   const details = Object.fromEntries(report.reports.map((r) => [r.protocol, r]));
+  const comparable = scoredAlike(report);
   const rows = report.table.map((row) => {
     const r = details[row.protocol];
     return el(
@@ -650,7 +741,11 @@ function reportTable(report) {
       { "data-protocol": row.protocol },
       el("td", {}, row.protocol),
       el("td", { class: "num val-bpb" }, fmtBpb(row.val_bpb)),
-      el("td", { class: "num delta" }, fmtDelta(row.delta_bpb)),
+      el(
+        "td",
+        { class: "num delta", title: comparable ? null : "the protocols scored different targets" },
+        comparable ? fmtDelta(row.delta_bpb) : "—",
+      ),
       el("td", { class: "num" }, r.val_loss.toFixed(6)),
       el("td", { class: "num" }, fmtInt(r.tokens)),
       el("td", { class: "num" }, fmtInt(r.bytes)),
@@ -672,6 +767,30 @@ function reportTable(report) {
     ),
     el("tbody", {}, rows),
   );
+}
+
+/** Whether Δ between protocols means anything: they scored the same targets (same token
+ * count, and with max_windows also the same window plan). */
+function scoredAlike(report) {
+  const capped = report.reports.some((r) => r.params.max_windows);
+  const tokens = new Set(report.reports.map((r) => r.tokens));
+  const plans = new Set(report.reports.map((r) => `${r.params.seq_len}/${r.params.stride}`));
+  return tokens.size === 1 && (!capped || plans.size === 1);
+}
+
+function partialNote(report) {
+  const capped = [...new Set(report.reports.map((r) => r.params.max_windows).filter(Boolean))];
+  const notes = [];
+  if (capped.length) {
+    notes.push(
+      `Partial run: max_windows ${capped.join("/")} scored only the first windows; ` +
+        "these are not val_bpb of the whole validation set.",
+    );
+  }
+  if (report.reports.length > 1 && !scoredAlike(report)) {
+    notes.push("No Δ: the protocols scored different targets.");
+  }
+  return notes.length ? el("p", { id: "partial-note", class: "warning" }, notes.join(" ")) : null;
 }
 
 function complianceList(report) {
@@ -852,6 +971,183 @@ function histogramSvg(gains) {
       "gain (nats per window)",
     ),
   );
+}
+
+// ---------------------------------------------------------------- leaderboard
+
+const BOARD_COLUMNS = [
+  // [key, heading, numeric?]
+  ["rank", "#", true],
+  ["protocol", "Protocol", false],
+  ["val_bpb", "val_bpb", true],
+  ["val_loss", "val_loss", true],
+  ["artifact", "Artifact", false],
+  ["group", "Group", false],
+  ["job", "Job", false],
+  ["total_bytes", "Bytes", true],
+  ["verdict", "Verdict", false],
+  ["flags", "Flags", false],
+  ["finished_at", "Finished", true],
+];
+
+/** Finished jobs of one dataset ranked by val_bpb (GET /v1/leaderboard): sortable by any
+ * column (click its heading, again to reverse), filtered by protocol and by text. */
+function leaderboardPage(app) {
+  const params = new URLSearchParams(location.search);
+  const state = {
+    dataset: params.get("dataset"),
+    protocol: params.get("protocol") || "",
+    text: params.get("q") || "",
+    sort: "order", // the API's: by protocol, then val_bpb
+    ascending: true,
+    rows: [],
+  };
+  const datasetSelect = el("select", { id: "board-dataset", "aria-label": "Dataset" });
+  const protocolSelect = el("select", { id: "board-protocol", "aria-label": "Protocol" });
+  const filter = el("input", {
+    id: "board-filter",
+    type: "search",
+    placeholder: "Filter: artifact, group, job, flag…",
+    value: state.text,
+  });
+  const table = el("table", { id: "leaderboard", class: "jobs" });
+  const note = el("p", { id: "board-note", class: "muted" });
+  app.append(
+    el("h1", {}, "Leaderboard"),
+    el(
+      "div",
+      { class: "toolbar" },
+      el("label", {}, "Dataset ", datasetSelect),
+      el("label", {}, "Protocol ", protocolSelect),
+      filter,
+    ),
+    el("div", { class: "scroll" }, table),
+    note,
+  );
+  const draw = () => renderBoard(table, note, state);
+  const load = async () => {
+    const query = new URLSearchParams({ dataset: state.dataset });
+    const doc = await api(`/v1/leaderboard?${query}`);
+    const seen = {};
+    state.rows = doc.rows.map((row, i) => {
+      seen[row.protocol] = (seen[row.protocol] || 0) + 1;
+      return { ...row, order: i, rank: seen[row.protocol] }; // rank within its protocol
+    });
+    const protocols = [...new Set(state.rows.map((r) => r.protocol))].sort();
+    fill(
+      protocolSelect,
+      el("option", { value: "" }, "all"),
+      protocols.map((p) => el("option", { value: p, selected: p === state.protocol }, p)),
+    );
+    draw();
+  };
+  datasetSelect.addEventListener("change", () => {
+    state.dataset = datasetSelect.value;
+    load().catch(handleError);
+  });
+  protocolSelect.addEventListener("change", () => {
+    state.protocol = protocolSelect.value;
+    draw();
+  });
+  filter.addEventListener("input", () => {
+    state.text = filter.value;
+    draw();
+  });
+  table.addEventListener("click", (event) => {
+    const th = event.target.closest("th[data-sort]");
+    if (!th) return;
+    const key = th.dataset.sort;
+    state.ascending = state.sort === key ? !state.ascending : true;
+    state.sort = key;
+    draw();
+  });
+  (async () => {
+    const { datasets } = await api("/v1/datasets");
+    if (!datasets.length) {
+      note.textContent = "The service serves no datasets.";
+      return;
+    }
+    const names = datasets.map((d) => d.name);
+    if (!names.includes(state.dataset)) state.dataset = names[0];
+    fill(
+      datasetSelect,
+      names.map((n) => el("option", { value: n, selected: n === state.dataset }, n)),
+    );
+    await load();
+  })().catch((error) => {
+    if (error instanceof ApiError && error.status === 404) {
+      note.textContent = `This service has no leaderboard (${error.message}).`;
+    } else handleError(error);
+  });
+}
+
+function boardText(row) {
+  return [row.protocol, row.artifact, row.group, row.job, row.verdict]
+    .concat((row.flags || []).map((f) => f.code))
+    .filter(Boolean)
+    .join(" ")
+    .toLowerCase();
+}
+
+function boardValue(row, key) {
+  if (key === "flags") return (row.flags || []).map((f) => f.code).join(",");
+  const value = row[key];
+  return value === null || value === undefined ? "" : value;
+}
+
+function renderBoard(table, note, state) {
+  const needle = state.text.trim().toLowerCase();
+  const rows = state.rows
+    .filter((r) => !state.protocol || r.protocol === state.protocol)
+    .filter((r) => !needle || boardText(r).includes(needle));
+  const sign = state.ascending ? 1 : -1;
+  rows.sort((a, b) => {
+    const [x, y] = [boardValue(a, state.sort), boardValue(b, state.sort)];
+    if (x === y) return a.order - b.order;
+    return (typeof x === "number" && typeof y === "number" ? x - y : String(x).localeCompare(String(y))) * sign;
+  });
+  const head = el(
+    "tr",
+    {},
+    BOARD_COLUMNS.map(([key, heading, numeric]) =>
+      el(
+        "th",
+        {
+          "data-sort": key,
+          class: [numeric ? "num" : "", "sortable", state.sort === key ? "sorted" : ""].join(" ").trim(),
+          "aria-sort": state.sort === key ? (state.ascending ? "ascending" : "descending") : null,
+          title: "Sort by this column",
+        },
+        heading,
+        state.sort === key ? (state.ascending ? " ▲" : " ▼") : "",
+      ),
+    ),
+  );
+  const body = rows.map((r) =>
+    el(
+      "tr",
+      { "data-job": r.job, "data-protocol": r.protocol },
+      el("td", { class: "num rank" }, r.rank),
+      el("td", {}, r.protocol),
+      el("td", { class: "num val-bpb" }, fmtBpb(r.val_bpb)),
+      el("td", { class: "num" }, r.val_loss === null || r.val_loss === undefined ? "—" : r.val_loss.toFixed(6)),
+      el("td", {}, el("code", { title: r.artifact }, shortHash(r.artifact || ""))),
+      el("td", {}, r.group || "—"),
+      el("td", {}, el("a", { href: `/jobs/${encodeURIComponent(r.job)}` }, r.job)),
+      el("td", { class: "num" }, r.total_bytes === undefined ? "—" : fmtInt(r.total_bytes)),
+      el("td", {}, r.verdict ? verdictBadge(r.verdict) : "—"),
+      el(
+        "td",
+        { class: "flags" },
+        (r.flags || []).map((f) => el("span", { class: "tag tag-flag", "data-flag": f.code }, f.code)),
+      ),
+      el("td", { class: "num created" }, fmtTime(r.finished_at)),
+    ),
+  );
+  fill(table, el("thead", {}, head), el("tbody", {}, body));
+  note.textContent = state.rows.length
+    ? `${rows.length} of ${state.rows.length} rows on ${state.dataset}`
+    : `No finished job on ${state.dataset} yet.`;
 }
 
 window.addEventListener("DOMContentLoaded", () => route());
