@@ -25,10 +25,22 @@ $(VENV)/.installed-demo: pyproject.toml | $(PY)
 
 setup: $(VENV)/.installed-dev
 
-demo: $(VENV)/.installed-demo
-	$(VENV)/bin/golf data demo --out $(DEMO_DIR)/datasets/demo
-	$(VENV)/bin/golf train --preset tiny --data $(DEMO_DIR)/datasets/demo \
-		--out $(DEMO_DIR)/tiny.golf --log $(DEMO_DIR)/train.jsonl
+# The demo's data and artifact are file targets: a second `make demo` (or KEEP=1) reuses
+# them while they are newer than what made them; `make clean` starts over.
+DEMO_DATA := $(DEMO_DIR)/datasets/demo
+DEMO_STAMP := $(DEMO_DIR)/datasets/.demo.stamp
+
+$(DEMO_STAMP): golf/demo.py | $(VENV)/.installed-demo
+	$(VENV)/bin/golf data demo --out $(DEMO_DATA)
+	touch $@
+
+# Written under a temporary name, so an interrupted run leaves no "current" artifact.
+$(DEMO_DIR)/tiny.golf: $(DEMO_STAMP)
+	$(VENV)/bin/golf train --preset tiny --data $(DEMO_DATA) \
+		--out $(DEMO_DIR)/tiny.part.golf --log $(DEMO_DIR)/train.jsonl
+	mv $(DEMO_DIR)/tiny.part.golf $@
+
+demo: $(DEMO_DIR)/tiny.golf
 	$(VENV)/bin/golf inspect $(DEMO_DIR)/tiny.golf
 	DEMO_DIR=$(DEMO_DIR) scripts/demo_service.sh
 
@@ -39,6 +51,12 @@ chromium:
 
 test: setup chromium
 	$(VENV)/bin/python -m pytest -m "not slow" -q
+
+# A real two-node Ray cluster on this machine, the service joined to it, one node
+# stopped mid-job (tests/test_cluster.py; about a minute).
+.PHONY: test-cluster
+test-cluster: setup
+	$(VENV)/bin/python -m pytest -m cluster -q
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -117,31 +117,16 @@ class Scheduler:
             await self._wake.wait()
 
     def _dispatch(self) -> None:
-        queued: list[QueuedShard] | None = None
         while (worker := self.pool.idle()) is not None:
-            if queued is None:
-                queued = self.store.queued_shards()
-            shard = self._pick(queued)
+            shard = self.store.next_shard(self._last_owner)
             if shard is None:
                 return
-            queued.remove(shard)
+            self._last_owner = shard.owner
             worker.busy = True
             self.store.start_shard(shard.key, shard.owner, worker.name)
             self.hub.publish(shard.key.job)
             self._workers[shard.key] = worker
             self._running[shard.key] = asyncio.create_task(self._run(worker, shard))
-
-    def _pick(self, queued: list[QueuedShard]) -> QueuedShard | None:
-        """Next owner after the last one served (cyclic), then priority, age, plan order."""
-        owners = sorted({s.owner for s in queued})
-        if not owners:
-            return None
-        later = [o for o in owners if self._last_owner is not None and o > self._last_owner]
-        self._last_owner = owner = (later or owners)[0]
-        return min(
-            (s for s in queued if s.owner == owner),
-            key=lambda s: (-s.priority, s.created_at, s.key.job, s.protocol_index, s.key.shard),
-        )
 
     async def _run(self, worker: Worker, shard: QueuedShard) -> None:
         """Run one shard on one worker, persisting each batch as it arrives."""

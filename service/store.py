@@ -48,6 +48,8 @@ CREATE TABLE IF NOT EXISTS shards (
     tokens INTEGER NOT NULL DEFAULT 0, bytes INTEGER NOT NULL DEFAULT 0,
     nll_sum REAL NOT NULL DEFAULT 0, worker TEXT, attempts INTEGER NOT NULL DEFAULT 0,
     elapsed_s REAL NOT NULL DEFAULT 0, engine TEXT, PRIMARY KEY (job, protocol, shard));
+CREATE INDEX IF NOT EXISTS shards_queued ON shards (job, protocol, shard)
+    WHERE state = 'queued';
 CREATE TABLE IF NOT EXISTS windows (
     job TEXT NOT NULL, protocol TEXT NOT NULL, window INTEGER NOT NULL,
     nll_sum REAL NOT NULL, tokens INTEGER NOT NULL, bytes INTEGER NOT NULL, checksum TEXT,
@@ -56,6 +58,10 @@ CREATE TABLE IF NOT EXISTS dispatches (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, job TEXT NOT NULL,
     owner TEXT NOT NULL, protocol TEXT NOT NULL, shard INTEGER NOT NULL,
     worker TEXT NOT NULL, attempt INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS totals (
+    job TEXT NOT NULL, protocol TEXT NOT NULL, windows_total INTEGER NOT NULL,
+    windows_done INTEGER NOT NULL DEFAULT 0, bytes INTEGER NOT NULL DEFAULT 0,
+    nll_sum REAL NOT NULL DEFAULT 0, PRIMARY KEY (job, protocol)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS series (
     job TEXT NOT NULL, protocol TEXT NOT NULL, windows_done INTEGER NOT NULL,
     val_bpb REAL NOT NULL, PRIMARY KEY (job, protocol, windows_done)) WITHOUT ROWID;
@@ -315,6 +321,10 @@ class Store:
                 ),
             )
             db.executemany(
+                "INSERT INTO totals (job, protocol, windows_total) VALUES (?, ?, ?)",
+                [(job_id, p.protocol, p.windows) for p in plan.protocols],
+            )
+            db.executemany(
                 "INSERT INTO shards (job, protocol, shard, batch_lo, batch_hi, windows_total)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
                 [
@@ -425,27 +435,49 @@ class Store:
             sums.nll_sum += r["nll"]
         return out
 
-    def queued_shards(self) -> list[QueuedShard]:
-        """Shards waiting to run, of jobs that are still active."""
-        rows = self._all(
-            "SELECT s.job, s.protocol, s.shard, s.batch_lo, s.batch_hi, j.owner, j.priority,"
-            " j.created_at, instr(j.protocols, '\"' || s.protocol || '\"') AS protocol_index"
-            " FROM shards s JOIN jobs j ON j.id = s.job"
-            " WHERE s.state = 'queued' AND j.state IN (?, ?)",
-            ACTIVE,
-        )
-        return [
-            QueuedShard(
-                ShardKey(r["job"], r["protocol"], r["shard"]),
-                r["owner"],
-                r["priority"],
-                r["created_at"],
-                r["protocol_index"],
-                r["batch_lo"],
-                r["batch_hi"],
-            )
-            for r in rows
-        ]
+    def next_shard(self, last_owner: str | None) -> QueuedShard | None:
+        """The shard the fair dispatcher runs next: the next owner with queued work after
+        `last_owner` (cyclic, by name), that owner's first job by priority then age, its
+        first queued shard in plan order. Index lookups only (shards_queued): the cost
+        does not grow with the number of queued shards."""
+        with self._lock:
+            owners = [
+                r[0]
+                for r in self._db.execute(
+                    "SELECT DISTINCT owner FROM jobs j WHERE state IN (?, ?) AND EXISTS"
+                    " (SELECT 1 FROM shards s WHERE s.job = j.id AND s.state = 'queued')"
+                    " ORDER BY owner",
+                    ACTIVE,
+                )
+            ]
+            if not owners:
+                return None
+            later = [o for o in owners if last_owner is not None and o > last_owner]
+            owner = (later or owners)[0]
+            job = self._db.execute(
+                "SELECT id, priority, created_at, protocols FROM jobs j"
+                " WHERE owner = ? AND state IN (?, ?) AND EXISTS"
+                " (SELECT 1 FROM shards s WHERE s.job = j.id AND s.state = 'queued')"
+                " ORDER BY priority DESC, created_at, id LIMIT 1",
+                (owner, *ACTIVE),
+            ).fetchone()
+            for index, protocol in enumerate(json.loads(job["protocols"])):
+                row = self._db.execute(
+                    "SELECT shard, batch_lo, batch_hi FROM shards WHERE job = ? AND protocol = ?"
+                    " AND state = 'queued' ORDER BY shard LIMIT 1",
+                    (job["id"], protocol),
+                ).fetchone()
+                if row is not None:
+                    return QueuedShard(
+                        ShardKey(job["id"], protocol, row["shard"]),
+                        owner,
+                        job["priority"],
+                        job["created_at"],
+                        index + 1,
+                        row["batch_lo"],
+                        row["batch_hi"],
+                    )
+        return None
 
     def start_shard(self, key: ShardKey, owner: str, worker: str) -> None:
         """Mark a shard running on `worker`, its job running, and log the dispatch."""
@@ -492,6 +524,11 @@ class Store:
                 " WHERE job = ? AND protocol = ? AND shard = ?",
                 (added, tokens, n_bytes, nll, key.job, key.protocol, key.shard),
             )
+            db.execute(
+                "UPDATE totals SET windows_done = windows_done + ?, bytes = bytes + ?,"
+                " nll_sum = nll_sum + ? WHERE job = ? AND protocol = ?",
+                (added, n_bytes, nll, key.job, key.protocol),
+            )
         return added
 
     def finish_shard(
@@ -510,13 +547,14 @@ class Store:
         total now; the previous latest point goes if it is too close to the one before it
         (MAX_SERIES_POINTS)."""
         with self._tx() as db:
-            done, total, nll, n_bytes = db.execute(
-                "SELECT sum(windows_done), sum(windows_total), sum(nll_sum), sum(bytes)"
-                " FROM shards WHERE job = ? AND protocol = ?",
+            row = db.execute(
+                "SELECT windows_done, windows_total, nll_sum, bytes FROM totals"
+                " WHERE job = ? AND protocol = ?",
                 (job_id, protocol),
             ).fetchone()
-            if not done or not n_bytes:
-                return
+            if row is None or not row["windows_done"] or not row["bytes"]:
+                return  # nothing scored yet (or a job stored before running totals)
+            done, total, nll, n_bytes = row
             last = [
                 x
                 for (x,) in db.execute(

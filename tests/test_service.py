@@ -389,12 +389,11 @@ def test_series_is_thinned_to_200_points(tmp_path: Path) -> None:
 
     store = Store(tmp_path / "db.sqlite")
     store._db.execute(
-        "INSERT INTO shards (job, protocol, shard, batch_lo, batch_hi, windows_total)"
-        " VALUES ('j', 'sliding', 0, 0, 1000, 1000)"
+        "INSERT INTO totals (job, protocol, windows_total) VALUES ('j', 'sliding', 1000)"
     )
     for i in range(1, 1001):
         store._db.execute(
-            "UPDATE shards SET windows_done = ?, nll_sum = ?, bytes = ?", (i, i * 2.0, i * 3)
+            "UPDATE totals SET windows_done = ?, nll_sum = ?, bytes = ?", (i, i * 2.0, i * 3)
         )
         store.add_series_point("j", "sliding")
         (points,) = store.series("j").values()

@@ -23,6 +23,7 @@ from golf.evaluate import batch_nll, device_tokens, window_records
 from golf.protocols import get_protocol
 from workers.cache import LRU
 from workers.integrity import record_checksum, verified
+from workers.synthetic import synthetic_shard
 from workers.task import ShardTask
 
 
@@ -30,8 +31,9 @@ from workers.task import ShardTask
 class EvalWorker:
     """Keeps models (by artifact sha256) and val tokens (by dataset sha256) loaded."""
 
-    def __init__(self, name: str, threads: int, cache_size: int):
+    def __init__(self, name: str, threads: int, cache_size: int, scorer: str = "model"):
         self.name = name
+        self.scorer = scorer  # "synthetic[:rate]": a load-test SIMULATION (workers/synthetic.py)
         self.device = "cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu"
         if self.device == "cpu":
             torch.set_num_threads(threads)
@@ -59,6 +61,9 @@ class EvalWorker:
     def run_shard(self, task: ShardTask) -> Iterator[dict[str, Any]]:
         """Yield `{"batch", "seconds", "records", "engine"}` for each batch of the shard, in
         order; `engine` is the `EngineInfo` (JSON) of what ran the batch."""
+        if self.scorer != "model":
+            yield from synthetic_shard(task, self.scorer)
+            return
         raw = self.models.get(
             task.artifact.key,
             lambda: load_model(

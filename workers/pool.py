@@ -23,12 +23,24 @@ class Worker:
 
 
 class WorkerPool:
-    def __init__(self, size: int, *, gpus: float, cpus: float, threads: int, cache_size: int):
-        self.options: dict[str, Any] = {"num_cpus": cpus}
+    def __init__(
+        self,
+        size: int,
+        *,
+        gpus: float,
+        cpus: float,
+        threads: int,
+        cache_size: int,
+        scorer: str = "model",
+    ):
+        # SPREAD: on a cluster the actors go to different nodes where resources allow
+        # (one per node before two on one), so a lost node costs as few workers as it can.
+        self.options: dict[str, Any] = {"num_cpus": cpus, "scheduling_strategy": "SPREAD"}
         if gpus:
             self.options["num_gpus"] = gpus
         self.threads = threads
         self.cache_size = cache_size
+        self.scorer = scorer  # "model", or "synthetic[:rate]": a load-test simulation
         self.workers = [Worker(f"worker-{i}") for i in range(size)]
 
     async def start(self) -> None:
@@ -58,7 +70,7 @@ class WorkerPool:
     async def _spawn(self, worker: Worker) -> None:
         worker.info = {}
         worker.actor = EvalWorker.options(**self.options).remote(
-            worker.name, self.threads, self.cache_size
+            worker.name, self.threads, self.cache_size, self.scorer
         )
         worker.info = await worker.actor.info.remote()
         worker.busy = False
