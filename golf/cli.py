@@ -269,7 +269,9 @@ def eval_cmd(
     for name in ("protocol", "stride", "val_bpb", "Δ bpb", "val_loss", "windows", "tokens"):
         table.add_column(name, justify="left" if name == "protocol" else "right")
     table.add_column("seconds", justify="right")
-    comparable, notes = scored_alike(reports)
+    from golf.tables import scored_alike
+
+    comparable, notes = scored_alike(doc)
     if notes:
         table.caption, table.caption_justify = "\n".join(notes), "left"
         table.caption_style = "bold yellow"
@@ -336,23 +338,6 @@ def save_eval(folder: Path, doc: dict[str, Any], windows: dict[str, list[Any]]) 
     except OSError as e:
         raise ConfigError(f"cannot save to {folder}: {e.strerror or e}") from None
     err.print(f"saved {folder}/report.json and windows.jsonl")
-
-
-def scored_alike(reports: list[Any]) -> tuple[bool, list[str]]:
-    """Whether the protocols' val_bpb can be set against each other (Δ): they scored the
-    same targets; and the notes the table must carry (a partial run, no Δ)."""
-    capped = sorted({r.params.max_windows for r in reports if r.params.max_windows})
-    plans = {(r.params.seq_len, r.params.stride) for r in reports}
-    same = len({r.tokens for r in reports}) == 1 and (not capped or len(plans) == 1)
-    notes = []
-    if capped:
-        notes.append(
-            f"PARTIAL RUN: --max-windows {'/'.join(map(str, capped))} scored only the first "
-            "windows; these are not val_bpb of the whole validation set"
-        )
-    if not same and len(reports) > 1:
-        notes.append("no Δ: the protocols scored different targets (see tokens)")
-    return same, notes
 
 
 @audit_app.command("causality")

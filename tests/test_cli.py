@@ -246,7 +246,7 @@ def test_a_partial_eval_says_so_and_gives_no_delta_across_different_targets(
         *SMALL,
     )  # fmt: skip
     assert code == 0
-    assert "PARTIAL RUN: --max-windows 24" in stdout
+    assert "PARTIAL RUN: max_windows 24" in stdout
     assert "no Δ: the protocols scored different targets" in stdout
     cells = [[c.strip() for c in line.split("│")[1:-1]] for line in stdout.splitlines()]
     rows = [row for row in cells if row and row[0] in ("plain", "sliding")]
