@@ -636,15 +636,6 @@ class Store:
 
     # ------------------------------------------------------------------ windows
 
-    def windows(self, job_id: str, protocol: str) -> list[WindowRecord]:
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT window, nll_sum, tokens, bytes FROM windows"
-                " WHERE job = ? AND protocol = ? ORDER BY window",
-                (job_id, protocol),
-            ).fetchall()
-        return [WindowRecord(*row) for row in rows]
-
     def windows_page(
         self, job_id: str, protocol: str, after: int, limit: int
     ) -> list[WindowRecord]:
