@@ -119,10 +119,33 @@ def test_nothing_to_fit_is_the_unadapted_scoring():
 
 
 @in_process
+def adamw_f64(previous, exp_avg, exp_avg_sq, lr, steps):
+    """FlatAdamW's parameter update in float64 from the (bit-equal) float32 moments: the
+    exact value both float32 evaluations round towards."""
+    beta1, beta2 = BETAS
+    theta = previous.double() * (1 - lr * WEIGHT_DECAY)
+    denom = exp_avg_sq.double().sqrt() / (1 - beta2**steps) ** 0.5 + EPS
+    update = (lr / (1 - beta1**steps)) * exp_avg.double() / denom
+    return theta - update, update.abs()
+
+
+# Rounding error of one float32 evaluation of `theta*decay - s*m/(sqrt(v)/b + eps)`, in
+# units of u = 2^-24 (half an ulp, round to nearest), counted operation by operation:
+# - the update: the scalars s and b rounded to float32 (1 + 1), sqrt (2: torch's CPU sqrt
+#   is not always correctly rounded, so a whole ulp), / b (1), + eps (1: both terms are
+#   positive, so the relative error does not grow), the product and the quotient (1 + 1):
+#   8 u of |update|, 9 with the second-order terms of those eight;
+# - theta*decay: decay rounded (1) and the product (1): 2 u of |previous|;
+# - the final sum: 1 u of |result|.
+U = 2.0**-24
+UPDATE_U, PREVIOUS_U, RESULT_U = 9, 2, 1
+
+
 def test_adamw_kernel_is_flat_adamw():
-    """Each step from FlatAdamW's state: moments bit for bit (the same FMAs as torch), the
-    parameter within 2 ulps of the step (torch's CPU sqrt is not always correctly
-    rounded; the kernel's is)."""
+    """Each step from FlatAdamW's state: moments bit for bit (the same FMAs as torch), and
+    the parameter of both the kernel and FlatAdamW within the rounding bound above of a
+    float64 evaluation of the same formula (the two may round differently: the kernel
+    multiplies before dividing, torch's addcdiv divides first)."""
     gen = torch.Generator().manual_seed(0)
     shape = (3, 1100)  # not a multiple of the kernel's block
     flat = torch.zeros(shape)
@@ -140,9 +163,11 @@ def test_adamw_kernel_is_flat_adamw():
         theta, exp_avg, exp_avg_sq = (t.cpu() for t in state)
         assert torch.equal(exp_avg, reference.exp_avg)
         assert torch.equal(exp_avg_sq, reference.exp_avg_sq)
-        # Ulps of the step's size: param + update may cancel to fewer digits.
-        size = previous.abs() + flat.abs()
-        assert ((theta - flat).abs() <= 2 * (torch.nextafter(size, size + 1) - size)).all()
+        exact, update = adamw_f64(previous, exp_avg, exp_avg_sq, lr, step + 1)
+        bound = U * (UPDATE_U * update + PREVIOUS_U * previous.double().abs() + RESULT_U * exact.abs())
+        for name, result in (("kernel", theta), ("FlatAdamW", flat)):
+            error = (result.double() - exact).abs()
+            assert (error <= bound).all(), (name, step, (error / bound).max().item())
 
 
 @in_process
