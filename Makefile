@@ -30,7 +30,7 @@ setup: $(VENV)/.installed-dev
 DEMO_DATA := $(DEMO_DIR)/datasets/demo
 DEMO_STAMP := $(DEMO_DIR)/datasets/.demo.stamp
 
-$(DEMO_STAMP): golf/demo.py | $(VENV)/.installed-demo
+$(DEMO_STAMP): golf/data/demo.py | $(VENV)/.installed-demo
 	$(VENV)/bin/golf data demo --out $(DEMO_DATA)
 	touch $@
 
@@ -49,7 +49,9 @@ chromium:
 	@command -v chromium >/dev/null || (apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
 
+# The layer contracts of pyproject.toml ([tool.importlinter]) first, then the tests.
 test: setup chromium
+	$(VENV)/bin/lint-imports
 	$(VENV)/bin/python -m pytest -m "not slow" -q
 
 # A real two-node Ray cluster on this machine, the service joined to it, one node

@@ -46,12 +46,12 @@ from rich.console import Console
 from rich.table import Table
 from slot import PeakMemory
 
-from golf.bytes import ByteLUT
-from golf.config import preset
-from golf.engine import Engine, EngineModel
-from golf.evaluate import evaluate, summarize
-from golf.model import GPT
-from golf.params import EvalParams
+from golf.data.bytes import ByteLUT
+from golf.engine.engine import Engine, EngineModel
+from golf.engine.evaluate import evaluate, summarize
+from golf.models.gpt import GPT
+from golf.spec.config import preset
+from golf.spec.params import EvalParams
 
 FULL_VAL_WINDOWS = 645_813
 """Windows of a full FineWeb val pass at L 2048, stride 96."""

@@ -45,10 +45,10 @@ import httpx
 import numpy as np
 from rich.console import Console
 
-from golf.artifact import random_artifact
-from golf.config import preset
-from golf.data import Dataset, write_shard
-from golf.demo import build_demo
+from golf.data.demo import build_demo
+from golf.data.shards import Dataset, write_shard
+from golf.formats.artifact import random_artifact
+from golf.spec.config import preset
 
 BIN = Path(sys.executable).parent
 PROTOCOLS = ["sliding", "slot", "slot-causal"]

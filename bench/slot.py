@@ -34,14 +34,14 @@ from device import describe  # bench/ is first on sys.path when run as a file
 from rich.console import Console
 from rich.table import Table
 
-from golf.bytes import ByteLUT
-from golf.config import preset
-from golf.data import Dataset
-from golf.demo import build_demo
-from golf.engine import Engine, EngineModel
-from golf.evaluate import evaluate, summarize
-from golf.model import GPT
-from golf.protocols import EvalParams
+from golf.data.bytes import ByteLUT
+from golf.data.demo import build_demo
+from golf.data.shards import Dataset
+from golf.engine.engine import Engine, EngineModel
+from golf.engine.evaluate import evaluate, summarize
+from golf.models.gpt import GPT
+from golf.spec.config import preset
+from golf.spec.params import EvalParams
 
 FP32 = {"precision": "fp32"}
 BF16 = {"precision": "bf16"}

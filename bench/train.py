@@ -20,9 +20,9 @@ import torch
 from device import describe  # bench/ is first on sys.path when run as a file
 from rich.console import Console
 
-from golf.data import Dataset
-from golf.demo import build_demo
-from golf.model import GPT
+from golf.data.demo import build_demo
+from golf.data.shards import Dataset
+from golf.models.gpt import GPT
 from trainer.config import preset
 from trainer.dist import Dist
 from trainer.train import train

@@ -2,8 +2,8 @@
 
 Plugged into `golf` by the `golf.commands` entry point. Like the rest of clients/ it
 never imports torch or ray, so it works from a lean client-only install; of golf it uses
-only the torch-free modules: the consoles (golf.console) and the evaluation parameters,
-whose fields become `submit`'s options (golf.cli_params).
+only the torch-free modules: the consoles (golf.spec.console) and the evaluation parameters,
+whose fields become `submit`'s options (golf.spec.cli_params).
 stdout carries results; progress and errors go to stderr; a refusal by the server or
 an unreachable server is one line `error: …` (with what to do) and exit 2; a failed
 job exits 1. Ctrl-C during `watch` or `submit --wait` detaches (exit 0): the job runs on.
@@ -37,9 +37,9 @@ from clients.views import (
     report_table,
     sort_leaderboard,
 )
-from golf.cli_params import eval_options, protocol_help
-from golf.console import err, fail, out, user_errors
-from golf.params import EvalParams
+from golf.spec.cli_params import eval_options, protocol_help
+from golf.spec.console import err, fail, out, user_errors
+from golf.spec.params import EvalParams
 
 DEFAULT_SERVER = "http://127.0.0.1:8000"
 _SHA256 = re.compile(r"[0-9a-f]{64}")

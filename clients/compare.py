@@ -4,7 +4,7 @@ paired-bootstrap CI per protocol, and seed groups (mean ± std, Welch's t, poole
 A side is a job id (its report and windows come from the service), a JSON file (a job's
 report from `golf report -f json`, or `golf eval --json`'s document: no windows, so no
 CI), or a folder `golf eval --save` wrote (report.json + windows.jsonl). The statistics
-are golf.stats', imported only when a CI is computed (they need numpy).
+are golf.spec.stats', imported only when a CI is computed (they need numpy).
 
 Seed groups: each group's val_bpb per protocol is the mean ± sample std (ddof 1) of its
 seeds' values. Against the first group: Welch's t-test over the seed values, and a
@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from golf.console import fail
-from golf.errors import ConfigError
+from golf.spec.console import fail
+from golf.spec.errors import ConfigError
 
 Report = dict[str, Any]
 WindowsOf = Callable[[str], "list[dict[str, Any]] | None"]
@@ -45,9 +45,9 @@ class Side:
         return next((r for r in self.report["reports"] if r["protocol"] == protocol), None)
 
     def windows(self, protocol: str) -> Any:
-        """golf.stats.Windows of a protocol, or None when this side has no records."""
+        """golf.spec.stats.Windows of a protocol, or None when this side has no records."""
         if protocol not in self._windows:
-            from golf.stats import Windows
+            from golf.spec.stats import Windows
 
             records = self.windows_of(protocol)
             self._windows[protocol] = Windows.of(records) if records else None
@@ -171,7 +171,7 @@ def pair(a: Side, b: Side, protocol: str, resamples: int, seed: int) -> dict[str
     row["delta_bpb"] = rb["val_bpb"] - ra["val_bpb"]
     row["unpaired_reason"] = _pairing(a, b, protocol, ra, rb)
     if row["unpaired_reason"] is None:
-        from golf.stats import paired_bootstrap
+        from golf.spec.stats import paired_bootstrap
 
         delta = paired_bootstrap(a.windows(protocol), b.windows(protocol), resamples, seed)
         row |= {
@@ -185,7 +185,7 @@ def pair(a: Side, b: Side, protocol: str, resamples: int, seed: int) -> dict[str
 
 
 def _pairing(a: Side, b: Side, protocol: str, ra: dict[str, Any], rb: dict[str, Any]) -> str | None:
-    from golf.stats import pairing_problem
+    from golf.spec.stats import pairing_problem
 
     for side in (a, b):
         if side.windows(protocol) is None:
@@ -246,7 +246,7 @@ class Group:
 
 
 def group_summary(group: Group, protocols: list[str]) -> dict[str, Any]:
-    from golf.stats import mean_std
+    from golf.spec.stats import mean_std
 
     stats = {}
     for p in protocols:
@@ -262,7 +262,7 @@ def group_test(
 ) -> dict[str, Any] | None:
     """B's seeds against A's under one protocol: Δ of the means, Welch's t-test, and the
     pooled-window bootstrap (paired by seed index and window when it can be)."""
-    from golf.stats import Windows, mean_std, paired_bootstrap, unpaired_bootstrap, welch
+    from golf.spec.stats import Windows, mean_std, paired_bootstrap, unpaired_bootstrap, welch
 
     va = [r["val_bpb"] for s in a.members if (r := s.protocol(protocol))]
     vb = [r["val_bpb"] for s in b.members if (r := s.protocol(protocol))]

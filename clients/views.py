@@ -1,7 +1,7 @@
 """What the client CLI shows: the live job display, report tables (rich and markdown)
 and the side-by-side comparison of two reports. Pure functions of the API's JSON
 (docs/API.md), so each can be tested without a server; no torch. The report rows
-and markdown are golf.tables', shared with `golf eval`."""
+and markdown are golf.spec.tables', shared with `golf eval`."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from golf.tables import (
+from golf.spec.tables import (
     REPORT_COLUMNS,
     Report,
     artifact_words,

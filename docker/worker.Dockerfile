@@ -4,7 +4,7 @@
 #   docker build -f docker/worker.Dockerfile --build-arg FLASH_ATTN=1 -t golf-eval/worker .
 #
 # Build arguments:
-#   FLASH_ATTN=0|1   1 builds flash-attn against this image's torch (golf/model.py uses it
+#   FLASH_ATTN=0|1   1 builds flash-attn against this image's torch (golf/models/attention.py uses it
 #                    for CUDA tensors when importable); that build uses the CUDA devel image.
 #   PYTHON_VERSION   must equal service.Dockerfile's: Ray checks the patch version.
 #   CUDA_VERSION, TORCH_VERSION, TORCH_CUDA (PyTorch's wheel index: cu128 for CUDA 12.8).

@@ -3,7 +3,7 @@
 
 stdout carries results (tables, or JSON with `--json`); progress and errors go to
 stderr. A user mistake is one line `error: …` and exit code 2, never a traceback
-(golf/console.py, shared with the plugins). Each command imports the engine (torch)
+(golf/spec/console.py, shared with the plugins). Each command imports the engine (torch)
 when it runs, so `golf --help` and the client commands start without it, and in an
 install without the engine a command says which extra to install.
 """
@@ -20,10 +20,10 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from golf.cli_params import eval_options, protocol_help
-from golf.console import EXTRA_OF, err, out, pick_device, print_json, user_errors
-from golf.errors import ConfigError
-from golf.params import EvalParams
+from golf.spec.cli_params import eval_options, protocol_help
+from golf.spec.console import EXTRA_OF, err, out, print_json, user_errors
+from golf.spec.errors import ConfigError
+from golf.spec.params import EvalParams
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -91,7 +91,7 @@ def data_demo(
     ] = None,
 ) -> None:
     """Build the offline demo dataset: 1024-piece tokenizer and val/train shards."""
-    from golf.demo import build_demo
+    from golf.data.demo import build_demo
 
     kwargs: dict[str, Any] = {"max_chars": max_chars}
     if max_chars is not None:
@@ -113,9 +113,9 @@ def artifact_random(
     seed: Annotated[int, typer.Option(help="torch seed of the initialisation.")] = 0,
 ) -> None:
     """A quantized random-init model for DATA's tokenizer (tests and the first demo)."""
-    from golf.artifact import random_artifact
-    from golf.config import preset as model_preset
-    from golf.data import Dataset
+    from golf.data.shards import Dataset
+    from golf.formats.artifact import random_artifact
+    from golf.spec.config import preset as model_preset
 
     dataset = Dataset.open(data, tokenizer)
     config = model_preset(preset).replace(vocab_size=dataset.vocab_size)
@@ -129,7 +129,7 @@ def artifact_random(
 @user_errors
 def inspect(artifact: ArtifactArg, as_json: JsonOpt = False) -> None:
     """Validate an artifact and show its config, size and budget verdict."""
-    from golf.artifact import read_artifact
+    from golf.formats.artifact import read_artifact
 
     summary = read_artifact(artifact).summary().model_dump(mode="json")
     if as_json:
@@ -181,7 +181,7 @@ def import_pg(
     code_bytes: Annotated[int, typer.Option(help="Bytes of code counted in the budget.")] = 0,
 ) -> None:
     """Rewrite a reference .ptz artifact as .golf (read with weights_only=True)."""
-    from golf.import_pg import import_reference
+    from golf.formats.pg import import_reference
 
     try:
         doc = json.loads(hparams.read_text("utf-8"))
@@ -221,9 +221,10 @@ def eval_cmd(
     ] = None,
 ) -> None:
     """Score an artifact under each protocol; a table, the reports as JSON, or markdown."""
-    from golf.jobplan import plan_protocol
-    from golf.protocols import get_protocol
-    from golf.runner import EvalInputs, run_protocol
+    from golf.engine.engine import pick_device
+    from golf.engine.runner import EvalInputs, run_protocol
+    from golf.spec.jobplan import plan_protocol
+    from golf.spec.registry import get_protocol
 
     fmt = _eval_format(fmt, as_json)
     protocols = [get_protocol(name) for name in protocol]  # fail before loading anything
@@ -257,7 +258,7 @@ def eval_cmd(
         print_json(doc)
         return
     if fmt == "md":
-        from golf.tables import report_markdown
+        from golf.spec.tables import report_markdown
 
         typer.echo(report_markdown(doc, inputs.dataset.name), nl=False)
         return
@@ -269,7 +270,7 @@ def eval_cmd(
     for name in ("protocol", "stride", "val_bpb", "Δ bpb", "val_loss", "windows", "tokens"):
         table.add_column(name, justify="left" if name == "protocol" else "right")
     table.add_column("seconds", justify="right")
-    from golf.tables import scored_alike
+    from golf.spec.tables import scored_alike
 
     comparable, notes = scored_alike(doc)
     if notes:
@@ -305,7 +306,7 @@ def _eval_format(fmt: str, as_json: bool) -> str:
 def eval_doc(reports: list[Any], inputs: Any) -> dict[str, Any]:
     """What `golf eval --json` prints: the reports, and the artifact (bytes, verdict, flags)
     and dataset they were measured on, in the shape of a job report's."""
-    from golf.records import protocol_flags
+    from golf.spec.records import protocol_flags
 
     summary = inputs.artifact.summary()
     own = summary.flags()
@@ -355,9 +356,10 @@ def audit_causality(
     as_json: JsonOpt = False,
 ) -> None:
     """Flip test of PR #1240: does changing a token move the NLL of earlier targets?"""
-    from golf.audit import audit
-    from golf.protocols import get_protocol
-    from golf.runner import EvalInputs
+    from golf.audit.causality import audit
+    from golf.engine.engine import pick_device
+    from golf.engine.runner import EvalInputs
+    from golf.spec.registry import get_protocol
 
     proto = get_protocol(protocol)
     params = proto.resolve(params)

@@ -53,7 +53,7 @@ OpenAPI schema's `HTTPValidationError` shape is never sent):
 
 `POST /v1/artifacts` takes `multipart/form-data` with one field, `file` (read as a stream,
 so the schema below lists no request body). It is streamed to disk, capped, validated by
-`golf.artifact.read_artifact` and stored by sha256: the same bytes give the same id, 200
+`golf.formats.artifact.read_artifact` and stored by sha256: the same bytes give the same id, 200
 both times.
 
 ```json

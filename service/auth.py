@@ -15,7 +15,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from golf.errors import ConfigError
+from golf.spec.errors import ConfigError
 from service.errors import http_error
 
 DEV_KEYS_FILE = "dev-api-keys"

@@ -13,8 +13,8 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
-from golf.console import err, fail, user_errors
-from golf.errors import ConfigError, validation_message
+from golf.spec.console import err, fail, user_errors
+from golf.spec.errors import ConfigError, validation_message
 
 
 def serve_command(

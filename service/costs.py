@@ -8,10 +8,10 @@ owner's budget over queued and running jobs is enforced by the store (429).
 
 from __future__ import annotations
 
-from golf.jobplan import JobPlan, batch_bytes
-from golf.params import EvalParams
-from golf.protocols import get_protocol
-from golf.records import ArtifactSummary
+from golf.spec.jobplan import JobPlan, batch_bytes
+from golf.spec.params import EvalParams
+from golf.spec.records import ArtifactSummary
+from golf.spec.registry import get_protocol
 from service.errors import http_error
 from service.settings import Settings
 

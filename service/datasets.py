@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from golf.data import Dataset
-from golf.errors import DataError
+from golf.data.shards import Dataset
+from golf.spec.errors import DataError
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from fastapi.responses import JSONResponse
 from ray.exceptions import RayTaskError
 from starlette.exceptions import HTTPException
 
-from golf.artifact import TooLarge
-from golf.errors import GolfError, MismatchError, validation_message
+from golf.formats.artifact import TooLarge
+from golf.spec.errors import GolfError, MismatchError, validation_message
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import ray
 
-from golf.data import Dataset
+from golf.data.shards import Dataset
 from workers.cache import LRU
 from workers.integrity import verified
 from workers.task import Blob

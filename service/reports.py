@@ -8,10 +8,10 @@ import json
 from typing import Any
 
 from golf import __version__
-from golf.engine import Engine, EngineInfo
-from golf.params import EvalParams
-from golf.records import protocol_flags
-from golf.report import make_report
+from golf.engine.engine import Engine, EngineInfo
+from golf.engine.report import make_report
+from golf.spec.params import EvalParams
+from golf.spec.records import protocol_flags
 from service.store import JobRow, Store
 
 

@@ -18,7 +18,7 @@ import ray
 from ray.exceptions import RayActorError, RayError
 
 from golf import __version__
-from golf.evaluate import WindowRecord
+from golf.engine.evaluate import WindowRecord
 from service.datasets import Datasets
 from service.errors import one_line
 from service.events import Hub

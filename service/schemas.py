@@ -8,9 +8,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from golf.bytes import bits_per_byte
-from golf.records import ArtifactSummary, Flag
-from golf.report import ProtocolReport
+from golf.data.bytes import bits_per_byte
+from golf.engine.report import ProtocolReport
+from golf.spec.records import ArtifactSummary, Flag
 from service.store import JobProgress, JobRow, ProtocolSums, ShardRow
 
 MAX_LISTED_SHARDS = 256

@@ -7,7 +7,7 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from golf.artifact import DEFAULT_MAX_DECOMPRESSED
+from golf.formats.artifact import DEFAULT_MAX_DECOMPRESSED
 
 
 class Settings(BaseSettings):
@@ -50,7 +50,7 @@ class Settings(BaseSettings):
     max_jobs_per_owner: int = Field(8, ge=1)
     """Queued plus running jobs one owner may have."""
     max_job_cost: float = Field(2e10, gt=0)
-    """Largest job, in forward window-tokens (golf.jobplan: a full FineWeb val pass of
+    """Largest job, in forward window-tokens (golf.spec.jobplan: a full FineWeb val pass of
     sliding + SLOT-24 + causal SLOT at L 2048 is about 5e9)."""
     owner_budget: float = Field(4e10, gt=0)
     """Cost one owner may have queued or running (cancelled work counts until it stops)."""
@@ -58,7 +58,7 @@ class Settings(BaseSettings):
     min_stride: int = Field(16, ge=1)
     max_slot_steps: int = Field(200, ge=0)
     max_batch_bytes: int = Field(16 * 2**30, ge=1)
-    """Estimated activation bytes of one batch a worker must hold (golf.jobplan)."""
+    """Estimated activation bytes of one batch a worker must hold (golf.spec.jobplan)."""
     max_shard_attempts: int = Field(3, ge=1, le=100)
     """Workers a shard may lose (crash, out of memory) before its job fails naming it."""
     batches_per_shard: int = Field(8, ge=1)

@@ -19,11 +19,11 @@ from dataclasses import astuple, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from golf.bytes import bits_per_byte
-from golf.evaluate import WindowRecord
-from golf.jobplan import JobPlan, ProtocolPlan
-from golf.params import EvalParams
-from golf.records import ArtifactSummary
+from golf.data.bytes import bits_per_byte
+from golf.engine.evaluate import WindowRecord
+from golf.spec.jobplan import JobPlan, ProtocolPlan
+from golf.spec.params import EvalParams
+from golf.spec.records import ArtifactSummary
 from workers.integrity import IntegrityError, record_checksum
 
 ACTIVE = ("queued", "running")

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from golf.artifact import (
+from golf.formats.artifact import (
     METADATA_KEY,
     BadHeader,
     BadMetadata,
@@ -42,7 +42,7 @@ from golf.artifact import (
     UnsupportedVersion,
     VocabMismatch,
 )
-from golf.errors import ArtifactError
+from golf.spec.errors import ArtifactError
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,9 @@ import pytest
 import torch
 from rich.console import Console
 
-from golf.config import preset
-from golf.demo import build_demo
-from golf.model import GPT
+from golf.data.demo import build_demo
+from golf.models.gpt import GPT
+from golf.spec.config import preset
 
 torch.set_num_threads(1)  # many small ops: threads cost more than they give here
 

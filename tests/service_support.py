@@ -10,11 +10,11 @@ from typing import Any
 import uvicorn
 from fastapi.testclient import TestClient
 
-from golf.artifact import random_artifact
-from golf.config import preset
-from golf.data import Dataset
-from golf.protocols import EvalParams
-from golf.runner import EvalInputs, run_protocol
+from golf.data.shards import Dataset
+from golf.engine.runner import EvalInputs, run_protocol
+from golf.formats.artifact import random_artifact
+from golf.spec.config import preset
+from golf.spec.params import EvalParams
 from service.app import create_app
 from service.settings import Settings
 

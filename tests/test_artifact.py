@@ -7,15 +7,7 @@ import pytest
 import torch
 from artifact_corpus import Payload, set_at
 
-from golf.architectures import (
-    ARCHITECTURES,
-    DEFAULT_ARCH,
-    UnknownArchitecture,
-    expected_shapes,
-    model_class,
-    roles_for,
-)
-from golf.artifact import (
+from golf.formats.artifact import (
     BUDGET_BYTES,
     BadMetadata,
     DecompressionBomb,
@@ -35,10 +27,18 @@ from golf.artifact import (
     read_artifact,
     write_artifact,
 )
-from golf.config import ModelConfig, preset
-from golf.model import GPT
-from golf.quant import QTensor, Scheme, dequantize_state_dict, quantize_state_dict
-from golf.roles import Role, role
+from golf.formats.quant import QTensor, Scheme, dequantize_state_dict, quantize_state_dict
+from golf.models.gpt import GPT
+from golf.models.registry import (
+    ARCHITECTURES,
+    DEFAULT_ARCH,
+    UnknownArchitecture,
+    expected_shapes,
+    model_class,
+    roles_for,
+)
+from golf.models.roles import Role, role
+from golf.spec.config import ModelConfig, preset
 
 SHA = hashlib.sha256(b"tokenizer").hexdigest()
 

@@ -13,12 +13,12 @@ from artifact_corpus import Case, Payload, build_corpus, set_at, xz
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from golf.architectures import roles_for
-from golf.artifact import encode_artifact, read_artifact
-from golf.config import preset
-from golf.errors import ArtifactError
-from golf.model import GPT
-from golf.quant import quantize_state_dict
+from golf.formats.artifact import encode_artifact, read_artifact
+from golf.formats.quant import quantize_state_dict
+from golf.models.gpt import GPT
+from golf.models.registry import roles_for
+from golf.spec.config import preset
+from golf.spec.errors import ArtifactError
 
 LIMIT = 4 * 2**20
 MARKER = Path(tempfile.gettempdir()) / f"golf-corpus-marker-{os.getpid()}"

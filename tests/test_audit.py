@@ -4,10 +4,10 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from golf.audit import audit
-from golf.errors import ConfigError
-from golf.model import GPT
-from golf.protocols import EvalParams
+from golf.audit.causality import audit
+from golf.models.gpt import GPT
+from golf.spec.errors import ConfigError
+from golf.spec.params import EvalParams
 
 
 @pytest.fixture(scope="module")
@@ -72,8 +72,8 @@ class Lookahead(nn.Module):
     def head_weight(self) -> Tensor:
         return self.inner.head_weight
 
-    def forward_hidden(self, ids: Tensor, rows: Tensor | None = None) -> Tensor:
-        return at_rows(self.leak(self.inner.forward_hidden(ids)), rows)
+    def forward_hidden(self, ids: Tensor, rows: Tensor | None = None, attention=None) -> Tensor:
+        return at_rows(self.leak(self.inner.forward_hidden(ids, attention=attention)), rows)
 
     def leak(self, hidden: Tensor) -> Tensor:
         return hidden + hidden.mean(1, keepdim=True)

@@ -8,9 +8,9 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from golf.bytes import ByteLUT, PieceKind, bits_per_byte, load_tokenizer, piece_kinds
-from golf.data import Dataset
-from golf.errors import DataError
+from golf.data.bytes import ByteLUT, PieceKind, bits_per_byte, load_tokenizer, piece_kinds
+from golf.data.shards import Dataset
+from golf.spec.errors import DataError
 
 PIECES = [
     ("<unk>", PieceKind.UNKNOWN),  # 0

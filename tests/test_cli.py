@@ -8,12 +8,12 @@ import torch
 from test_import_pg import HPARAMS, _config, _ptz, _reference_quantize, _weights
 from typer.testing import CliRunner
 
-from golf.artifact import load_model, random_artifact, read_artifact
 from golf.cli import app
-from golf.config import preset
-from golf.data import Dataset
-from golf.evaluate import evaluate, summarize
-from golf.protocols import EvalParams
+from golf.data.shards import Dataset
+from golf.engine.evaluate import evaluate, summarize
+from golf.formats.artifact import load_model, random_artifact, read_artifact
+from golf.spec.config import preset
+from golf.spec.params import EvalParams
 
 runner = CliRunner()
 SMALL = ["--seq-len", "64", "--stride", "32", "--batch-windows", "8", "--max-windows", "24"]
@@ -317,7 +317,7 @@ def test_eval_save_writes_the_report_and_windows_that_compare_pairs(
 
 
 def test_eval_format_md_is_the_report_markdown(artifact: Path, demo_data: Path) -> None:
-    from golf.tables import report_markdown
+    from golf.spec.tables import report_markdown
 
     args = ["eval", artifact, "--data", demo_data, "--protocol", "sliding", *SMALL]
     code, stdout, _ = golf(*args, "-f", "md")

@@ -15,9 +15,9 @@ from typer.testing import CliRunner
 
 import clients.cli
 from golf.cli import AUDIT_EXCLUDES, app
-from golf.cli_params import bounds, eval_options, option_names
-from golf.params import EvalParams
-from golf.protocols import protocol_names
+from golf.spec.cli_params import bounds, eval_options, option_names
+from golf.spec.params import EvalParams
+from golf.spec.registry import protocol_names
 
 runner = CliRunner()
 COMMON = {"protocol", "data", "tokenizer", "device", "as_json", "help"}

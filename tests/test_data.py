@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from golf.data import HEADER_BYTES, MAGIC, Dataset, read_shard, write_shard
-from golf.demo import collect_documents, train_tokenizer
-from golf.errors import ConfigError, DataError, MismatchError
+from golf.data.demo import collect_documents, train_tokenizer
+from golf.data.shards import HEADER_BYTES, MAGIC, Dataset, read_shard, write_shard
+from golf.spec.errors import ConfigError, DataError, MismatchError
 
 
 def shard_bytes(tokens, magic=MAGIC, version=1, count=None) -> bytes:

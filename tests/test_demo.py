@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from golf.data import Dataset, read_shard
-from golf.demo import (
+from golf.data.demo import (
     FORTUNE_DISTRIBUTIONS,
     build_demo,
     collect_documents,
@@ -18,7 +17,8 @@ from golf.demo import (
     normalize,
     split_fortunes,
 )
-from golf.errors import ConfigError
+from golf.data.shards import Dataset, read_shard
+from golf.spec.errors import ConfigError
 
 TINY = {"max_chars": 150_000, "val_chars": 20_000, "shard_tokens": 25_000}
 QUIET = Console(quiet=True)

@@ -9,14 +9,15 @@ import pytest
 import torch
 from test_model import TINY, VARIANTS
 
-from golf.bytes import ByteLUT
-from golf.data import Dataset
-from golf.engine import Engine, EngineInfo, EngineModel, prepare
-from golf.errors import ConfigError
-from golf.evaluate import batch_nll, evaluate, summarize, window_records
-from golf.model import GPT
-from golf.protocols import EvalParams, get_protocol
+from golf.data.bytes import ByteLUT
+from golf.data.shards import Dataset
+from golf.engine.engine import Engine, EngineInfo, EngineModel, prepare
+from golf.engine.evaluate import batch_nll, evaluate, summarize, window_records
+from golf.models.gpt import GPT
 from golf.protocols.base import Batch
+from golf.spec.errors import ConfigError
+from golf.spec.params import EvalParams
+from golf.spec.registry import get_protocol
 
 PROTOCOLS = ["plain", "sliding", "slot", "slot-causal"]
 BF16_TOLERANCE = 5e-3
@@ -191,7 +192,7 @@ def test_triton_slot_kernel_is_a_config_error_without_triton(model, tokens):
 def test_reports_carry_the_engine(demo_data: Path, tmp_path: Path):
     from service_support import make_artifact
 
-    from golf.runner import EvalInputs, run_protocol
+    from golf.engine.runner import EvalInputs, run_protocol
 
     artifact = make_artifact(demo_data, tmp_path / "tiny.golf")
     inputs = EvalInputs.load(str(artifact), str(demo_data))
@@ -281,3 +282,51 @@ def test_bf16_close_on_the_trained_tiny_preset(trained_tiny, demo_data, name):
     delta = _bf16_delta_on_val(model, demo_data, name, run)
     print(f"{name}: |Δ val_bpb| bf16 vs fp32 = {delta:.3e}")
     assert delta < BF16_TOLERANCE
+
+
+def test_two_engines_in_one_process_keep_their_own_attention_state(model, monkeypatch):
+    """Attention settings travel with each EngineModel, not through module state: two
+    engines over the same model, with different attention modes, called interleaved and
+    from two threads, each sees its own mode and reports only the backends it ran."""
+    import threading
+
+    from golf.models import gpt as gpt_module
+
+    real, calls = gpt_module.causal_attention, []
+
+    def probe(q, k, v, q_pos, ctx):  # what each attention call was handed
+        calls.append(ctx.mode)
+        ctx.seen[f"probe-{ctx.mode}"] = None
+        return real(q, k, v, q_pos, ctx)
+
+    monkeypatch.setattr(gpt_module, "causal_attention", probe)
+    ids = torch.randint(0, model.config.vocab_size, (2, 16), generator=torch.Generator())
+    engines = {
+        mode: Engine.resolve(EvalParams(attention=mode), "cpu").prepare(model)
+        for mode in ("sdpa", "auto")
+    }
+    layers = len(model.config.virtual_layers)
+    for mode in ("sdpa", "auto", "sdpa", "auto"):
+        calls.clear()
+        engines[mode].forward_hidden(ids)
+        assert calls == [mode] * layers
+        assert engines[mode].attention == f"probe-{mode}+sdpa-cpu"
+
+    calls.clear()
+    barrier = threading.Barrier(2)
+
+    def run(mode: str) -> None:
+        barrier.wait()
+        for _ in range(3):
+            engines[mode].forward_hidden(ids)
+
+    threads = [threading.Thread(target=run, args=(mode,)) for mode in engines]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(calls) == sorted(["sdpa", "auto"] * 3 * layers)
+    for mode, engine in engines.items():
+        assert engine.attention_context.mode == mode
+        assert set(engine.attention_context.seen) == {f"probe-{mode}", "sdpa-cpu"}
+        assert engine.info().attention == f"probe-{mode}+sdpa-cpu"

@@ -9,12 +9,12 @@ import pytest
 import torch
 from torch import Tensor
 
-from golf.artifact import load_model, read_artifact, write_artifact
-from golf.config import preset
-from golf.data import Dataset
-from golf.errors import ConfigError
-from golf.model import GPT, bigram_hash, rms_norm
-from golf.quant import QMAX, QTensor, Scheme, quantize, quantize_state_dict, scheme_for
+from golf.data.shards import Dataset
+from golf.formats.artifact import load_model, read_artifact, write_artifact
+from golf.formats.quant import QMAX, QTensor, Scheme, quantize, quantize_state_dict, scheme_for
+from golf.models.gpt import GPT, bigram_hash, rms_norm
+from golf.spec.config import preset
+from golf.spec.errors import ConfigError
 from trainer.gptq import (
     BOS_ID,
     calibration_batches,

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from golf.bytes import ByteLUT
-from golf.config import preset
-from golf.engine import prepare
-from golf.evaluate import evaluate, summarize
-from golf.model import GPT
-from golf.protocols import EvalParams
+from golf.data.bytes import ByteLUT
+from golf.engine.engine import prepare
+from golf.engine.evaluate import evaluate, summarize
+from golf.models.gpt import GPT
+from golf.spec.config import preset
+from golf.spec.params import EvalParams
 
 pytestmark = [
     pytest.mark.gpu,
@@ -116,9 +116,8 @@ def test_compiled_cuda_graphs_match_eager(model, tokens, lut, name):
 def test_triton_slot_step_matches_torch(seed_model, tokens, lut):
     pytest.importorskip("triton")
     pytest.importorskip("golf.protocols.slot_triton")
-    from golf.protocols.slot_triton import triton_slot
-
     from golf.protocols.slot_core import fast_slot
+    from golf.protocols.slot_triton import triton_slot
 
     params = EvalParams(seq_len=128, stride=64, batch_windows=4, max_windows=8, slot_steps=6)
     cuda_model = copy.deepcopy(seed_model).cuda()

@@ -12,7 +12,7 @@ import torch
 from artifact_corpus import Trap
 from torch import Tensor
 
-from golf.artifact import (
+from golf.formats.artifact import (
     BadMetadata,
     ConfigInvalid,
     DtypeMismatch,
@@ -22,10 +22,10 @@ from golf.artifact import (
     UnexpectedTensor,
     load_model,
 )
-from golf.config import ModelConfig, preset
-from golf.import_pg import import_reference
-from golf.model import GPT
-from golf.quant import Scheme
+from golf.formats.pg import import_reference
+from golf.formats.quant import Scheme
+from golf.models.gpt import GPT
+from golf.spec.config import ModelConfig, preset
 
 # What the tensors cannot tell, spelled as the reference Hyperparameters would be.
 HPARAMS = {

@@ -2,10 +2,10 @@
 
 import pytest
 
-from golf.errors import ConfigError
-from golf.jobplan import plan_job, plan_protocol
-from golf.params import EvalParams
-from golf.protocols import get_protocol
+from golf.spec.errors import ConfigError
+from golf.spec.jobplan import plan_job, plan_protocol
+from golf.spec.params import EvalParams
+from golf.spec.registry import get_protocol
 
 N_TOKENS = 10_001  # N + 1 val tokens
 

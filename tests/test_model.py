@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from golf.architectures import expected_shapes
-from golf.config import PRESETS, ModelConfig, preset
-from golf.errors import ConfigError
-from golf.model import GPT
+from golf.models.gpt import GPT
+from golf.models.registry import expected_shapes
+from golf.spec.config import PRESETS, ModelConfig, preset
+from golf.spec.errors import ConfigError
 
 # The seed record's exported state dict (reference train_gpt.py, 11L d512, 8/4 heads,
 # MLP x3, BigramHash 1024x128, VE 128 -> kv 256 on layers 9,10, VRL gate on layers >= 1).

@@ -64,6 +64,21 @@ def test_the_client_install_has_neither_torch_nor_ray(client_venv: Path) -> None
     assert done.returncode == 0, done.stderr
 
 
+def test_the_torch_free_half_imports_without_torch(client_venv: Path) -> None:
+    """Every module of golf.spec imports in the client install, where torch is absent."""
+    modules = sorted(
+        f"golf.spec.{p.stem}" for p in (ROOT / "golf" / "spec").glob("*.py") if p.stem != "__init__"
+    )
+    assert "golf.spec.params" in modules and "golf.spec.registry" in modules
+    script = "import importlib, sys\n"
+    script += f"for m in {modules!r}: importlib.import_module(m)\n"
+    script += "assert 'torch' not in sys.modules\n"
+    script += "from golf.spec.registry import protocol_names\n"
+    script += "assert 'sliding' in protocol_names()\n"
+    done = _run(client_venv / "python", "-c", script)
+    assert done.returncode == 0, done.stderr
+
+
 def test_golf_submit_help_shows_the_generated_options(client_venv: Path) -> None:
     done = _run(client_venv / "golf", "--help")
     assert done.returncode == 0 and done.stderr == ""  # no warnings about missing layers

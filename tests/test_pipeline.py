@@ -10,13 +10,13 @@ import torch
 import typer
 from typer.testing import CliRunner
 
-from golf.artifact import load_model, random_artifact, read_artifact
 from golf.cli import app as golf_app
-from golf.config import preset as model_preset
-from golf.data import Dataset
-from golf.demo import build_demo
-from golf.evaluate import evaluate, summarize
-from golf.protocols import EvalParams
+from golf.data.demo import build_demo
+from golf.data.shards import Dataset
+from golf.engine.evaluate import evaluate, summarize
+from golf.formats.artifact import load_model, random_artifact, read_artifact
+from golf.spec.config import preset as model_preset
+from golf.spec.params import EvalParams
 from trainer.cli import register
 from trainer.config import TrainConfig
 

@@ -5,8 +5,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from golf.errors import ConfigError
-from golf.plan import make_plan, shard_plan
+from golf.spec.errors import ConfigError
+from golf.spec.plan import make_plan, shard_plan
 
 
 @st.composite

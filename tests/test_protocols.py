@@ -9,13 +9,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from golf.bytes import ByteLUT
-from golf.errors import ConfigError
-from golf.evaluate import WindowRecord, evaluate, summarize
-from golf.model import GPT
-from golf.plan import make_plan, shard_plan
-from golf.protocols import EvalParams, get_protocol, protocol_names
+from golf.data.bytes import ByteLUT
+from golf.engine.evaluate import WindowRecord, evaluate, summarize
+from golf.models.gpt import GPT
 from golf.protocols.base import Batch
+from golf.spec.errors import ConfigError
+from golf.spec.params import EvalParams
+from golf.spec.plan import make_plan, shard_plan
+from golf.spec.registry import get_protocol, protocol_names
 
 SEQ_LEN = 32
 
@@ -51,7 +52,7 @@ def test_registry_names_every_protocol():
 def test_listing_protocols_imports_no_torch():
     """The client CLI offers protocol choices in an install without torch."""
     code = (
-        "import sys; from golf.protocols import protocol_names; from golf.params import "
+        "import sys; from golf.spec.registry import protocol_names; from golf.spec.params import "
         "EvalParams; protocol_names(); EvalParams(); assert 'torch' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
@@ -222,8 +223,8 @@ class Halved(Sliding):
 def test_a_new_protocol_is_one_module_and_one_registry_line(
     model, tokens, byte_lut, tmp_path, monkeypatch
 ):
-    from golf import protocols
-    from golf.jobplan import plan_job
+    from golf.spec import registry as protocols
+    from golf.spec.jobplan import plan_job
 
     (tmp_path / "halved_protocol.py").write_text(NEW_PROTOCOL)
     monkeypatch.syspath_prepend(str(tmp_path))

@@ -3,7 +3,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from golf.quant import (
+from golf.formats.quant import (
     QMAX,
     QTensor,
     Scheme,
@@ -13,7 +13,7 @@ from golf.quant import (
     row_scale,
     scheme_for,
 )
-from golf.roles import MissingRole, Role
+from golf.models.roles import MissingRole, Role
 
 M, E, C = Role.MATRIX, Role.EMBEDDING, Role.CONTROL
 

@@ -10,11 +10,11 @@ import pytest
 import torch
 from torch import nn
 
-from golf.architectures import roles_for
-from golf.config import ModelConfig, preset
-from golf.model import GPT
-from golf.quant import PASSTHROUGH_MAX_NUMEL, Scheme, quantize_state_dict, scheme_for
-from golf.roles import MissingRole, Role, role, roles_of
+from golf.formats.quant import PASSTHROUGH_MAX_NUMEL, Scheme, quantize_state_dict, scheme_for
+from golf.models.gpt import GPT
+from golf.models.registry import roles_for
+from golf.models.roles import MissingRole, Role, role, roles_of
+from golf.spec.config import ModelConfig, preset
 from trainer.gptq import quantized_linears
 from trainer.qat import int6_linears
 from trainer.train import param_groups

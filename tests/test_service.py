@@ -236,8 +236,8 @@ def test_bad_job_requests(client, artifact_id: str, body: dict, status: int, fra
 
 
 def test_tokenizer_mismatch_409(client, root: Path, demo_data: Path) -> None:
-    from golf.artifact import random_artifact
-    from golf.config import preset
+    from golf.formats.artifact import random_artifact
+    from golf.spec.config import preset
 
     other = root / "other-tokenizer.golf"
     random_artifact(preset("tiny").replace(vocab_size=1024), "ab" * 32, 1024, other)
@@ -384,7 +384,7 @@ def test_series_is_kept_by_the_service_and_jobs_carry_the_file_name(
 
 
 def test_series_is_thinned_to_200_points(tmp_path: Path) -> None:
-    from golf.bytes import bits_per_byte
+    from golf.data.bytes import bits_per_byte
     from service.store import MAX_SERIES_POINTS, Store
 
     store = Store(tmp_path / "db.sqlite")

@@ -6,14 +6,15 @@ import numpy as np
 import pytest
 import torch
 
-from golf.bytes import ByteLUT
-from golf.evaluate import evaluate, summarize
-from golf.model import GPT
-from golf.plan import make_plan
-from golf.protocols import EvalParams, get_protocol
+from golf.data.bytes import ByteLUT
+from golf.engine.evaluate import evaluate, summarize
+from golf.models.gpt import GPT
 from golf.protocols.adamw import FlatAdamW
 from golf.protocols.base import Batch
 from golf.protocols.slot_core import BETAS, EPS, WEIGHT_DECAY, lr_at
+from golf.spec.params import EvalParams
+from golf.spec.plan import make_plan
+from golf.spec.registry import get_protocol
 
 SEQ_LEN = 32
 

@@ -23,12 +23,12 @@ if DEVICE == "cpu":
     os.environ.setdefault("TRITON_INTERPRET", "1")
 pytest.importorskip("triton")
 
-from golf.bytes import ByteLUT  # noqa: E402
-from golf.evaluate import evaluate, summarize  # noqa: E402
-from golf.params import EvalParams  # noqa: E402
+from golf.data.bytes import ByteLUT  # noqa: E402
+from golf.engine.evaluate import evaluate, summarize  # noqa: E402
 from golf.protocols import slot_triton  # noqa: E402
 from golf.protocols.adamw import FlatAdamW  # noqa: E402
 from golf.protocols.slot_core import BETAS, EPS, WEIGHT_DECAY, fast_slot, lr_at  # noqa: E402
+from golf.spec.params import EvalParams  # noqa: E402
 
 # Triton imported earlier in this process without the interpreter: it cannot be switched
 # on any more, so the tests run in a fresh process instead (test_in_a_fresh_process).
@@ -164,7 +164,9 @@ def test_adamw_kernel_is_flat_adamw():
         assert torch.equal(exp_avg, reference.exp_avg)
         assert torch.equal(exp_avg_sq, reference.exp_avg_sq)
         exact, update = adamw_f64(previous, exp_avg, exp_avg_sq, lr, step + 1)
-        bound = U * (UPDATE_U * update + PREVIOUS_U * previous.double().abs() + RESULT_U * exact.abs())
+        bound = U * (
+            UPDATE_U * update + PREVIOUS_U * previous.double().abs() + RESULT_U * exact.abs()
+        )
         for name, result in (("kernel", theta), ("FlatAdamW", flat)):
             error = (result.double() - exact).abs()
             assert (error <= bound).all(), (name, step, (error / bound).max().item())

@@ -1,12 +1,12 @@
-"""golf.stats on constructed records whose answer is known."""
+"""golf.spec.stats on constructed records whose answer is known."""
 
 import math
 
 import numpy as np
 import pytest
 
-from golf.errors import ConfigError
-from golf.stats import (
+from golf.spec.errors import ConfigError
+from golf.spec.stats import (
     Windows,
     betainc,
     mean_std,

@@ -12,11 +12,11 @@ import torch
 import torch.multiprocessing as mp
 import torch.nn.functional as F
 
-from golf.config import preset as model_preset
-from golf.data import Dataset
-from golf.model import GPT, CastedLinear
-from golf.quant import Scheme, quantize
-from golf.roles import Role
+from golf.data.shards import Dataset
+from golf.formats.quant import Scheme, quantize
+from golf.models.gpt import GPT, CastedLinear
+from golf.models.roles import Role
+from golf.spec.config import preset as model_preset
 from trainer.config import preset
 from trainer.dist import Dist
 from trainer.muon import Muon, newton_schulz
@@ -301,9 +301,9 @@ def test_two_processes_match_one(tokens, tmp_path):
 def test_tiny_preset_beats_the_unigram_entropy(tmp_path):
     from rich.console import Console
 
-    from golf.demo import build_demo
-    from golf.evaluate import evaluate, summarize
-    from golf.protocols import EvalParams
+    from golf.data.demo import build_demo
+    from golf.engine.evaluate import evaluate, summarize
+    from golf.spec.params import EvalParams
 
     build_demo(tmp_path, console=Console(quiet=True))
     data = Dataset.open(tmp_path)

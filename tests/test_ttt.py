@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from golf.data import Dataset
+from golf.data.shards import Dataset
 from trainer.config import preset
 from trainer.dist import Dist
 from trainer.ttt import sequences, ttt

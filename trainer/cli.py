@@ -10,8 +10,8 @@ from typing import Annotated
 
 import typer
 
-from golf.console import out, pick_device, user_errors
-from golf.errors import ConfigError
+from golf.spec.console import out, user_errors
+from golf.spec.errors import ConfigError
 
 
 def train_command(
@@ -40,7 +40,8 @@ def train_command(
     device: Annotated[str, typer.Option(help="torch device; auto = cuda when available.")] = "auto",
 ) -> None:
     """Train, adapt (TTT), quantize (GPTQ int6) and pack an artifact; verify it."""
-    from golf.data import Dataset
+    from golf.data.shards import Dataset
+    from golf.engine.engine import pick_device
     from trainer.config import TrainConfig, preset
     from trainer.console import run_with_progress, summary_table
     from trainer.dist import Dist

@@ -13,10 +13,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from golf.config import ModelConfig
-from golf.config import preset as model_preset
-from golf.errors import ConfigError, parse_document
-from golf.quant import PASSTHROUGH_MAX_NUMEL
+from golf.formats.quant import PASSTHROUGH_MAX_NUMEL
+from golf.spec.config import ModelConfig
+from golf.spec.config import preset as model_preset
+from golf.spec.errors import ConfigError, parse_document
 
 DataSource = Literal["train", "val"]
 CalibrationSource = Literal["train", "val", "self"]

@@ -12,8 +12,8 @@ from typing import Any
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from golf.console import err
-from golf.data import Dataset
+from golf.data.shards import Dataset
+from golf.spec.console import err
 from trainer.config import TrainConfig
 from trainer.dist import Dist
 from trainer.pipeline import Record, Reporter, RunSummary, run

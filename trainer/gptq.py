@@ -25,10 +25,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from golf.data import Dataset
-from golf.errors import ConfigError, DataError
-from golf.model import GPT
-from golf.quant import PASSTHROUGH_MAX_NUMEL, QMAX, QTensor, Scheme, quantize, scheme_for
+from golf.data.shards import Dataset
+from golf.formats.quant import PASSTHROUGH_MAX_NUMEL, QMAX, QTensor, Scheme, quantize, scheme_for
+from golf.models.gpt import GPT
+from golf.spec.errors import ConfigError, DataError
 
 CALIBRATION_SOURCES = ("train", "val", "self")
 BATCH_SEQS = 8  # sequences per calibration forward, the reference's GPTQ batch size

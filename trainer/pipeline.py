@@ -14,13 +14,19 @@ from typing import IO, Any
 
 from torch import nn
 
-from golf.artifact import BUDGET_BYTES, Provenance, load_model, read_artifact, write_artifact
-from golf.data import Dataset
-from golf.errors import MismatchError
-from golf.evaluate import evaluate, summarize
-from golf.model import GPT
-from golf.protocols import EvalParams
-from golf.quant import QTensor, quantize_state_dict
+from golf.data.shards import Dataset
+from golf.engine.evaluate import evaluate, summarize
+from golf.formats.artifact import (
+    BUDGET_BYTES,
+    Provenance,
+    load_model,
+    read_artifact,
+    write_artifact,
+)
+from golf.formats.quant import QTensor, quantize_state_dict
+from golf.models.gpt import GPT
+from golf.spec.errors import MismatchError
+from golf.spec.params import EvalParams
 from trainer.config import TrainConfig
 from trainer.dist import Dist
 from trainer.gptq import calibration_batches, quantize_model

@@ -1,7 +1,7 @@
 """Late QAT: train the int6 matrices through the rounding they will get in the artifact.
 
 Once the warm-down LR scale falls below `qat_threshold`, each int6 matrix's forward uses
-its round-to-nearest int6 weights (golf.quant's rule: per-row scale `row_scale`, max|row|/31
+its round-to-nearest int6 weights (golf.formats.quant's rule: per-row scale `row_scale`, max|row|/31
 stored in fp16), while the gradient flows to the float weights as if there were no rounding
 (straight-through). The weights stay float; only the forward sees the grid.
 """
@@ -12,14 +12,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from golf.model import GPT, CastedLinear
-from golf.quant import PASSTHROUGH_MAX_NUMEL, QMAX, Scheme, row_scale, scheme_for
+from golf.formats.quant import PASSTHROUGH_MAX_NUMEL, QMAX, Scheme, row_scale, scheme_for
+from golf.models.gpt import GPT, CastedLinear
 
 
 def fake_quant_int6(w: Tensor) -> Tensor:
     """`w` rounded to the int6 grid in the forward, identity in the backward.
 
-    The values equal `golf.quant.quantize(w, INT6).dequantize()`, computed on w's device.
+    The values equal `golf.formats.quant.quantize(w, INT6).dequantize()`, computed on w's device.
     """
     qmax = QMAX[Scheme.INT6]
     with torch.no_grad():
@@ -41,7 +41,7 @@ class QATLinear(CastedLinear):
 def int6_linears(
     model: GPT, passthrough_max_numel: int = PASSTHROUGH_MAX_NUMEL
 ) -> dict[str, CastedLinear]:
-    """The linears whose weights the artifact stores in int6 (golf.quant's rule on the
+    """The linears whose weights the artifact stores in int6 (golf.formats.quant's rule on the
     roles the model declares)."""
     roles = model.parameter_roles()
     return {

@@ -23,9 +23,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from golf.errors import ConfigError, DataError
-from golf.model import GPT
-from golf.roles import Role
+from golf.models.gpt import GPT
+from golf.models.roles import Role
+from golf.spec.errors import ConfigError, DataError
 from trainer.config import TrainConfig
 from trainer.dist import Dist
 from trainer.muon import Muon

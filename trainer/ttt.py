@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from golf.errors import DataError
-from golf.model import GPT
+from golf.models.gpt import GPT
+from golf.spec.errors import DataError
 from trainer.config import TrainConfig
 from trainer.dist import Dist
 from trainer.train import autocast, reduce_grads

@@ -17,10 +17,10 @@ import ray
 import torch
 from torch import nn
 
-from golf.artifact import load_model, read_artifact
-from golf.engine import Engine, EngineModel
-from golf.evaluate import batch_nll, device_tokens, window_records
-from golf.protocols import get_protocol
+from golf.engine.engine import Engine, EngineModel
+from golf.engine.evaluate import batch_nll, device_tokens, window_records
+from golf.formats.artifact import load_model, read_artifact
+from golf.spec.registry import get_protocol
 from workers.cache import LRU
 from workers.integrity import record_checksum, verified
 from workers.synthetic import synthetic_shard

@@ -18,8 +18,8 @@ from typing import Any
 
 import ray
 
-from golf.params import EvalParams
-from golf.protocols import get_protocol
+from golf.spec.params import EvalParams
+from golf.spec.registry import get_protocol
 from workers.integrity import record_checksum
 from workers.task import ShardTask
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from golf.protocols import EvalParams
+from golf.spec.params import EvalParams
 
 
 @dataclass(frozen=True)
@@ -34,4 +34,4 @@ class ShardTask:
     artifact: Blob  # the .golf bytes
     max_decompressed: int
     tokens: Blob  # the N + 1 val tokens (uint16 ndarray) for params.seq_len
-    byte_lut: Blob  # golf.bytes.ByteLUT sized for the artifact's vocabulary
+    byte_lut: Blob  # golf.data.bytes.ByteLUT sized for the artifact's vocabulary

@@ -12,8 +12,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from golf.params import EvalParams
-from golf.plan import WindowPlan, make_plan
+from golf.spec.params import EvalParams
+from golf.spec.plan import WindowPlan, make_plan
 
 
 class HeadConfig(typing.Protocol):
@@ -31,8 +31,8 @@ class Scorer(typing.Protocol):
     """Everything protocols, the causality audit and the evaluation engine call on a model.
 
     The head must be `softcap·tanh(hidden·head_weightᵀ / softcap)`: SLOT's fast path
-    relies on it being linear before the softcap. `golf.model.GPT` implements this; a
-    second model family (registered by architecture in `golf.architectures`) implements
+    relies on it being linear before the softcap. `golf.models.gpt.GPT` implements this; a
+    second model family (registered by architecture in `golf.models.registry`) implements
     the same surface and every protocol runs on it unchanged.
     """
 
@@ -48,7 +48,9 @@ class Scorer(typing.Protocol):
 
         With `rows` ([B, R] positions per window) only the hidden at those positions,
         [B, R, d], equal to the full result gathered there; a model may prune work that
-        feeds no other position (golf.model.GPT prunes its last layer).
+        feeds no other position (golf.models.gpt.GPT prunes its last layer). A model
+        family's own forward_hidden also takes `attention=` (a
+        golf.models.attention.AttentionContext): the engine passes the one it owns.
         """
         ...
 

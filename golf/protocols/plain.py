@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from golf.params import EvalParams
 from golf.protocols.sliding import Sliding
+from golf.spec.params import EvalParams
 
 
 class Plain(Sliding):

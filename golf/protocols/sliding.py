@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from golf.params import EvalParams
 from golf.protocols.base import Batch, Protocol, Scorer
+from golf.spec.params import EvalParams
 
 
 class Sliding(Protocol):

@@ -1,7 +1,7 @@
 """`slot` (standard SLOT-N): fit each window's delta and bias to the positions it scores.
 
 Scoring after fitting on the scored targets themselves lets later targets inform earlier
-predictions; `golf.audit` measures that. Kept to reproduce records that used it.
+predictions; `golf.audit.causality` measures that. Kept to reproduce records that used it.
 """
 
 from __future__ import annotations

@@ -18,9 +18,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from golf.params import EvalParams
 from golf.protocols.adamw import FlatAdamW
 from golf.protocols.base import Batch, Protocol, Scorer
+from golf.protocols.slot_kernels import load_triton_slot, resolve_slot_kernel
+from golf.spec.params import EvalParams
 
 BETAS = (0.9, 0.999)
 EPS = 1e-5
@@ -55,7 +56,7 @@ class SlotProtocol(Protocol):
         return None
 
     def nll(self, model: Scorer, batch: Batch, params: EvalParams) -> Tensor:
-        """The forward (possibly bf16, see golf.engine) then the fit, always in fp32."""
+        """The forward (possibly bf16, see golf.engine.engine) then the fit, always in fp32."""
         adapt, scored = self.adapt_mask(batch), batch.scored
         weight = model.head_weight.detach().float()
         softcap = float(model.config.logit_softcap)
@@ -81,13 +82,9 @@ class SlotProtocol(Protocol):
 
 
 def _slot_kernel(model: Scorer, params: EvalParams, device: torch.device) -> SlotFn:
-    """fast_slot, or the fused Triton step (golf.protocols.slot_triton), as the engine says."""
-    from golf.engine import Engine, load_triton_slot
-
-    engine = getattr(model, "engine", None)
-    kernel = engine.slot_kernel if isinstance(engine, Engine) else None
-    if kernel is None:
-        kernel = Engine.resolve_slot_kernel(params.slot_kernel, device)
+    """fast_slot, or the fused Triton step (golf.protocols.slot_triton): the kernel the
+    engine resolved when `model` was prepared by it, else `params.slot_kernel` on `device`."""
+    kernel = getattr(model, "slot_kernel", None) or resolve_slot_kernel(params.slot_kernel, device)
     return load_triton_slot() if kernel == "triton" else fast_slot
 
 

@@ -26,7 +26,6 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from golf.params import EvalParams
 from golf.protocols.slot_core import (
     BETAS,
     EPS,
@@ -35,6 +34,7 @@ from golf.protocols.slot_core import (
     score_rows,
     slot_rows,
 )
+from golf.spec.params import EvalParams
 
 BLOCK_V = 128
 """Vocabulary columns per block; the vocabulary need not be a multiple."""

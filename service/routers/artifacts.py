@@ -11,7 +11,7 @@ from pathlib import Path
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
-from golf.artifact import read_artifact
+from golf.formats.artifact import read_artifact
 from service.auth import CallerDep
 from service.deps import StateDep
 from service.errors import http_error

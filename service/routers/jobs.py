@@ -11,9 +11,9 @@ from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from golf.jobplan import JobPlan, plan_job
-from golf.params import EvalParams
-from golf.protocols import get_protocol
+from golf.spec.jobplan import JobPlan, plan_job
+from golf.spec.params import EvalParams
+from golf.spec.registry import get_protocol
 from service.auth import Caller, CallerDep
 from service.costs import check_params, check_plan
 from service.deps import AppState, StateDep

@@ -15,13 +15,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from golf.bytes import ByteLUT, bits_per_byte
-from golf.engine import EngineModel, prepare
-from golf.errors import ConfigError
-from golf.params import EvalParams
-from golf.plan import WindowPlan
-from golf.protocols import get_protocol
+from golf.data.bytes import ByteLUT, bits_per_byte
+from golf.engine.engine import EngineModel, prepare
 from golf.protocols.base import Batch, Protocol, Scorer
+from golf.spec.errors import ConfigError
+from golf.spec.params import EvalParams
+from golf.spec.plan import WindowPlan
+from golf.spec.registry import get_protocol
 
 
 @dataclass(frozen=True)

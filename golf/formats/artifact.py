@@ -3,7 +3,7 @@ holds one JSON document under the key "golf".
 
 Stored tensors: a quantized tensor NAME is `NAME.q` (int8) plus `NAME.scale` (fp16, one
 per row); an fp16 passthrough tensor is stored as `NAME`. The JSON document carries
-the format version, the architecture (golf.architectures; absent in older files, which
+the format version, the architecture (golf.models.registry; absent in older files, which
 mean the default), the model config, the tokenizer sha256 and vocab size, the scheme
 of every tensor, provenance and the declared code bytes.
 
@@ -34,24 +34,24 @@ from safetensors.torch import save as st_save
 from torch import Tensor
 
 from golf import __version__
-from golf.architectures import (
-    DEFAULT_ARCH,
-    UnknownArchitecture,
-    expected_shapes,
-    model_class,
-    roles_for,
-)
-from golf.config import ModelConfig
-from golf.errors import ArtifactError, ConfigError
-from golf.model import GPT
-from golf.quant import (
+from golf.formats.quant import (
     PASSTHROUGH_MAX_NUMEL,
     QMAX,
     QTensor,
     Scheme,
     quantize_state_dict,
 )
-from golf.records import ArtifactSummary
+from golf.models.gpt import GPT
+from golf.models.registry import (
+    DEFAULT_ARCH,
+    UnknownArchitecture,
+    expected_shapes,
+    model_class,
+    roles_for,
+)
+from golf.spec.config import ModelConfig
+from golf.spec.errors import ArtifactError, ConfigError
+from golf.spec.records import ArtifactSummary
 
 FORMAT_VERSION = 1
 METADATA_KEY = "golf"
@@ -167,7 +167,7 @@ class ArtifactMeta(BaseModel):
 
     format: str = Field(pattern="^golf$")
     version: int
-    arch: str = DEFAULT_ARCH  # golf.architectures name; files without it mean the default
+    arch: str = DEFAULT_ARCH  # golf.models.registry name; files without it mean the default
     config: dict[str, Any]
     tokenizer: TokenizerRef
     quant: dict[str, Scheme]

@@ -3,17 +3,17 @@
 A variant family is one model class plus one name here; the artifact reader, the
 quantizer and the trainer take shapes and parameter roles from the registered class,
 so none of them changes. Every class takes a ModelConfig, tags its parameters with
-roles (golf.roles) and exposes `parameter_roles`, `forward_hidden` and `logits`.
+roles (golf.models.roles) and exposes `parameter_roles`, `forward_hidden` and `logits`.
 """
 
 import torch
 
-from golf.config import ModelConfig
-from golf.errors import ConfigError
-from golf.model import GPT
-from golf.roles import Role
+from golf.models.gpt import GPT
+from golf.models.roles import Role
+from golf.spec.config import ModelConfig
+from golf.spec.errors import ConfigError
 
-# The seed family: the SP1024 GPT of the Parameter Golf records (golf/model.py). Files
+# The seed family: the SP1024 GPT of the Parameter Golf records (golf/models/gpt.py). Files
 # written before the registry carry no name and mean this one.
 DEFAULT_ARCH = "gpt-sp1024"
 

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from golf.artifact import (
+from golf.formats.artifact import (
     DEFAULT_MAX_DECOMPRESSED,
     Artifact,
     BadMetadata,
@@ -37,9 +37,9 @@ from golf.artifact import (
     read_file,
     write_artifact,
 )
-from golf.config import ModelConfig
-from golf.errors import ConfigError, DataError
-from golf.quant import QMAX, QTensor, Scheme
+from golf.formats.quant import QMAX, QTensor, Scheme
+from golf.spec.config import ModelConfig
+from golf.spec.errors import ConfigError, DataError
 
 PASSTHROUGH_MARKERS = frozenset(
     {"passthrough", "passthrough_ctrl", "passthrough_fp16", "passthrough (float16)"}

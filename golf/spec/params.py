@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from golf.errors import parse_document
+from golf.spec.errors import parse_document
 
 PlanKind = Literal["canonical", "legacy"]
 Precision = Literal["auto", "fp32", "bf16"]

@@ -12,10 +12,10 @@ from collections.abc import Sequence
 
 from pydantic import BaseModel, ConfigDict
 
-from golf.errors import ConfigError
-from golf.params import EvalParams
-from golf.plan import shard_plan
-from golf.protocols import get_protocol
+from golf.spec.errors import ConfigError
+from golf.spec.params import EvalParams
+from golf.spec.plan import shard_plan
+from golf.spec.registry import get_protocol
 
 
 class ProtocolPlan(BaseModel):

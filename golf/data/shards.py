@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from golf.bytes import ByteLUT, load_tokenizer
-from golf.errors import ConfigError, DataError, MismatchError
+from golf.data.bytes import ByteLUT, load_tokenizer
+from golf.spec.errors import ConfigError, DataError, MismatchError
 
 MAGIC = 20240520
 VERSION = 1

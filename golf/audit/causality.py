@@ -26,11 +26,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from golf.errors import ConfigError
-from golf.evaluate import batch_nll, device_tokens
-from golf.params import EvalParams
-from golf.protocols import get_protocol
+from golf.engine.evaluate import batch_nll, device_tokens
 from golf.protocols.base import Protocol, Scorer
+from golf.spec.errors import ConfigError
+from golf.spec.params import EvalParams
+from golf.spec.registry import get_protocol
 
 THRESHOLD = 1e-6
 

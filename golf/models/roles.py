@@ -1,6 +1,6 @@
 """What each parameter is for, declared by the model beside the parameter itself.
 
-The role decides how a tensor is stored in the artifact (golf.quant.scheme_for) and
+The role decides how a tensor is stored in the artifact (golf.formats.quant.scheme_for) and
 which optimizer trains it (trainer.train.param_groups), so neither guesses from names:
 a model tags every parameter when it creates it, and a parameter left untagged is an
 error wherever roles are read, never silently quantized or put on the wrong optimizer.
@@ -51,7 +51,7 @@ def roles_of(module: nn.Module, declared: Mapping[str, Role] | None = None) -> d
         if r is None:
             raise MissingRole(
                 f"{type(module).__name__} tensor {name} declares no role; "
-                "tag it with golf.roles.role(..., Role.X) where it is created"
+                "tag it with golf.models.roles.role(..., Role.X) where it is created"
             )
         roles[name] = r
     return roles

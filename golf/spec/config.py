@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from golf.errors import ConfigError, parse_document
+from golf.spec.errors import ConfigError, parse_document
 
 ValueResidual = Literal["none", "gate", "alpha"]
 

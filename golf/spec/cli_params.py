@@ -21,9 +21,9 @@ from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 import typer
 from pydantic.fields import FieldInfo
 
-from golf.console import current_context
-from golf.params import EvalParams
-from golf.protocols import protocol_names
+from golf.spec.console import current_context
+from golf.spec.params import EvalParams
+from golf.spec.registry import protocol_names
 
 F = TypeVar("F", bound=Callable[..., Any])
 PARAMS = "params"  # the parameter of the command that receives the EvalParams

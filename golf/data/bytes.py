@@ -18,7 +18,7 @@ import sentencepiece as spm
 import torch
 from torch import Tensor
 
-from golf.errors import DataError
+from golf.spec.errors import DataError
 
 SPACE = "\u2581"
 """SentencePiece's visible space (▁), which stands for one space byte."""

@@ -4,7 +4,7 @@ Three schemes, all dequantized the same way the reference does (`q.float() * sca
 int6 per-row (values −31..31 in int8, fp16 scale per row) for attention/MLP matrices,
 int8 per-row (−127..127) for embeddings, fp16 passthrough for small and control
 tensors. Which one a tensor gets follows from the Role its model declares for it
-(golf.roles), never from its name. Quantizing here is round-to-nearest; GPTQ computes
+(golf.models.roles), never from its name. Quantizing here is round-to-nearest; GPTQ computes
 its own integers and builds `QTensor`s directly, so the format does not care how the
 values were chosen.
 """
@@ -17,7 +17,7 @@ from enum import StrEnum
 import torch
 from torch import Tensor
 
-from golf.roles import MissingRole, Role
+from golf.models.roles import MissingRole, Role
 
 
 class Scheme(StrEnum):
@@ -94,7 +94,7 @@ def quantize_state_dict(
     passthrough_max_numel: int = PASSTHROUGH_MAX_NUMEL,
 ) -> dict[str, QTensor]:
     """Every tensor of a float state dict under the scheme `scheme_for` picks for its role
-    (`GPT.parameter_roles()`, or `golf.architectures.roles_for(config)`)."""
+    (`GPT.parameter_roles()`, or `golf.models.registry.roles_for(config)`)."""
     out: dict[str, QTensor] = {}
     for name, t in state.items():
         if name not in roles:

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from golf.errors import ConfigError
-from golf.params import PlanKind
+from golf.spec.errors import ConfigError
+from golf.spec.params import PlanKind
 
 
 @dataclass(frozen=True, eq=False)

@@ -15,32 +15,14 @@ the artifact's quantization and the trainer's optimizer groups read these tags, 
 """
 
 import math
-import warnings
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from golf.config import ModelConfig
-from golf.roles import Role, role, roles_of
-
-try:  # flash-attn 3 (Hopper), used only for low-precision CUDA tensors
-    from flash_attn_interface import flash_attn_func as _flash_attn_3  # type: ignore
-except ImportError:
-    _flash_attn_3 = None
-try:  # flash-attn 2
-    from flash_attn import flash_attn_func as _flash_attn_2  # type: ignore
-except ImportError:
-    _flash_attn_2 = None
-
-ATTENTION = {"mode": "auto"}
-"""Which kernel family CUDA attention may use: "auto", "sdpa" or "flash" (set by
-`golf.engine` around each forward through `attention_mode`)."""
-ATTENTION_SEEN: dict[str, None] = {}
-"""The backends attention calls used since the engine last cleared it (insertion order)."""
-_SDPA_CHOICE: dict[tuple, str] = {}
-"""(device, dtype, head_dim, masked) -> the SDPA backend that ran there first."""
-
+from golf.models.attention import AttentionContext, causal_attention
+from golf.models.roles import Role, role, roles_of
+from golf.spec.config import ModelConfig
 
 MATRIX, EMBEDDING, CONTROL = Role.MATRIX, Role.EMBEDDING, Role.CONTROL
 
@@ -74,102 +56,6 @@ def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     x1, x2, rest = x[..., : rd // 2], x[..., rd // 2 : rd], x[..., rd:]
     cos, sin = cos.to(x.dtype), sin.to(x.dtype)
     return torch.cat((x1 * cos + x2 * sin, x2 * cos - x1 * sin, rest), dim=-1)
-
-
-def flash_attn_available() -> str | None:
-    """ "flash-attn-3" or "flash-attn-2" when that library imports, else None."""
-    if _flash_attn_3 is not None:
-        return "flash-attn-3"
-    return "flash-attn-2" if _flash_attn_2 is not None else None
-
-
-def causal_attention(q: Tensor, k: Tensor, v: Tensor, q_pos: Tensor | None = None) -> Tensor:
-    """[B,R,H,D] x [B,T,Hkv,D] -> [B,R,H,D], causal, grouped-query.
-
-    Without `q_pos` the queries are all T positions (R = T); with `q_pos` ([B, R] positions)
-    query r attends to keys at positions <= q_pos[b, r] (the pruned last layer). On CPU
-    this is SDPA ("sdpa-cpu"), the unmasked call unchanged; on CUDA see `_cuda_attention`.
-    The backend that ran is recorded in `ATTENTION_SEEN`.
-    """
-    device_type = q.device.type
-    if q.dtype == torch.float32 and torch.is_autocast_enabled(device_type):
-        q = q.to(torch.get_autocast_dtype(device_type))  # autocast may keep norms in fp32
-    k, v = k.to(q.dtype), v.to(q.dtype)  # no-op unless autocast mixed the dtypes
-    if not q.is_cuda:
-        ATTENTION_SEEN["sdpa-cpu"] = None
-        return _sdpa(q, k, v, q_pos, gqa=True)
-    return _cuda_attention(q, k, v, q_pos)
-
-
-def _causal_mask(q_pos: Tensor, n_keys: int) -> Tensor:
-    """[B,1,R,T] bool: key position <= query position."""
-    keys = torch.arange(n_keys, device=q_pos.device)
-    return (keys[None, None, None, :] <= q_pos[:, None, :, None]).contiguous()
-
-
-def _sdpa(q: Tensor, k: Tensor, v: Tensor, q_pos: Tensor | None, gqa: bool) -> Tensor:
-    q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
-    if q_pos is None:
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa)
-    else:
-        mask = _causal_mask(q_pos, k.size(2))
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=gqa)
-    return y.transpose(1, 2)
-
-
-def _sdpa_backends(low_precision: bool, masked: bool) -> list[tuple[str, object]]:
-    from torch.nn.attention import SDPBackend
-
-    if low_precision and not masked:  # flash first; never silently the math kernel
-        order = [("sdpa-flash", SDPBackend.FLASH_ATTENTION)]
-        order.append(("sdpa-cudnn", SDPBackend.CUDNN_ATTENTION))
-        order.append(("sdpa-efficient", SDPBackend.EFFICIENT_ATTENTION))
-    elif low_precision:  # the flash kernel takes no mask
-        order = [("sdpa-efficient", SDPBackend.EFFICIENT_ATTENTION)]
-        order.append(("sdpa-cudnn", SDPBackend.CUDNN_ATTENTION))
-    else:  # fp32: the memory-efficient kernel, else math
-        order = [("sdpa-efficient", SDPBackend.EFFICIENT_ATTENTION)]
-        order.append(("sdpa-math", SDPBackend.MATH))
-    return order
-
-
-def _cuda_attention(q: Tensor, k: Tensor, v: Tensor, q_pos: Tensor | None) -> Tensor:
-    """FA3 / FA2 for bf16/fp16 causal calls (unless mode "sdpa"), else SDPA with one
-    backend forced at a time (KV heads repeated for GQA), the first that runs remembered."""
-    from torch.nn.attention import sdpa_kernel
-
-    low = q.dtype in (torch.bfloat16, torch.float16)
-    mode = ATTENTION["mode"]
-    if low and q_pos is None and mode != "sdpa":
-        if _flash_attn_3 is not None and torch.cuda.get_device_capability(q.device)[0] == 9:
-            ATTENTION_SEEN["flash-attn-3"] = None
-            y = _flash_attn_3(q, k, v, causal=True)
-            return y[0] if isinstance(y, tuple) else y
-        if _flash_attn_2 is not None:
-            ATTENTION_SEEN["flash-attn-2"] = None
-            return _flash_attn_2(q, k, v, causal=True)
-    groups = q.size(2) // k.size(2)
-    if groups > 1:
-        k, v = k.repeat_interleave(groups, dim=2), v.repeat_interleave(groups, dim=2)
-    key = (q.device, q.dtype, q.size(-1), q_pos is not None)
-    backends = _sdpa_backends(low, q_pos is not None)
-    chosen = _SDPA_CHOICE.get(key)
-    if chosen is not None:  # the steady state (and what torch.compile traces)
-        with sdpa_kernel([dict(backends)[chosen]]):  # type: ignore[list-item]
-            y = _sdpa(q, k, v, q_pos, gqa=False)
-        ATTENTION_SEEN[chosen] = None
-        return y
-    for name, backend in backends:  # first call here: the first backend that runs
-        try:
-            with warnings.catch_warnings(), sdpa_kernel([backend]):  # type: ignore[list-item]
-                warnings.simplefilter("ignore")
-                y = _sdpa(q, k, v, q_pos, gqa=False)
-        except RuntimeError:
-            continue
-        _SDPA_CHOICE[key] = name
-        ATTENTION_SEEN[name] = None
-        return y
-    raise RuntimeError(f"no SDPA backend runs attention for {q.dtype} head_dim {q.size(-1)}")
 
 
 def take_rows(x: Tensor, rows: Tensor) -> Tensor:
@@ -219,7 +105,8 @@ class Attention(nn.Module):
         rope: tuple[Tensor, Tensor],
         ve: Tensor | None,
         v0: Tensor | None,
-        rows: Tensor | None = None,
+        rows: Tensor | None,
+        ctx: AttentionContext,
     ) -> tuple[Tensor, Tensor]:
         """`w` holds the matrices; returns (output, this layer's value for VRL).
 
@@ -251,7 +138,7 @@ class Attention(nn.Module):
             q = apply_rotary(q, *(take_rows(r.expand(b, -1, -1, -1), rows) for r in rope))
         k = apply_rotary(k, *rope)
         q = q * self.q_gain.to(q.dtype)[None, None, :, None]
-        y = causal_attention(q, k, v, rows)
+        y = causal_attention(q, k, v, rows, ctx)
         if self.use_xsa:
             y = exclusive(y, v if rows is None else take_rows(v, rows))
         if cfg.attn_gate:
@@ -300,13 +187,14 @@ class Block(nn.Module):
         rope: tuple[Tensor, Tensor],
         ve: Tensor | None,
         v0: Tensor | None,
-        rows: Tensor | None = None,
+        rows: Tensor | None,
+        ctx: AttentionContext,
     ) -> tuple[Tensor, Tensor]:
         """`w` is the physical block whose matrices this (virtual) layer runs; with `rows`
         the output is only at those positions ([B, R, d]), see `Attention.forward`."""
         mix = self.resid_mix.to(x.dtype)
         x_in = mix[0] * x + mix[1] * x0
-        a, v = self.attn(rms_norm(x_in) * self.ln_scale, w.attn, rope, ve, v0, rows)
+        a, v = self.attn(rms_norm(x_in) * self.ln_scale, w.attn, rope, ve, v0, rows, ctx)
         if rows is not None:
             x_in = take_rows(x_in, rows)
         x_out = x_in + self.attn_scale.to(x.dtype) * a
@@ -420,15 +308,19 @@ class GPT(nn.Module):
         """[V, d]: the tied token embedding, or the separate head."""
         return self.tok_emb.weight if self.config.tie_embeddings else self.lm_head.weight
 
-    def forward_hidden(self, ids: Tensor, rows: Tensor | None = None) -> Tensor:
+    def forward_hidden(
+        self, ids: Tensor, rows: Tensor | None = None, attention: AttentionContext | None = None
+    ) -> Tensor:
         """[B,T] token ids -> [B,T,d] hidden after the final norm (what SLOT adapts).
 
         With `rows` ([B, R] positions per window) the result is [B, R, d], the hidden at
         those positions only: the last layer computes K/V at every position but its
         queries, attention output, MLP and the final norm only at `rows` (exact: every
-        other position's output of the last layer feeds nothing).
+        other position's output of the last layer feeds nothing). `attention` carries the
+        kernel settings (golf.models.attention); without one, defaults for this call.
         """
         cfg = self.config
+        ctx = attention if attention is not None else AttentionContext()
         x = self.tok_emb(ids)
         if cfg.bigram_vocab_size:
             x = x + self.bigram(bigram_hash(ids, cfg.bigram_vocab_size))
@@ -454,7 +346,7 @@ class GPT(nn.Module):
             if ve_base is not None and i in cfg.ve_layers:
                 ve = ve_base * self.ve_layer_scales[cfg.ve_layers.index(i)].to(ve_base.dtype)
             last = rows if i == len(layers) - 1 else None
-            x, v = self.blocks[i](x, x0, self.blocks[p], rope, ve, v0, last)
+            x, v = self.blocks[i](x, x0, self.blocks[p], rope, ve, v0, last, ctx)
             if i == 0 and cfg.value_residual != "none":
                 v0 = v
             if i < num_encoder:

@@ -18,7 +18,7 @@ from typing import Any, NoReturn, TypeVar, overload
 import typer
 from rich.console import Console
 
-from golf.errors import ConfigError, GolfError
+from golf.spec.errors import GolfError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -110,18 +110,3 @@ def user_errors(command: Any = None, /, *, extra: str | None = None) -> Any:
 
 def print_json(doc: Any) -> None:
     typer.echo(json.dumps(doc, indent=2))
-
-
-def pick_device(device: str) -> str:
-    """A torch device name from `auto` or the user's choice; an absent GPU is a ConfigError."""
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        chosen = torch.device(device)
-    except RuntimeError:
-        raise ConfigError(f"unknown torch device {device!r}") from None
-    if chosen.type == "cuda" and (chosen.index or 0) >= torch.cuda.device_count():
-        raise ConfigError(f"device {device} is not available: {torch.cuda.device_count()} GPUs")
-    return device

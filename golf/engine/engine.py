@@ -22,21 +22,20 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import importlib
-import importlib.util
 import platform
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict
 from torch import Tensor, nn
 
-from golf import model as gpt
-from golf.errors import ConfigError
-from golf.params import EvalParams
+from golf.models.attention import AttentionContext, flash_attn_available
 from golf.protocols.base import HeadConfig, Scorer
+from golf.protocols.slot_kernels import resolve_slot_kernel
+from golf.spec.errors import ConfigError
+from golf.spec.params import EvalParams
 
 
 class EngineInfo(BaseModel):
@@ -75,7 +74,7 @@ class Engine:
         precision = params.precision
         if precision == "auto":
             precision = "bf16" if cuda else "fp32"
-        if params.attention == "flash" and (not cuda or gpt.flash_attn_available() is None):
+        if params.attention == "flash" and (not cuda or flash_attn_available() is None):
             raise ConfigError(
                 "attention 'flash' needs flash-attn (flash_attn or flash_attn_interface) "
                 "and a CUDA device; use attention 'auto' or 'sdpa'"
@@ -87,15 +86,8 @@ class Engine:
             precision=precision,
             attention=params.attention,
             compile=params.compile,
-            slot_kernel=cls.resolve_slot_kernel(params.slot_kernel, device),
+            slot_kernel=resolve_slot_kernel(params.slot_kernel, device),
         )
-
-    @staticmethod
-    def resolve_slot_kernel(kind: str, device: torch.device) -> Literal["torch", "triton"]:
-        """auto: triton on CUDA when triton and golf.protocols.slot_triton import."""
-        if kind == "auto":
-            return "triton" if device.type == "cuda" and _triton_importable() else "torch"
-        return "triton" if kind == "triton" else "torch"
 
     def prepare(self, model: Scorer) -> EngineModel:
         """The model as the protocols should call it under these settings."""
@@ -107,17 +99,12 @@ class Engine:
 
     @contextlib.contextmanager
     def body(self) -> Iterator[None]:
-        """Around the transformer body: attention mode, and bf16 autocast when asked."""
-        saved = gpt.ATTENTION["mode"]
-        gpt.ATTENTION["mode"] = self.attention
-        try:
-            if self.precision == "bf16":
-                with torch.autocast(self.device.type, dtype=torch.bfloat16):
-                    yield
-            else:
+        """Around the transformer body: bf16 autocast when asked."""
+        if self.precision == "bf16":
+            with torch.autocast(self.device.type, dtype=torch.bfloat16):
                 yield
-        finally:
-            gpt.ATTENTION["mode"] = saved
+        else:
+            yield
 
 
 def bf16_embeddings(model: nn.Module) -> nn.Module:
@@ -137,6 +124,8 @@ class EngineModel:
         self.model = model
         self.config: HeadConfig = model.config
         self._head = model.head_weight.detach().float()
+        self.slot_kernel = engine.slot_kernel
+        self.attention_context = AttentionContext(mode=engine.attention)
         self.attention = "none"
         self._cuda_graphs = engine.compile and engine.device.type == "cuda"
         self._forward = self._body
@@ -159,17 +148,16 @@ class EngineModel:
 
     def _body(self, ids: Tensor, rows: Tensor | None) -> Tensor:
         with self.engine.body():
-            if rows is None:
-                return self.model.forward_hidden(ids)
-            return self.model.forward_hidden(ids, rows)
+            return self.model.forward_hidden(ids, rows, attention=self.attention_context)
 
     def forward_hidden(self, ids: Tensor, rows: Tensor | None = None) -> Tensor:
-        gpt.ATTENTION_SEEN.clear()
+        seen = self.attention_context.seen
+        seen.clear()
         if self._cuda_graphs:
             torch.compiler.cudagraph_mark_step_begin()
         hidden = self._forward(ids, rows)
-        if gpt.ATTENTION_SEEN:
-            self.attention = "+".join(gpt.ATTENTION_SEEN)
+        if seen:
+            self.attention = "+".join(seen)
         if self._cuda_graphs:  # the graph's output buffer is reused by the next replay
             return hidden.float().clone() if hidden.dtype == torch.float32 else hidden.float()
         return hidden.float()
@@ -196,6 +184,19 @@ class EngineModel:
         )
 
 
+def pick_device(device: str) -> str:
+    """A torch device name from `auto` or the user's choice; an absent GPU is a ConfigError."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        chosen = torch.device(device)
+    except RuntimeError:
+        raise ConfigError(f"unknown torch device {device!r}") from None
+    if chosen.type == "cuda" and (chosen.index or 0) >= torch.cuda.device_count():
+        raise ConfigError(f"device {device} is not available: {torch.cuda.device_count()} GPUs")
+    return device
+
+
 def model_device(model: Scorer) -> torch.device:
     return model.head_weight.device
 
@@ -205,24 +206,3 @@ def prepare(model: Scorer, params: EvalParams) -> EngineModel:
     if isinstance(model, EngineModel):
         return model
     return Engine.resolve(params, model_device(model)).prepare(model)
-
-
-def _triton_importable() -> bool:
-    try:
-        return (
-            importlib.util.find_spec("triton") is not None
-            and importlib.util.find_spec("golf.protocols.slot_triton") is not None
-        )
-    except (ImportError, ValueError):
-        return False
-
-
-def load_triton_slot() -> Any:
-    """golf.protocols.slot_triton.triton_slot, imported on first use."""
-    if importlib.util.find_spec("triton") is None:
-        raise ConfigError("slot_kernel 'triton' needs triton installed; use slot_kernel 'torch'")
-    try:
-        module = importlib.import_module("golf.protocols.slot_triton")
-    except ImportError as e:
-        raise ConfigError(f"slot_kernel 'triton' is unavailable: {e}") from None
-    return module.triton_slot

@@ -11,9 +11,9 @@ from collections.abc import Sequence
 
 from pydantic import BaseModel, ConfigDict
 
-from golf.engine import EngineInfo
-from golf.evaluate import WindowRecord, summarize
-from golf.params import EvalParams
+from golf.engine.engine import EngineInfo
+from golf.engine.evaluate import WindowRecord, summarize
+from golf.spec.params import EvalParams
 
 
 class ProtocolReport(BaseModel):

@@ -28,8 +28,8 @@ import numpy as np
 import sentencepiece as spm
 from rich.console import Console
 
-from golf.data import TOKENIZER_FILE, Dataset, write_shard
-from golf.errors import ConfigError
+from golf.data.shards import TOKENIZER_FILE, Dataset, write_shard
+from golf.spec.errors import ConfigError
 
 NAME = "demo"
 SEED = 20240520

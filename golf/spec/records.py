@@ -63,7 +63,7 @@ class ArtifactSummary(BaseModel):
 
 def protocol_flags(protocols: Iterable[str]) -> list[Flag]:
     """A `non_causal_protocol` flag for each protocol whose scores may see later targets."""
-    from golf.protocols import get_protocol
+    from golf.spec.registry import get_protocol
 
     return [
         Flag(code="non_causal_protocol", protocol=name)

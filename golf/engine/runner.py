@@ -9,15 +9,15 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from golf.artifact import Artifact, load_model, read_artifact
-from golf.bytes import ByteLUT
-from golf.data import Dataset
-from golf.engine import prepare
-from golf.evaluate import Progress, evaluate
-from golf.params import EvalParams
-from golf.protocols import get_protocol
+from golf.data.bytes import ByteLUT
+from golf.data.shards import Dataset
+from golf.engine.engine import prepare
+from golf.engine.evaluate import Progress, evaluate
+from golf.engine.report import ProtocolReport, make_report
+from golf.formats.artifact import Artifact, load_model, read_artifact
 from golf.protocols.base import Scorer
-from golf.report import ProtocolReport, make_report
+from golf.spec.params import EvalParams
+from golf.spec.registry import get_protocol
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from golf.errors import ConfigError
+from golf.spec.errors import ConfigError
 
 PLAN_FIELDS = ("seq_len", "stride", "plan", "max_windows")
 """Resolved protocol params that decide which targets each window scores."""

@@ -1,0 +1,1 @@
+"""Artifact containers and quantization: reading, writing and importing model bytes."""

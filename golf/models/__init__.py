@@ -1,0 +1,1 @@
+"""Architecture families, one module each, and the registry that names them."""
