@@ -110,8 +110,17 @@ def run_record(record: Path, demo: Path, work_root: Path, fixtures: Path | None)
     work = work_root / "runs" / folder
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
+    # The SP4096/SP8192 lineage finds its data under DATA_DIR in the official layout
+    # (datasets/fineweb10B_sp<V>/, tokenizers/fineweb_<V>_bpe.model): the same files there.
+    tree = data / "tree"
+    (tree / "datasets" / f"fineweb10B_sp{drv.vocab}").mkdir(parents=True, exist_ok=True)
+    (tree / "tokenizers").mkdir(parents=True, exist_ok=True)
+    for name in ("fineweb_train_000000.bin", "fineweb_val_000000.bin"):
+        shutil.copyfile(data / name, tree / "datasets" / f"fineweb10B_sp{drv.vocab}" / name)
+    shutil.copyfile(data / data_info["tokenizer"], tree / "tokenizers" / data_info["tokenizer"])
     env = {
         **table.TINY_ENV,
+        "DATA_DIR": f"{tree}/",
         "DATA_PATH": str(data),
         "TOKENIZER_PATH": str(data / data_info["tokenizer"]),
         "VOCAB_SIZE": str(drv.vocab),
@@ -168,7 +177,9 @@ def run_record(record: Path, demo: Path, work_root: Path, fixtures: Path | None)
         "source_sha256": hashlib.sha256(original.encode()).hexdigest(),
         "source_edits": edits,
         "entry": drv.entry,
-        "env": {k: v for k, v in env.items() if k not in ("DATA_PATH", "TOKENIZER_PATH")},
+        "env": {
+            k: v for k, v in env.items() if k not in ("DATA_DIR", "DATA_PATH", "TOKENIZER_PATH")
+        },
         "data": {
             "vocab_size": drv.vocab,
             "tokenizer": data_info["tokenizer"],

@@ -73,8 +73,63 @@ class Driver:
     notes: str = ""
 
 
+LOOPED_ENV = {
+    "NUM_LAYERS": "3",
+    "LOOP_START": "1",
+    "LOOP_END": "1",
+    "NUM_LOOPS": "2",
+    "EMBEDDING_DIM": "64",
+    "MLP_MULT": "2",
+    "TIED_EMBED_INIT_STD": "0.1",
+    "ITERATIONS": "12",
+    "MATRIX_CLIP_SIGMAS": "40",
+    "EMBED_CLIP_SIGMAS": "60",
+    "ENABLE_LOOPING_AT": "0.5",
+    "VAL_BATCH_TOKENS": "32768",
+    "GPTQ_CALIBRATION_BATCHES": "2",
+    "GPTQ_RESERVE_SECONDS": "0",
+    "WARMDOWN_FRAC": "0.5",
+    "TTT_ENABLED": "0",
+    "ETLB_ENABLED": "0",
+    "NGRAM_TILT_ENABLED": "0",
+}
+"""The looped SP8192 stack (04-05 … 04-09) at three layers: block 1 runs three times
+(virtual layers 0,1,1,1,2: encoder 0,1, decoder 1,1,2), so the loop, the encoder/decoder
+cut over virtual indices and the skip count all differ from the plain stack; the parallel
+residual (GPT-J or two lanes) starts at layer 1, inside the loop. TTT and the n-gram
+tilt are off: the fixture checks the pre-TTT numbers. MLP ×2 and wide GPTQ clips (few
+distinct integers) keep each artifact at tens of KB; a wide tied-embedding init gives
+logits far from uniform, so a wrong block changes the loss well past the tolerance."""
+
+
+MINIFIED_SCALE_EDITS = (
+    (r"numel\(\)\s*<=\s*65536", "numel()<=1024"),
+    (r"numel\(\)\s*>\s*65536", "numel()>1024"),
+)
+"""SCALE_EDITS for minified sources (the shims of the SP8192 lineage drop the spaces)."""
+
+
+def _looped(**env: str) -> Driver:
+    return Driver(
+        vocab=512,
+        env=LOOPED_ENV | env,
+        edits=MINIFIED_SCALE_EDITS,
+        notes="looped family (golf/models/looped.py)",
+    )
+
+
 DRIVERS: dict[str, Driver] = {
     "2026-03-17_NaiveBaseline": Driver(),
+    "2026-04-05_SP8192_GPTQ-Embeddings_SDClip_Loop45x2": _looped(),
+    "2026-04-06_SP8192_HessianSDClip_ProgressiveRecurrence": _looped(
+        PARALLEL_RESIDUAL_START="1"
+    ),
+    "2026-04-06_SP8192_QK5_LegalTTT_1.0828": _looped(),
+    "2026-04-08_SP8192_ParallelResid_ScoreFirstTTT": _looped(PARALLEL_START_LAYER="1"),
+    "2026-04-09_A2_Muon097_3Seed": _looped(PARALLEL_RESIDUAL_START="1"),
+    "2026-04-09_SP8192_3LayerRecur_ParResid_QK525_LegalTTT": _looped(
+        PARALLEL_RESIDUAL_START="1"
+    ),
 }
 
 
