@@ -47,6 +47,7 @@ from golf.models.registry import (
     UnknownArchitecture,
     expected_shapes,
     model_class,
+    parse_config,
     roles_for,
 )
 from golf.spec.config import ModelConfig
@@ -432,7 +433,7 @@ def _read_artifact(data: bytes, max_decompressed: int) -> Artifact:
     blob = inflate(data, max_decompressed)
     entries, header_meta = _parse_header(blob)
     meta = _parse_meta(header_meta)
-    config = _parse_config(meta.config)
+    config = _parse_config(meta.config, meta.arch)
     _check_vocab(meta, config)
     stored = {key: (e.dtype, e.shape) for key, e in entries.items()}
     _check_layout(meta.quant, stored, _model_shapes(config, meta.arch))
@@ -607,7 +608,7 @@ def _meta_from_json(text: str) -> ArtifactMeta:
     return meta
 
 
-def _parse_config(doc: dict[str, Any]) -> ModelConfig:
+def _parse_config(doc: dict[str, Any], arch: str = DEFAULT_ARCH) -> ModelConfig:
     # Validation itself walks the layers, so a hostile depth is refused before it.
     try:
         too_deep = float(doc.get("num_layers", 0)) > MAX_LAYERS
@@ -616,7 +617,7 @@ def _parse_config(doc: dict[str, Any]) -> ModelConfig:
     if too_deep:
         raise ConfigInvalid(f"model config num_layers is over {MAX_LAYERS}")
     try:
-        return ModelConfig.parse(doc)
+        return parse_config(doc, arch)
     except ConfigError as e:
         raise ConfigInvalid(f"model config: {e}") from None
     except Exception as e:  # hostile sizes can overflow derived fields while validating

@@ -37,7 +37,7 @@ import table  # noqa: E402
 
 PIN = "4908dc46f21ed3fdd08d2fdca285deb2194b9599"
 _NUMBERS = re.compile(
-    r"^(?P<tag>[\w.\-]+)\s+val_loss:(?P<loss>[-\d.eE+na]+)\s+val_bpb:(?P<bpb>[-\d.eE+na]+)"
+    r"^(?P<tag>[\w.\-]+(?: [\w.\-]+)*?)\s+val_loss:(?P<loss>[-\d.eE+na]+)\s+val_bpb:(?P<bpb>[-\d.eE+na]+)"
 )
 
 
@@ -149,7 +149,8 @@ def run_record(record: Path, demo: Path, work_root: Path, fixtures: Path | None)
             **os.environ,
             "PYTHONHASHSEED": "0",
             "OMP_NUM_THREADS": "1",
-            "PATH": f"{fake_bin}:{os.environ.get('PATH', '')}",
+            # the venv's bin too: some records run its tools (pyminify) as subprocesses
+            "PATH": f"{fake_bin}:{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
         },
     )
     (work / "stderr.txt").write_text(proc.stderr)

@@ -118,6 +118,37 @@ def _looped(**env: str) -> Driver:
     )
 
 
+VARLEN_ENV = LOOPED_ENV | {
+    "PARALLEL_START_LAYER": "1",
+    "SLIDING_WINDOW_ENABLED": "1",
+    "VAL_BATCH_TOKENS": "32768",
+    "TTT_ENABLED": "0",
+    "FUSED_CE_ENABLED": "0",
+    "GATE_WINDOW": "12",
+    "LQER_ENABLED": "0",
+}
+"""The document-bounded stack (04-10 … 04-29) at the looped tiny shape, two residual lanes
+from layer 1 (inside the loop); sliding eval on (04-14 and later leave it off by
+default), TTT and the Triton fused CE off; LQER only where a driver turns it on."""
+
+VARLEN_EDITS = (
+    *MINIFIED_SCALE_EDITS,
+    (r"self\.use_fused = True", "self.use_fused = False"),
+    (r"\.pin_memory\(\)", ""),
+)
+"""The fused LeakyReLU² MLP is a Triton (CUDA) kernel used only while training: the
+unfused path computes the same function; pinned host memory needs a CUDA driver."""
+
+
+def _varlen(**env: str) -> Driver:
+    return Driver(
+        vocab=512,
+        env=VARLEN_ENV | env,
+        edits=VARLEN_EDITS,
+        notes="varlen family (golf/models/varlen.py)",
+    )
+
+
 DRIVERS: dict[str, Driver] = {
     "2026-03-17_NaiveBaseline": Driver(),
     "2026-04-05_SP8192_GPTQ-Embeddings_SDClip_Loop45x2": _looped(),
@@ -129,6 +160,12 @@ DRIVERS: dict[str, Driver] = {
     "2026-04-09_A2_Muon097_3Seed": _looped(PARALLEL_RESIDUAL_START="1"),
     "2026-04-09_SP8192_3LayerRecur_ParResid_QK525_LegalTTT": _looped(
         PARALLEL_RESIDUAL_START="1"
+    ),
+    "2026-04-10_VarLenAttn": _varlen(),
+    "2026-04-13_VarLenAttn_PhasingTTT2000": _varlen(),
+    "2026-04-14_MultiPhaseGlobalSGD_PhasedTTT": _varlen(EMBED_BITS="7"),
+    "2026-04-16_SmearGate_AttentionOutputGate_ScoreFirstTTT": _varlen(
+        SMEAR_GATE_ENABLED="1", GATE_ATTN_OUT="1", EMBED_BITS="7"
     ),
 }
 
