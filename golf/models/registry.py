@@ -17,6 +17,7 @@ from torch import nn
 from golf.models.gpt import GPT
 from golf.models.looped import LoopedGPT
 from golf.models.roles import Role
+from golf.models.varlen import VarlenGPT
 from golf.spec.config import ModelConfig
 from golf.spec.errors import ConfigError
 
@@ -27,6 +28,7 @@ DEFAULT_ARCH = "gpt-sp1024"
 ARCHITECTURES: dict[str, type[nn.Module]] = {
     DEFAULT_ARCH: GPT,
     "looped-sp8192": LoopedGPT,  # records 2026-04-05 … 2026-04-09
+    "varlen-sp8192": VarlenGPT,  # records 2026-04-10 … 2026-04-29
 }
 
 

@@ -426,16 +426,21 @@ def config_from_record(hparams: dict[str, Any], shapes: dict[str, tuple[int, ...
     if "blocks.0.attn.attn_gate_proj.weight" in shapes:
         gate = "attn_out"
     elif "blocks.0.attn.attn_gate_w" in shapes:
-        gate = "dense" if shapes["blocks.0.attn.attn_gate_w"][1] == d and not flag(
-            "sparse_attn_gate_enabled"
-        ) else "sparse"
+        gate = (
+            "dense"
+            if shapes["blocks.0.attn.attn_gate_w"][1] == d and not flag("sparse_attn_gate_enabled")
+            else "sparse"
+        )
     smear: Smear = "none"
     if "smear_lambda" in shapes:
         smear = "smear_bos" if hparams.get("smear_bos_fix", False) else "smear"
     window = int(hparams.get("gate_window", hparams.get("gate_width", 12)))
     if gate in ("attn_out", "sparse"):
-        window = shapes["blocks.0.attn.attn_gate_proj.weight" if gate == "attn_out"
-                        else "blocks.0.attn.attn_gate_w"][1]
+        window = shapes[
+            "blocks.0.attn.attn_gate_proj.weight"
+            if gate == "attn_out"
+            else "blocks.0.attn.attn_gate_w"
+        ][1]
     elif "smear_gate.weight" in shapes:
         window = shapes["smear_gate.weight"][1]
     doc = {

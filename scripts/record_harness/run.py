@@ -36,8 +36,10 @@ import shim  # noqa: E402
 import table  # noqa: E402
 
 PIN = "4908dc46f21ed3fdd08d2fdca285deb2194b9599"
+# "<tag> val_loss:X val_bpb:Y"; a tag may be several words ("diagnostic quantized").
 _NUMBERS = re.compile(
-    r"^(?P<tag>[\w.\-]+(?: [\w.\-]+)*?)\s+val_loss:(?P<loss>[-\d.eE+na]+)\s+val_bpb:(?P<bpb>[-\d.eE+na]+)"
+    r"^(?P<tag>[\w.\-]+(?: [\w.\-]+)*?)\s+"
+    r"val_loss:(?P<loss>[-\d.eE+na]+)\s+val_bpb:(?P<bpb>[-\d.eE+na]+)"
 )
 
 
@@ -97,7 +99,24 @@ def child(args: argparse.Namespace) -> None:
             compile(source, spec["script"], "exec"), namespace
         )  # harness only: the record's own code
         namespace[spec["entry"]]()
-    print(json.dumps({"stdout": buf.getvalue()}))
+    print(json.dumps({"stdout": buf.getvalue(), "hparams": _resolved(namespace)}))
+
+
+def _resolved(namespace: dict) -> dict:
+    """The record's Hyperparameters as they resolved under the run's environment (plain
+    values only): what a test needs to rebuild the model without the record's code."""
+    cls = namespace.get("Hyperparameters")
+    if cls is None:
+        return {}
+    out = {}
+    for key in dir(cls):
+        value = getattr(cls, key, None)
+        if key.startswith("_") or not isinstance(value, (bool, int, float, str)):
+            continue
+        if any(part in key for part in ("path", "dir", "file", "run_id")):
+            continue
+        out[key] = value
+    return out
 
 
 def run_record(record: Path, demo: Path, work_root: Path, fixtures: Path | None) -> dict:
@@ -157,7 +176,8 @@ def run_record(record: Path, demo: Path, work_root: Path, fixtures: Path | None)
     if proc.returncode != 0:
         tail = "\n".join(proc.stderr.strip().splitlines()[-25:])
         raise SystemExit(f"{folder}: the record's code failed (rc {proc.returncode}):\n{tail}")
-    stdout = json.loads(proc.stdout.strip().splitlines()[-1])["stdout"]
+    reply = json.loads(proc.stdout.strip().splitlines()[-1])
+    stdout = reply["stdout"]
     if drv.artifact:
         artifact = work / drv.artifact
     else:
@@ -192,6 +212,7 @@ def run_record(record: Path, demo: Path, work_root: Path, fixtures: Path | None)
             "sha256": hashlib.sha256(blob).hexdigest(),
         },
         "printed": parse_numbers(stdout),
+        "hparams": reply.get("hparams", {}),
         "python": sys.version.split()[0],
         "torch": torch.__version__,
         "harness": "CPU fp32 (autocast, bf16 casts off), torch.compile identity, flash-attn->SDPA",

@@ -81,7 +81,10 @@ LOOPED_ENV = {
     "EMBEDDING_DIM": "64",
     "MLP_MULT": "2",
     "TIED_EMBED_INIT_STD": "0.1",
-    "ITERATIONS": "12",
+    "ITERATIONS": "40",
+    "MATRIX_LR": "0.1",
+    "SCALAR_LR": "0.1",
+    "TIED_EMBED_LR": "0.1",
     "MATRIX_CLIP_SIGMAS": "40",
     "EMBED_CLIP_SIGMAS": "60",
     "ENABLE_LOOPING_AT": "0.5",
@@ -152,15 +155,11 @@ def _varlen(**env: str) -> Driver:
 DRIVERS: dict[str, Driver] = {
     "2026-03-17_NaiveBaseline": Driver(),
     "2026-04-05_SP8192_GPTQ-Embeddings_SDClip_Loop45x2": _looped(),
-    "2026-04-06_SP8192_HessianSDClip_ProgressiveRecurrence": _looped(
-        PARALLEL_RESIDUAL_START="1"
-    ),
+    "2026-04-06_SP8192_HessianSDClip_ProgressiveRecurrence": _looped(PARALLEL_RESIDUAL_START="1"),
     "2026-04-06_SP8192_QK5_LegalTTT_1.0828": _looped(),
     "2026-04-08_SP8192_ParallelResid_ScoreFirstTTT": _looped(PARALLEL_START_LAYER="1"),
     "2026-04-09_A2_Muon097_3Seed": _looped(PARALLEL_RESIDUAL_START="1"),
-    "2026-04-09_SP8192_3LayerRecur_ParResid_QK525_LegalTTT": _looped(
-        PARALLEL_RESIDUAL_START="1"
-    ),
+    "2026-04-09_SP8192_3LayerRecur_ParResid_QK525_LegalTTT": _looped(PARALLEL_RESIDUAL_START="1"),
     "2026-04-10_VarLenAttn": _varlen(),
     "2026-04-13_VarLenAttn_PhasingTTT2000": _varlen(),
     "2026-04-14_MultiPhaseGlobalSGD_PhasedTTT": _varlen(EMBED_BITS="7"),
