@@ -16,6 +16,7 @@ from torch import nn
 
 from golf.models.gpt import GPT
 from golf.models.looped import LoopedGPT
+from golf.models.relu2 import Relu2GPT
 from golf.models.roles import Role
 from golf.models.varlen import VarlenGPT
 from golf.spec.config import ModelConfig
@@ -25,8 +26,12 @@ from golf.spec.errors import ConfigError
 # written before the registry carry no name and mean this one.
 DEFAULT_ARCH = "gpt-sp1024"
 
+# The early board (NaiveBaseline .. 2026-03-22): the same blocks with relu² MLPs.
+RELU2_ARCH = "gpt-relu2"
+
 ARCHITECTURES: dict[str, type[nn.Module]] = {
     DEFAULT_ARCH: GPT,
+    RELU2_ARCH: Relu2GPT,
     "looped-sp8192": LoopedGPT,  # records 2026-04-05 … 2026-04-09
     "varlen-sp8192": VarlenGPT,  # records 2026-04-10 … 2026-04-29
 }
