@@ -39,6 +39,7 @@ from golf.formats.artifact import (
 )
 from golf.formats.containers import Entry
 from golf.formats.detect import read_reference
+from golf.formats.families import family_config, family_of, traits
 from golf.formats.pg import infer_config
 from golf.formats.quant import QMAX, QTensor, Scheme
 from golf.models.registry import DEFAULT_ARCH, RELU2_ARCH
@@ -82,10 +83,18 @@ def import_record(
         tokenizer_sha256 = hashlib.sha256(Path(tokenizer).read_bytes()).hexdigest()
     except OSError as e:
         raise DataError(f"cannot read tokenizer {tokenizer}: {e.strerror or e}") from None
-    arch = _arch(tree)
-    blind, origins = _blind_fields(tree, rec, h)
     shapes = {name: tuple(e.values.shape) for name, e in ref.entries.items()}
-    config = infer_config(shapes, blind)
+    family = family_of(rec.source.code) if rec.source is not None else None
+    if family is not None:  # a board family with its own module (golf.formats.families)
+        arch = family
+        code_traits = traits(rec.source.code)
+        blind = code_traits | h.values
+        origins = {k: "the record's code" for k in code_traits}
+        config = family_config(family, blind, shapes)
+    else:
+        arch = _arch(tree)
+        blind, origins = _blind_fields(tree, rec, h)
+        config = infer_config(shapes, blind)
     hp_vocab = h.values.get("vocab_size")
     if hp_vocab is not None and int(hp_vocab) != config.vocab_size:
         raise ConfigInvalid(

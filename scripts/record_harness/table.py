@@ -143,6 +143,30 @@ VARLEN_EDITS = (
 unfused path computes the same function; pinned host memory needs a CUDA driver."""
 
 
+GATED = {
+    "NUM_HEADS": "4",
+    "NUM_KV_HEADS": "2",
+    "EMBED_BITS": "7",
+    "CASEOPS_ENABLED": "0",
+    "GATED_ATTN_QUANT_GATE": "1",
+}
+"""The gated CaseOps records at four heads, so that even the sparse gate (heads × 12)
+has the 32+ elements their int8 gate-row quantizer takes; CaseOps off: the model is the
+same, the byte sidecar is a dataset matter (golf.data)."""
+
+LQER = GATED | {
+    "GATED_ATTN_QUANT_GATE": "0",
+    "SPARSE_ATTN_GATE_ENABLED": "1",
+    "SMEAR_GATE_ENABLED": "1",
+    "LQER_ENABLED": "1",
+    "LQER_ASYM_ENABLED": "1",
+    "LQER_RANK": "4",
+    "LQER_TOP_K": "3",
+    "LQER_ASYM_GROUP": "64",
+}
+"""The BOS-fixed SmearGate + sparse gate + asymmetric LQER records, as their logs run."""
+
+
 def _varlen(**env: str) -> Driver:
     return Driver(
         vocab=512,
@@ -166,6 +190,17 @@ DRIVERS: dict[str, Driver] = {
     "2026-04-16_SmearGate_AttentionOutputGate_ScoreFirstTTT": _varlen(
         SMEAR_GATE_ENABLED="1", GATE_ATTN_OUT="1", EMBED_BITS="7"
     ),
+    "2026-04-19_SP8192_CaseOps_GatedAttn_QuantGate_Loop45_PhasedTTT": _varlen(
+        **GATED, GATED_ATTN_ENABLED="1"
+    ),
+    "2026-04-22_SP8192_CaseOps_GatedAttn_QuantGate_Loop45_PhasedTTT_MLPClip12": _varlen(
+        **GATED, GATED_ATTN_ENABLED="1"
+    ),
+    "2026-04-23_SP8192_CaseOps_SparseGate_QuantGate_Loop45_PhasedTTT_PolarNS_MinLR_FusedCE": (
+        _varlen(**GATED, SPARSE_ATTN_GATE_ENABLED="1")
+    ),
+    "2026-04-27_SmearGateBOSFix_PR1787Base_LQERAsym_PhasedTTT": _varlen(**LQER),
+    "2026-04-29_SmearGateBOSFix_3Seed_1.06141": _varlen(**LQER),
 }
 
 
