@@ -26,8 +26,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from golf.engine.engine import EngineModel, prepare
 from golf.engine.evaluate import batch_nll, device_tokens
 from golf.protocols.base import Protocol, Scorer
+from golf.protocols.stream import Scored, StreamProtocol
 from golf.spec.errors import ConfigError
 from golf.spec.params import EvalParams
 from golf.spec.registry import get_protocol
@@ -99,3 +101,102 @@ def audit(
 
 def _rate(violations: int, pairs: int) -> float:
     return violations / pairs if pairs else 0.0
+
+
+def audit_stream(
+    model: Scorer,
+    tokens: Tensor | np.ndarray,
+    protocol: StreamProtocol | str,
+    params: EvalParams,
+    flips: int = 4,
+    seed: int = 0,
+    threshold: float = THRESHOLD,
+    probe_rows: int = 64,
+) -> dict[str, str | int | float]:
+    """Flip test of a protocol that adapts along the stream (score-first TTT).
+
+    The whole protocol runs over `tokens` (keep them short), then once more per flipped
+    token f: every score of a target before f (its token index < f) must keep its NLL —
+    issue #1017's condition 1, which also catches training before scoring and a second,
+    rescoring pass. Condition 2 is probed on the side: every logits tensor the protocol
+    computes has `vocab_size` columns and, on up to `probe_rows` sampled rows per call,
+    softmax probabilities summing to 1 within 1e-5 (fp64 sum of the fp32 probabilities).
+    """
+    protocol = get_protocol(protocol) if isinstance(protocol, str) else protocol
+    if not isinstance(protocol, StreamProtocol):
+        raise ConfigError(f"protocol {protocol.name!r} is audited batch by batch: use audit()")
+    if flips < 1:
+        raise ConfigError(f"audit needs at least one flip, got {flips}")
+    params = protocol.resolve(params)
+    probe = _Probe(prepare(model, params), probe_rows, seed)
+    tokens = device_tokens(tokens, probe).clone()
+    vocab = model.config.vocab_size
+    base = _flat(protocol.score(probe, tokens, params))
+    noise = float(np.abs(_flat(protocol.score(probe, tokens, params))[1] - base[1]).max())
+    if noise > threshold:
+        raise RuntimeError(
+            f"audit: rerunning {protocol.name} unchanged moved an NLL by {noise:.3g} > "
+            f"{threshold:g}; this device is not deterministic enough to audit"
+        )
+    rng = np.random.default_rng(seed)
+    first_scored = int(base[0].min()) + 1  # token index of the first scored target
+    where = np.sort(
+        rng.choice(np.arange(first_scored + 1, tokens.numel()), size=flips, replace=False)
+    )
+    pairs = violations = 0
+    for flip_at in where.tolist():
+        original = int(tokens[flip_at])
+        tokens[flip_at] = (original + int(rng.integers(1, vocab))) % vocab
+        nll = _flat(protocol.score(probe, tokens, params))[1]
+        tokens[flip_at] = original
+        earlier = base[0] + 1 < flip_at
+        pairs += int(earlier.sum())
+        violations += int((np.abs(nll - base[1]) > threshold)[earlier].sum())
+    return {
+        "protocol": protocol.name,
+        "flips": len(where),
+        "pairs_tested": pairs,
+        "violations": violations,
+        "violation_rate": _rate(violations, pairs),
+        "threshold": threshold,
+        "rerun_max_abs_diff": noise,
+        "normalization_rows": probe.stats["rows"],
+        "normalization_max_abs_error": probe.stats["worst"],
+        "normalized": 0 < probe.stats["rows"] and probe.stats["worst"] <= NORMALIZATION_TOLERANCE,
+        "verdict": "score-first" if violations == 0 else "NOT score-first",
+    }
+
+
+NORMALIZATION_TOLERANCE = 1e-5
+
+
+def _flat(units: list[Scored]) -> tuple[np.ndarray, np.ndarray]:
+    """(target index, NLL) of every score, units in a fixed order (by unit, then target)."""
+    units = sorted(units, key=lambda u: u.unit)
+    targets = np.concatenate([u.targets for u in units])
+    nll = np.concatenate([u.nll for u in units])
+    return targets, nll
+
+
+class _Probe(EngineModel):
+    """The prepared model, checking each logits tensor is a full normalised distribution."""
+
+    def __init__(self, model: EngineModel, rows: int, seed: int):
+        super().__init__(model.engine, model.model)
+        self.max_rows = rows
+        self.stats = {"rows": 0, "worst": 0.0}  # shared with the protocol's eager copies
+        self.rng = np.random.default_rng(seed)
+
+    def logits(self, hidden: Tensor, adapter=None) -> Tensor:  # type: ignore[override]
+        out = super().logits(hidden, adapter)
+        if out.shape[-1] != self.config.vocab_size:
+            raise RuntimeError(
+                f"logits have {out.shape[-1]} columns, vocab is {self.config.vocab_size}"
+            )
+        flat = out.detach().reshape(-1, out.shape[-1])
+        pick = self.rng.choice(flat.shape[0], size=min(self.max_rows, flat.shape[0]), replace=False)
+        probs = torch.softmax(flat[torch.from_numpy(pick).to(flat.device)].float(), dim=-1)
+        error = (probs.double().sum(-1) - 1).abs().max().item()
+        self.stats["rows"] += len(pick)
+        self.stats["worst"] = max(self.stats["worst"], error)
+        return out
