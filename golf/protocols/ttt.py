@@ -16,6 +16,7 @@ agree at world size 1. `reference=True` scores each window alone with full logit
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -148,7 +149,7 @@ class TTT(StreamProtocol):
                     ChainState(
                         c + 1,
                         {k: v.detach().clone() for k, v in module.state_dict().items()},
-                        optimizer.state_dict(),
+                        copy.deepcopy(optimizer.state_dict()),  # buffers move on
                         list(scored),
                     )
                 )
