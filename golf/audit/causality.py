@@ -30,6 +30,7 @@ from golf.engine.engine import EngineModel, prepare
 from golf.engine.evaluate import batch_nll, device_tokens
 from golf.protocols.base import Protocol, Scorer
 from golf.protocols.stream import Scored, StreamProtocol
+from golf.spec.documents import BOS_ID
 from golf.spec.errors import ConfigError
 from golf.spec.params import EvalParams
 from golf.spec.registry import get_protocol
@@ -112,15 +113,23 @@ def audit_stream(
     seed: int = 0,
     threshold: float = THRESHOLD,
     probe_rows: int = 64,
-) -> dict[str, str | int | float]:
-    """Flip test of a protocol that adapts along the stream (score-first TTT).
+) -> dict[str, str | int | float | bool]:
+    """Flip test of a protocol that adapts as it scores (score-first TTT).
 
-    The whole protocol runs over `tokens` (keep them short), then once more per flipped
-    token f: every score of a target before f (its token index < f) must keep its NLL —
-    issue #1017's condition 1, which also catches training before scoring and a second,
-    rescoring pass. Condition 2 is probed on the side: every logits tensor the protocol
-    computes has `vocab_size` columns and, on up to `probe_rows` sampled rows per call,
-    softmax probabilities summing to 1 within 1e-5 (fp64 sum of the fp32 probabilities).
+    The protocol runs over `tokens` (keep them short) once, and once more per flipped token
+    f (never a BOS, never flipped into one: documents keep their bounds). Its units come
+    back in the order they were scored; u* is the first unit that scored f as a target.
+    Every score of a unit scored before u*, and of u* at targets before f, must keep its
+    NLL: nothing may be scored after training on a token it precedes (issue #1017's
+    conditions 1, 3 and 4: a protocol that trains before scoring, or rescores in a second
+    pass, moves them). `stream_prefix_violations` counts, for information, the scores of
+    targets before f in the stream that moved: zero for protocols that score in stream
+    order; per-document protocols that score long documents first (ttt-phased) train on
+    documents that come later in the stream but were scored earlier.
+
+    Condition 2 is probed on the side: every logits tensor the protocol computes has
+    `vocab_size` columns and, on up to `probe_rows` sampled rows per call, softmax
+    probabilities that sum to 1 within 1e-5 (fp64 sum of the fp32 probabilities).
     """
     protocol = get_protocol(protocol) if isinstance(protocol, str) else protocol
     if not isinstance(protocol, StreamProtocol):
@@ -131,33 +140,41 @@ def audit_stream(
     probe = _Probe(prepare(model, params), probe_rows, seed)
     tokens = device_tokens(tokens, probe).clone()
     vocab = model.config.vocab_size
-    base = _flat(protocol.score(probe, tokens, params))
-    noise = float(np.abs(_flat(protocol.score(probe, tokens, params))[1] - base[1]).max())
+    rank, targets, base = _flat(protocol.score(probe, tokens, params))
+    noise = float(np.abs(_flat(protocol.score(probe, tokens, params))[2] - base).max())
     if noise > threshold:
         raise RuntimeError(
             f"audit: rerunning {protocol.name} unchanged moved an NLL by {noise:.3g} > "
             f"{threshold:g}; this device is not deterministic enough to audit"
         )
     rng = np.random.default_rng(seed)
-    first_scored = int(base[0].min()) + 1  # token index of the first scored target
-    where = np.sort(
-        rng.choice(np.arange(first_scored + 1, tokens.numel()), size=flips, replace=False)
-    )
-    pairs = violations = 0
+    host = tokens.cpu().numpy()
+    candidates = np.arange(int(targets.min()) + 2, len(host))
+    candidates = candidates[(host[candidates] != BOS_ID) & np.isin(candidates - 1, targets)]
+    where = np.sort(rng.choice(candidates, size=min(flips, len(candidates)), replace=False))
+    pairs = violations = prefix_pairs = prefix_violations = 0
     for flip_at in where.tolist():
         original = int(tokens[flip_at])
-        tokens[flip_at] = (original + int(rng.integers(1, vocab))) % vocab
-        nll = _flat(protocol.score(probe, tokens, params))[1]
+        new = (original + int(rng.integers(1, vocab))) % vocab
+        tokens[flip_at] = new if new != BOS_ID else (new + 1) % vocab
+        nll = _flat(protocol.score(probe, tokens, params))[2]
         tokens[flip_at] = original
-        earlier = base[0] + 1 < flip_at
-        pairs += int(earlier.sum())
-        violations += int((np.abs(nll - base[1]) > threshold)[earlier].sum())
+        moved = np.abs(nll - base) > threshold
+        first = int(rank[targets == flip_at - 1].min())  # u*: the first unit scoring f
+        before = (rank < first) | ((rank == first) & (targets < flip_at - 1))
+        pairs += int(before.sum())
+        violations += int(moved[before].sum())
+        prefix = targets < flip_at - 1
+        prefix_pairs += int(prefix.sum())
+        prefix_violations += int(moved[prefix].sum())
     return {
         "protocol": protocol.name,
         "flips": len(where),
         "pairs_tested": pairs,
         "violations": violations,
         "violation_rate": _rate(violations, pairs),
+        "stream_prefix_pairs": prefix_pairs,
+        "stream_prefix_violations": prefix_violations,
         "threshold": threshold,
         "rerun_max_abs_diff": noise,
         "normalization_rows": probe.stats["rows"],
@@ -170,12 +187,10 @@ def audit_stream(
 NORMALIZATION_TOLERANCE = 1e-5
 
 
-def _flat(units: list[Scored]) -> tuple[np.ndarray, np.ndarray]:
-    """(target index, NLL) of every score, units in a fixed order (by unit, then target)."""
-    units = sorted(units, key=lambda u: u.unit)
-    targets = np.concatenate([u.targets for u in units])
-    nll = np.concatenate([u.nll for u in units])
-    return targets, nll
+def _flat(units: list[Scored]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(scoring rank of the unit, target index, NLL) of every score, in scoring order."""
+    rank = np.concatenate([np.full(len(u.targets), i) for i, u in enumerate(units)])
+    return rank, np.concatenate([u.targets for u in units]), np.concatenate([u.nll for u in units])
 
 
 class _Probe(EngineModel):

@@ -119,6 +119,8 @@ class TTTPhased(TTTLoRA):
         spans = [
             tokens[int(docs.starts[j]) : int(docs.starts[j] + docs.lengths[j])] for j in prefix
         ]
+        if not spans:  # a zero boundary: the record trains on an empty stream, i.e. not
+            return
         stream = torch.cat(spans)
         total = stream.numel() - 1
         size = params.global_chunk_tokens
