@@ -31,7 +31,7 @@ from golf.engine.evaluate import batch_nll, device_tokens
 from golf.protocols.base import Protocol, Scorer
 from golf.protocols.stream import Scored, StreamProtocol
 from golf.spec.documents import BOS_ID
-from golf.spec.errors import ConfigError
+from golf.spec.errors import ConfigError, DataError
 from golf.spec.params import EvalParams
 from golf.spec.registry import get_protocol
 
@@ -215,3 +215,50 @@ class _Probe(EngineModel):
         self.stats["rows"] += len(pick)
         self.stats["worst"] = max(self.stats["worst"], error)
         return out
+
+
+def audit_shape(params: EvalParams, n_tokens: int, n_docs: int) -> EvalParams:
+    """`params` at a shape where `n_tokens` hold several steps of every chain: windows of
+    at most n/6 tokens (stride a quarter of that), 4 chunks, LoRA chunks of ≤ L/4, two
+    documents per batch and a phase prefix of half the documents. The algorithm, its
+    optimizers and learning rates are the run's own."""
+    seq_len = max(8, min(params.seq_len, n_tokens // 6))
+    chunk = max(seq_len, n_tokens // 4)
+    return params.model_copy(
+        update={
+            "seq_len": seq_len,
+            "stride": max(1, min(params.stride or seq_len, seq_len // 4)),
+            "max_windows": None,
+            "ttt_chunk_tokens": chunk,
+            "ttt_batch_seqs": min(params.ttt_batch_seqs, 2),
+            "global_chunk_tokens": chunk,
+            "global_batch_seqs": min(params.global_batch_seqs, 2),
+            "lora_chunk": max(1, min(params.lora_chunk, seq_len // 4)),
+            "lora_batch_docs": min(params.lora_batch_docs, 2),
+            "phased_prefix_docs": min(params.phased_prefix_docs, max(1, n_docs // 2)),
+            "phased_phases": min(params.phased_phases, 2),
+        }
+    )
+
+
+def audit_report(
+    model: Scorer, tokens: np.ndarray, protocol: StreamProtocol, params: EvalParams
+) -> dict[str, str | int | float | bool]:
+    """The stream audit `golf eval` attaches to a TTT report: `ttt_audit_flips` flips on
+    the first `ttt_audit_tokens` tokens, at `audit_shape`."""
+    from golf.spec.documents import find_documents
+
+    prefix = np.asarray(tokens)[: params.ttt_audit_tokens + 1]
+    try:
+        n_docs = len(find_documents(prefix))
+    except DataError:
+        n_docs = 0
+    shape = audit_shape(params, len(prefix), n_docs)
+    result = audit_stream(model, prefix, protocol, shape, flips=params.ttt_audit_flips)
+    keys = ("verdict", "flips", "pairs_tested", "violations", "normalized")
+    summary = {k: result[k] for k in keys}
+    return summary | {
+        "tokens": len(prefix),
+        "seq_len": shape.seq_len,
+        "chunk": shape.ttt_chunk_tokens,
+    }

@@ -37,7 +37,6 @@ from golf.protocols.stream import (
 from golf.spec.documents import Documents, find_documents
 from golf.spec.errors import ConfigError
 from golf.spec.params import EvalParams
-from golf.spec.plan import WindowPlan, make_plan
 
 
 @dataclass(frozen=True)
@@ -120,10 +119,6 @@ class TTTLoRA(StreamProtocol):
         backward (~3×), against the sliding window's L / stride."""
         stride = params.stride or self.default_stride(params.seq_len)
         return 3.0 * stride / params.lora_chunk
-
-    def plan(self, n_targets: int, params: EvalParams) -> WindowPlan:
-        """Not a window plan: one pseudo-window per target for cost estimates only."""
-        return make_plan(n_targets, params.seq_len, params.seq_len, "canonical", None)
 
     def steps(self, n_tokens: int, tokens: np.ndarray | None, params: EvalParams) -> int:
         if tokens is None:

@@ -159,6 +159,21 @@ class EvalParams(BaseModel):
         True, description="ttt-phased: global SGD attention bounded per document."
     )
 
+    ttt_audit_flips: int = Field(
+        2,
+        ge=0,
+        le=64,
+        description="TTT protocols: tokens flipped by the stream causality "
+        "audit `golf eval` runs on a prefix (0: no audit); the report carries its verdict.",
+    )
+    ttt_audit_tokens: int = Field(
+        768,
+        ge=64,
+        le=1 << 16,
+        description="TTT protocols: length of the audited prefix "
+        "(the chain runs on it at a reduced shape: 4 chunks, windows of ≤ 1/6 of it).",
+    )
+
     @classmethod
     def parse(cls, doc: dict[str, Any]) -> EvalParams:
         """Validate user-supplied parameters strictly (no `true` or `"128"` for an int);
