@@ -283,8 +283,12 @@ def eval_cmd(
         console=err,
     ) as bar:
         for proto in protocols:
-            planned = plan_protocol(proto.name, n_tokens, params)
-            task = bar.add_task(proto.name, total=planned.batches)
+            if proto.sequential:  # a chain: one step per chunk / document batch
+                val = inputs.dataset.val_tokens(params.seq_len)
+                total = proto.steps(n_tokens, val, proto.resolve(params))  # type: ignore[attr-defined]
+            else:
+                total = plan_protocol(proto.name, n_tokens, params).batches
+            task = bar.add_task(proto.name, total=total)
             records: list[Any] = []
             windows[proto.name] = records
 
@@ -292,7 +296,14 @@ def eval_cmd(
                 into.extend(batch)
                 bar.advance(t)
 
-            reports.append(run_protocol(inputs, proto.name, params, progress=advance))
+            report = run_protocol(inputs, proto.name, params, progress=advance)
+            if proto.sequential and params.ttt_audit_flips > 0:
+                from golf.audit.causality import audit_report
+
+                val = inputs.dataset.val_tokens(params.seq_len)
+                audit = audit_report(inputs.model, val, proto, report.params)  # type: ignore[arg-type]
+                report = report.model_copy(update={"audit": audit})
+            reports.append(report)
     doc = eval_doc(reports, inputs)
     if save is not None:
         save_eval(save, doc, windows)

@@ -29,6 +29,8 @@ REPORT_KEYS = {
     "artifact_sha256",
     "dataset_sha256",
     "engine",
+    "flags",
+    "audit",
 }
 
 
@@ -329,3 +331,16 @@ def test_eval_format_md_is_the_report_markdown(artifact: Path, demo_data: Path) 
     assert stdout.split("| sliding |")[0] == expected.split("| sliding |")[0]
     code, _, stderr = golf(*args, "--json", "-f", "md")
     assert code == 2 and "--json and --format md disagree" in stderr
+
+
+def test_eval_ttt_reports_its_audit(artifact: Path, demo_data: Path) -> None:
+    """A TTT report carries the stream audit's verdict and sample size, a sliding one none."""
+    small = [*SMALL, "--max-windows", "6", "--ttt-chunk-tokens", "128", "--ttt-audit-tokens", "256"]
+    args = ["--protocol", "sliding", "--protocol", "ttt"]
+    code, stdout, _ = golf("eval", artifact, "--data", demo_data, *args, *small, "--json")
+    assert code == 0
+    sliding, ttt = json.loads(stdout)["reports"]
+    assert sliding["audit"] is None and sliding["flags"] == []
+    audit = ttt["audit"]
+    assert audit["verdict"] == "score-first" and audit["violations"] == 0
+    assert audit["flips"] == 2 and audit["pairs_tested"] > 0 and audit["tokens"] == 257

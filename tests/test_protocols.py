@@ -45,7 +45,15 @@ def byte_lut(model: GPT) -> ByteLUT:
 
 
 def test_registry_names_every_protocol():
-    assert protocol_names() == ("plain", "sliding", "slot", "slot-causal")
+    assert protocol_names() == (
+        "plain",
+        "sliding",
+        "slot",
+        "slot-causal",
+        "ttt",
+        "ttt-lora",
+        "ttt-phased",
+    )
     assert all(get_protocol(name).name == name for name in protocol_names())
 
 
@@ -132,7 +140,11 @@ def run(model, tokens, byte_lut, name, params=None, batches=None) -> list[Window
     return evaluate(model, tokens, byte_lut, name, params or params_for(name), batches=batches)
 
 
-@pytest.mark.parametrize("name", sorted(protocol_names()))
+BATCHED = sorted(n for n in protocol_names() if not get_protocol(n).sequential)
+"""Protocols whose batches stand alone; the TTT chains: tests/test_ttt_protocols.py."""
+
+
+@pytest.mark.parametrize("name", BATCHED)
 def test_shards_sum_to_the_same_bits(model, tokens, byte_lut, name):
     params = params_for(name)
     whole = run(model, tokens, byte_lut, name, params)
@@ -145,7 +157,7 @@ def test_shards_sum_to_the_same_bits(model, tokens, byte_lut, name):
     assert sorted(split, key=lambda r: r.window) == whole
 
 
-@pytest.mark.parametrize("name", sorted(protocol_names()))
+@pytest.mark.parametrize("name", BATCHED)
 def test_canonical_plan_scores_every_target_once(model, tokens, byte_lut, name):
     summary = summarize(run(model, tokens, byte_lut, name))
     assert summary["tokens"] == tokens.numel() - 1

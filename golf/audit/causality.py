@@ -26,9 +26,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from golf.engine.engine import EngineModel, prepare
 from golf.engine.evaluate import batch_nll, device_tokens
 from golf.protocols.base import Protocol, Scorer
-from golf.spec.errors import ConfigError
+from golf.protocols.stream import Scored, StreamProtocol
+from golf.spec.documents import BOS_ID
+from golf.spec.errors import ConfigError, DataError
 from golf.spec.params import EvalParams
 from golf.spec.registry import get_protocol
 
@@ -99,3 +102,163 @@ def audit(
 
 def _rate(violations: int, pairs: int) -> float:
     return violations / pairs if pairs else 0.0
+
+
+def audit_stream(
+    model: Scorer,
+    tokens: Tensor | np.ndarray,
+    protocol: StreamProtocol | str,
+    params: EvalParams,
+    flips: int = 4,
+    seed: int = 0,
+    threshold: float = THRESHOLD,
+    probe_rows: int = 64,
+) -> dict[str, str | int | float | bool]:
+    """Flip test of a protocol that adapts as it scores (score-first TTT).
+
+    The protocol runs over `tokens` (keep them short) once, and once more per flipped token
+    f (never a BOS, never flipped into one: documents keep their bounds). Its units come
+    back in the order they were scored; u* is the first unit that scored f as a target.
+    Every score of a unit scored before u*, and of u* at targets before f, must keep its
+    NLL: nothing may be scored after training on a token it precedes (issue #1017's
+    conditions 1, 3 and 4: a protocol that trains before scoring, or rescores in a second
+    pass, moves them). `stream_prefix_violations` counts, for information, the scores of
+    targets before f in the stream that moved: zero for protocols that score in stream
+    order; per-document protocols that score long documents first (ttt-phased) train on
+    documents that come later in the stream but were scored earlier.
+
+    Condition 2 is probed on the side: every logits tensor the protocol computes has
+    `vocab_size` columns and, on up to `probe_rows` sampled rows per call, softmax
+    probabilities that sum to 1 within 1e-5 (fp64 sum of the fp32 probabilities).
+    """
+    protocol = get_protocol(protocol) if isinstance(protocol, str) else protocol
+    if not isinstance(protocol, StreamProtocol):
+        raise ConfigError(f"protocol {protocol.name!r} is audited batch by batch: use audit()")
+    if flips < 1:
+        raise ConfigError(f"audit needs at least one flip, got {flips}")
+    params = protocol.resolve(params)
+    probe = _Probe(prepare(model, params), probe_rows, seed)
+    tokens = device_tokens(tokens, probe).clone()
+    vocab = model.config.vocab_size
+    rank, targets, base = _flat(protocol.score(probe, tokens, params))
+    noise = float(np.abs(_flat(protocol.score(probe, tokens, params))[2] - base).max())
+    if noise > threshold:
+        raise RuntimeError(
+            f"audit: rerunning {protocol.name} unchanged moved an NLL by {noise:.3g} > "
+            f"{threshold:g}; this device is not deterministic enough to audit"
+        )
+    rng = np.random.default_rng(seed)
+    host = tokens.cpu().numpy()
+    candidates = np.arange(int(targets.min()) + 2, len(host))
+    candidates = candidates[(host[candidates] != BOS_ID) & np.isin(candidates - 1, targets)]
+    where = np.sort(rng.choice(candidates, size=min(flips, len(candidates)), replace=False))
+    pairs = violations = prefix_pairs = prefix_violations = 0
+    for flip_at in where.tolist():
+        original = int(tokens[flip_at])
+        new = (original + int(rng.integers(1, vocab))) % vocab
+        tokens[flip_at] = new if new != BOS_ID else (new + 1) % vocab
+        nll = _flat(protocol.score(probe, tokens, params))[2]
+        tokens[flip_at] = original
+        moved = np.abs(nll - base) > threshold
+        first = int(rank[targets == flip_at - 1].min())  # u*: the first unit scoring f
+        before = (rank < first) | ((rank == first) & (targets < flip_at - 1))
+        pairs += int(before.sum())
+        violations += int(moved[before].sum())
+        prefix = targets < flip_at - 1
+        prefix_pairs += int(prefix.sum())
+        prefix_violations += int(moved[prefix].sum())
+    return {
+        "protocol": protocol.name,
+        "flips": len(where),
+        "pairs_tested": pairs,
+        "violations": violations,
+        "violation_rate": _rate(violations, pairs),
+        "stream_prefix_pairs": prefix_pairs,
+        "stream_prefix_violations": prefix_violations,
+        "threshold": threshold,
+        "rerun_max_abs_diff": noise,
+        "normalization_rows": probe.stats["rows"],
+        "normalization_max_abs_error": probe.stats["worst"],
+        "normalized": 0 < probe.stats["rows"] and probe.stats["worst"] <= NORMALIZATION_TOLERANCE,
+        "verdict": "score-first" if violations == 0 else "NOT score-first",
+    }
+
+
+NORMALIZATION_TOLERANCE = 1e-5
+
+
+def _flat(units: list[Scored]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(scoring rank of the unit, target index, NLL) of every score, in scoring order."""
+    rank = np.concatenate([np.full(len(u.targets), i) for i, u in enumerate(units)])
+    return rank, np.concatenate([u.targets for u in units]), np.concatenate([u.nll for u in units])
+
+
+class _Probe(EngineModel):
+    """The prepared model, checking each logits tensor is a full normalised distribution."""
+
+    def __init__(self, model: EngineModel, rows: int, seed: int):
+        super().__init__(model.engine, model.model)
+        self.max_rows = rows
+        self.stats = {"rows": 0, "worst": 0.0}  # shared with the protocol's eager copies
+        self.rng = np.random.default_rng(seed)
+
+    def logits(self, hidden: Tensor, adapter=None) -> Tensor:  # type: ignore[override]
+        out = super().logits(hidden, adapter)
+        if out.shape[-1] != self.config.vocab_size:
+            raise RuntimeError(
+                f"logits have {out.shape[-1]} columns, vocab is {self.config.vocab_size}"
+            )
+        flat = out.detach().reshape(-1, out.shape[-1])
+        pick = self.rng.choice(flat.shape[0], size=min(self.max_rows, flat.shape[0]), replace=False)
+        probs = torch.softmax(flat[torch.from_numpy(pick).to(flat.device)].float(), dim=-1)
+        error = (probs.double().sum(-1) - 1).abs().max().item()
+        self.stats["rows"] += len(pick)
+        self.stats["worst"] = max(self.stats["worst"], error)
+        return out
+
+
+def audit_shape(params: EvalParams, n_tokens: int, n_docs: int) -> EvalParams:
+    """`params` at a shape where `n_tokens` hold several steps of every chain: windows of
+    at most n/6 tokens (stride a quarter of that), 4 chunks, LoRA chunks of ≤ L/4, two
+    documents per batch and a phase prefix of half the documents. The algorithm, its
+    optimizers and learning rates are the run's own."""
+    seq_len = max(8, min(params.seq_len, n_tokens // 6))
+    chunk = max(seq_len, n_tokens // 4)
+    return params.model_copy(
+        update={
+            "seq_len": seq_len,
+            "stride": max(1, min(params.stride or seq_len, seq_len // 4)),
+            "max_windows": None,
+            "ttt_chunk_tokens": chunk,
+            "ttt_batch_seqs": min(params.ttt_batch_seqs, 2),
+            "global_chunk_tokens": chunk,
+            "global_batch_seqs": min(params.global_batch_seqs, 2),
+            "lora_chunk": max(1, min(params.lora_chunk, seq_len // 4)),
+            "lora_batch_docs": min(params.lora_batch_docs, 2),
+            "phased_prefix_docs": min(params.phased_prefix_docs, max(1, n_docs // 2)),
+            "phased_phases": min(params.phased_phases, 2),
+        }
+    )
+
+
+def audit_report(
+    model: Scorer, tokens: np.ndarray, protocol: StreamProtocol, params: EvalParams
+) -> dict[str, str | int | float | bool]:
+    """The stream audit `golf eval` attaches to a TTT report: `ttt_audit_flips` flips on
+    the first `ttt_audit_tokens` tokens, at `audit_shape`."""
+    from golf.spec.documents import find_documents
+
+    prefix = np.asarray(tokens)[: params.ttt_audit_tokens + 1]
+    try:
+        n_docs = len(find_documents(prefix))
+    except DataError:
+        n_docs = 0
+    shape = audit_shape(params, len(prefix), n_docs)
+    result = audit_stream(model, prefix, protocol, shape, flips=params.ttt_audit_flips)
+    keys = ("verdict", "flips", "pairs_tested", "violations", "normalized")
+    summary = {k: result[k] for k in keys}
+    return summary | {
+        "tokens": len(prefix),
+        "seq_len": shape.seq_len,
+        "chunk": shape.ttt_chunk_tokens,
+    }

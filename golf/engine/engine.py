@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import platform
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ import torch
 from pydantic import BaseModel, ConfigDict
 from torch import Tensor, nn
 
-from golf.models.attention import AttentionContext, flash_attn_available
+from golf.models.attention import Adapter, AttentionContext, flash_attn_available
 from golf.protocols.base import HeadConfig, Scorer
 from golf.protocols.slot_kernels import resolve_slot_kernel
 from golf.spec.errors import ConfigError
@@ -146,13 +147,48 @@ class EngineModel:
         """[V, d] fp32 (the bf16-rounded table in bf16 mode)."""
         return self._head
 
+    def trainable_copy(self) -> EngineModel:
+        """A private deep copy of the model, frozen until a protocol trains it, running
+        eagerly under this engine (test-time training never touches the original)."""
+        if not isinstance(self.model, nn.Module):
+            raise ConfigError("test-time training needs a torch model (an nn.Module)")
+        module = copy.deepcopy(self.model)  # bf16 mode: its tables are bf16 already
+        module.requires_grad_(False)
+        return self.eager_copy(module)
+
+    def eager_copy(self, model: Scorer) -> EngineModel:
+        """This engine model (same class, same attention context) running `model` eagerly:
+        what test-time training adapts, leaving the original untouched."""
+        new = copy.copy(self)
+        new.engine = dataclasses.replace(self.engine, compile=False)
+        new.model = model
+        new._head = model.head_weight.detach().float()
+        new._cuda_graphs = False
+        new._forward = new._body
+        return new
+
     def _body(self, ids: Tensor, rows: Tensor | None) -> Tensor:
         with self.engine.body():
             return self.model.forward_hidden(ids, rows, attention=self.attention_context)
 
-    def forward_hidden(self, ids: Tensor, rows: Tensor | None = None) -> Tensor:
+    def forward_hidden(
+        self,
+        ids: Tensor,
+        rows: Tensor | None = None,
+        segments: Tensor | None = None,
+        adapter: Adapter | None = None,
+    ) -> Tensor:
+        """fp32 hidden; `segments` bound attention per document and `adapter` adds
+        per-call LoRA updates (both run eagerly, outside a compiled graph)."""
         seen = self.attention_context.seen
         seen.clear()
+        if segments is not None or adapter is not None:
+            ctx = self.attention_context.for_call(segments, adapter)
+            with self.engine.body():
+                hidden = self.model.forward_hidden(ids, rows, attention=ctx)
+            if seen:
+                self.attention = "+".join(seen)
+            return hidden.float()
         if self._cuda_graphs:
             torch.compiler.cudagraph_mark_step_begin()
         hidden = self._forward(ids, rows)
@@ -162,10 +198,12 @@ class EngineModel:
             return hidden.float().clone() if hidden.dtype == torch.float32 else hidden.float()
         return hidden.float()
 
-    def logits(self, hidden: Tensor) -> Tensor:
+    def logits(self, hidden: Tensor, adapter: Adapter | None = None) -> Tensor:
         """fp32 softcapped logits (outside autocast)."""
         with torch.autocast(hidden.device.type, enabled=False):
-            return self.model.logits(hidden.float())
+            if adapter is None:
+                return self.model.logits(hidden.float())
+            return self.model.logits(hidden.float(), adapter=adapter)
 
     def info(self) -> EngineInfo:
         device = self.engine.device

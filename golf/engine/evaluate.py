@@ -18,6 +18,7 @@ from torch import Tensor
 from golf.data.bytes import ByteLUT, bits_per_byte
 from golf.engine.engine import EngineModel, prepare
 from golf.protocols.base import Batch, Protocol, Scorer
+from golf.protocols.stream import Scored, StreamProtocol
 from golf.spec.errors import ConfigError
 from golf.spec.params import EvalParams
 from golf.spec.plan import WindowPlan
@@ -56,6 +57,10 @@ def evaluate(
     protocol = get_protocol(protocol) if isinstance(protocol, str) else protocol
     model = prepare(model, params)
     tokens = device_tokens(tokens, model)
+    if isinstance(protocol, StreamProtocol):
+        if batches is not None:
+            raise ConfigError(f"protocol {protocol.name!r} runs whole, not by batch")
+        return stream_records(model, tokens, byte_lut, protocol, params, progress)
     plan = protocol.plan(tokens.numel() - 1, params)
     n_batches = plan.n_batches(params.batch_windows)
     batches = range(n_batches) if batches is None else batches
@@ -67,6 +72,34 @@ def evaluate(
         if progress is not None:
             progress(k, batch_records)
     return records
+
+
+def stream_records(
+    model: Scorer,
+    tokens: Tensor,
+    byte_lut: ByteLUT,
+    protocol: StreamProtocol,
+    params: EvalParams,
+    progress: Progress | None = None,
+) -> list[WindowRecord]:
+    """A stream protocol's units as per-window records, in the order they were scored."""
+    host = tokens.cpu().numpy()
+
+    def records(units: list[Scored]) -> list[WindowRecord]:
+        return [scored_record(unit, host, byte_lut) for unit in units]
+
+    def step(k: int, units: list[Scored]) -> None:
+        if progress is not None:
+            progress(k, records(units))
+
+    return records(protocol.score(model, tokens, params, step))
+
+
+def scored_record(unit: Scored, tokens: np.ndarray, byte_lut: ByteLUT) -> WindowRecord:
+    """One unit's record: exact Σ NLL, target count and bytes of its targets."""
+    targets = unit.targets
+    n_bytes = int(byte_lut.count(tokens[targets], tokens[targets + 1]).sum())
+    return WindowRecord(unit.unit, math.fsum(unit.nll.tolist()), len(targets), n_bytes)
 
 
 def batch_nll(

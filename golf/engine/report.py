@@ -8,12 +8,14 @@ measured with.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
 from golf.engine.engine import EngineInfo
 from golf.engine.evaluate import WindowRecord, summarize
 from golf.spec.params import EvalParams
+from golf.spec.records import Flag
 
 
 class ProtocolReport(BaseModel):
@@ -32,6 +34,12 @@ class ProtocolReport(BaseModel):
     artifact_sha256: str
     dataset_sha256: str
     engine: EngineInfo
+    flags: list[Flag] = []
+    """Contested techniques this number depends on: the artifact's (TTT or GPTQ
+    calibration on val, from its provenance) and the protocol's (non-causal)."""
+    audit: dict[str, Any] | None = None
+    """For protocols that adapt as they score: the stream flip audit's verdict and sample
+    size (golf.audit.causality.audit_stream), when it was run."""
 
 
 def make_report(
@@ -43,6 +51,7 @@ def make_report(
     artifact_sha256: str,
     dataset_sha256: str,
     engine: EngineInfo,
+    flags: Sequence[Flag] = (),
 ) -> ProtocolReport:
     """A report from per-window records, however and wherever they were computed."""
     return ProtocolReport(
@@ -53,4 +62,5 @@ def make_report(
         artifact_sha256=artifact_sha256,
         dataset_sha256=dataset_sha256,
         engine=engine,
+        flags=list(flags),
     )

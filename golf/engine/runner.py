@@ -17,6 +17,7 @@ from golf.engine.report import ProtocolReport, make_report
 from golf.formats.artifact import Artifact, load_model, read_artifact
 from golf.protocols.base import Scorer
 from golf.spec.params import EvalParams
+from golf.spec.records import protocol_flags
 from golf.spec.registry import get_protocol
 
 
@@ -69,4 +70,8 @@ def run_protocol(
         artifact_sha256=inputs.artifact.sha256,
         dataset_sha256=inputs.dataset.sha256,
         engine=model.info(),
+        flags=[
+            *(f for f in inputs.artifact.summary().flags()),
+            *protocol_flags([protocol.name]),
+        ],
     )

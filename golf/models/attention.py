@@ -8,8 +8,9 @@ prepared model, so two engines in one process never see each other's settings.
 
 from __future__ import annotations
 
+import typing
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import torch
@@ -24,6 +25,17 @@ try:  # flash-attn 2
     from flash_attn import flash_attn_func as _flash_attn_2  # type: ignore
 except ImportError:
     _flash_attn_2 = None
+try:  # varlen kernels, for document-bounded attention on CUDA
+    from flash_attn_interface import flash_attn_varlen_func as _varlen_3  # type: ignore
+except ImportError:
+    _varlen_3 = None
+try:
+    from flash_attn import flash_attn_varlen_func as _varlen_2  # type: ignore
+except ImportError:
+    _varlen_2 = None
+
+MASK_ELEMENTS = 1 << 26
+"""Largest [B, R, T] segment mask built at once; longer rows run SDPA per segment."""
 
 
 @dataclass
@@ -36,6 +48,33 @@ class AttentionContext:
     """The backends attention calls used since `seen` was last cleared (insertion order)."""
     sdpa_choice: dict[tuple, str] = field(default_factory=dict)
     """(device, dtype, head_dim, masked) -> the SDPA backend that ran there first."""
+    segments: Tensor | None = None
+    """[B, T] segment (document) index of each position, non-decreasing along T, or None.
+    With it attention stays inside a segment (document-bounded evaluation); set per call
+    with `with_segments`, which shares `seen` and `sdpa_choice` with the engine's context."""
+
+    adapter: Adapter | None = None
+    """Per-call low-rank adapters (score-first TTT's LoRA), added by each layer, or None."""
+
+    def for_call(
+        self, segments: Tensor | None = None, adapter: Adapter | None = None
+    ) -> AttentionContext:
+        """This context for one call with document `segments` and/or an `adapter`; shares
+        `seen` and `sdpa_choice` with the engine's context."""
+        if segments is None and adapter is None:
+            return self
+        return replace(self, segments=segments, adapter=adapter)
+
+
+class Adapter(typing.Protocol):
+    """What a layer asks of per-call adapters: the low-rank update of one site.
+
+    Sites: "q", "k", "v" (added to the projections), "o" (added to the attention output,
+    fed the attention input), "mlp" (added to the MLP output, fed its input) and "head"
+    (added to the logits before the softcap; layer -1). None: no adapter there.
+    """
+
+    def delta(self, site: str, layer: int, x: Tensor) -> Tensor | None: ...
 
 
 def flash_attn_available() -> str | None:
@@ -59,6 +98,8 @@ def causal_attention(
     if q.dtype == torch.float32 and torch.is_autocast_enabled(device_type):
         q = q.to(torch.get_autocast_dtype(device_type))  # autocast may keep norms in fp32
     k, v = k.to(q.dtype), v.to(q.dtype)  # no-op unless autocast mixed the dtypes
+    if ctx.segments is not None:
+        return _segmented_attention(q, k, v, q_pos, ctx)
     if not q.is_cuda:
         ctx.seen["sdpa-cpu"] = None
         return _sdpa(q, k, v, q_pos, gqa=True)
@@ -135,3 +176,92 @@ def _cuda_attention(
         ctx.seen[name] = None
         return y
     raise RuntimeError(f"no SDPA backend runs attention for {q.dtype} head_dim {q.size(-1)}")
+
+
+def segment_ids(inputs: Tensor, bos: int, max_len: int = 0) -> Tensor:
+    """[B, T] segment index of each position of `inputs` ([B, T] ids): a segment starts at
+    position 0 and at every BOS and, with `max_len` > 0, every `max_len` positions into a
+    document (as the records' `cu_seqlens` split long documents)."""
+    starts = inputs == bos
+    starts[:, 0] = True
+    seg = starts.long().cumsum(1)
+    if max_len > 0:
+        pos = torch.arange(inputs.size(1), device=inputs.device).expand_as(seg)
+        first = torch.cummax(torch.where(starts, pos, 0), 1).values
+        seg = seg * (inputs.size(1) + 1) + (pos - first) // max_len
+    return seg
+
+
+def _segment_mask(segments: Tensor, q_pos: Tensor | None, n_keys: int) -> Tensor:
+    """[B,1,R,T] bool: key causal and in the query's segment."""
+    if q_pos is None:
+        q_pos = torch.arange(n_keys, device=segments.device).expand(segments.size(0), -1)
+    keys = torch.arange(n_keys, device=segments.device)
+    causal = keys[None, None, :] <= q_pos[:, :, None]
+    same = segments[:, None, :] == segments.gather(1, q_pos)[:, :, None]
+    return (causal & same)[:, None].contiguous()
+
+
+def _segmented_attention(
+    q: Tensor, k: Tensor, v: Tensor, q_pos: Tensor | None, ctx: AttentionContext
+) -> Tensor:
+    """Causal attention that never crosses a segment boundary of `ctx.segments`.
+
+    CUDA, bf16/fp16, all queries: flash_attn_varlen_func over the rows packed into one
+    sequence per segment. Otherwise SDPA with a block-diagonal causal mask, or, for rows
+    too long for a mask, SDPA per segment.
+    """
+    segments = ctx.segments
+    assert segments is not None
+    b, t = k.shape[:2]
+    low = q.dtype in (torch.bfloat16, torch.float16)
+    varlen = _varlen_3 if _varlen_3 is not None else _varlen_2
+    if q.is_cuda and low and q_pos is None and varlen is not None and ctx.mode != "sdpa":
+        ctx.seen["flash-attn-varlen"] = None
+        flat = segments + torch.arange(b, device=q.device)[:, None] * (int(segments.max()) + 1)
+        flat = flat.reshape(-1)
+        change = torch.ones_like(flat, dtype=torch.bool)
+        change[1:] = flat[1:] != flat[:-1]
+        bounds = torch.cat((change.nonzero().flatten(), flat.new_tensor([flat.numel()])))
+        cu = bounds.to(torch.int32)
+        max_len = int((bounds[1:] - bounds[:-1]).max())
+        shape = (b * t, *q.shape[2:])
+        y = varlen(
+            q.reshape(shape),
+            k.reshape(b * t, *k.shape[2:]),
+            v.reshape(b * t, *v.shape[2:]),
+            cu,
+            cu,
+            max_len,
+            max_len,
+            causal=True,
+        )
+        y = y[0] if isinstance(y, tuple) else y
+        return y.reshape(q.shape)
+    r = t if q_pos is None else q_pos.size(1)
+    groups = q.size(2) // k.size(2)
+    ctx.seen["sdpa-segments-cpu" if not q.is_cuda else "sdpa-segments"] = None
+    if q_pos is None and b * r * t > MASK_ELEMENTS:
+        out = torch.empty_like(q)
+        for row in range(b):
+            ids = segments[row]
+            change = torch.ones_like(ids, dtype=torch.bool)
+            change[1:] = ids[1:] != ids[:-1]
+            edges = [*change.nonzero().flatten().tolist(), t]
+            for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+                out[row : row + 1, lo:hi] = _sdpa(
+                    q[row : row + 1, lo:hi],
+                    k[row : row + 1, lo:hi],
+                    v[row : row + 1, lo:hi],
+                    None,
+                    gqa=groups > 1,
+                )
+        return out
+    mask = _segment_mask(segments, q_pos, t)
+    qt, kt, vt = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+    if q.is_cuda and groups > 1:  # CUDA SDPA kernels with a mask want equal head counts
+        kt, vt = kt.repeat_interleave(groups, dim=1), vt.repeat_interleave(groups, dim=1)
+        y = F.scaled_dot_product_attention(qt, kt, vt, attn_mask=mask)
+    else:
+        y = F.scaled_dot_product_attention(qt, kt, vt, attn_mask=mask, enable_gqa=groups > 1)
+    return y.transpose(1, 2)

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from golf.models.attention import AttentionContext, causal_attention
+from golf.models.attention import Adapter, AttentionContext, causal_attention
 from golf.models.roles import Role, role, roles_of
 from golf.spec.config import ModelConfig
 
@@ -98,6 +98,7 @@ class Attention(nn.Module):
             nn.init.zeros_(self.attn_gate.weight)
             nn.init.constant_(self.attn_gate.bias, 4.0)
         self.use_xsa = layer >= cfg.num_virtual_layers - cfg.xsa_last_n
+        self.layer = layer
 
     def forward(
         self,
@@ -118,9 +119,16 @@ class Attention(nn.Module):
         b, t, d = x.shape
         hd = cfg.head_dim
         xq = x if rows is None else take_rows(x, rows)
-        q = w.c_q(xq).reshape(b, xq.size(1), cfg.num_heads, hd)
-        k = w.c_k(x).reshape(b, t, cfg.num_kv_heads, hd)
-        v = w.c_v(x)
+        lora = ctx.adapter
+        q, k, v = w.c_q(xq), w.c_k(x), w.c_v(x)
+        if lora is not None:
+            q, k, v = (
+                _adapt(lora, "q", self.layer, xq, q),
+                _adapt(lora, "k", self.layer, x, k),
+                _adapt(lora, "v", self.layer, x, v),
+            )
+        q = q.reshape(b, xq.size(1), cfg.num_heads, hd)
+        k = k.reshape(b, t, cfg.num_kv_heads, hd)
         v_out = v  # "gate" keeps the value before VE
         if ve is not None:
             v = v + ve
@@ -144,7 +152,16 @@ class Attention(nn.Module):
             y = exclusive(y, v if rows is None else take_rows(v, rows))
         if cfg.attn_gate:
             y = y * torch.sigmoid(self.attn_gate(xq)).unsqueeze(-1)
-        return w.proj(y.reshape(b, xq.size(1), d)), v_out
+        out = w.proj(y.reshape(b, xq.size(1), d))
+        if lora is not None:
+            out = _adapt(lora, "o", self.layer, xq, out)
+        return out, v_out
+
+
+def _adapt(adapter: Adapter, site: str, layer: int, x: Tensor, y: Tensor) -> Tensor:
+    """y plus the adapter's update of `site` from input x (y unchanged without one)."""
+    delta = adapter.delta(site, layer, x)
+    return y if delta is None else y + delta.to(y.dtype)
 
 
 class MLP(nn.Module):
@@ -179,6 +196,7 @@ class Block(nn.Module):
             nn.init.constant_(self.dtg_gate.bias, 2.0)
         self.dtg = cfg.dtg
         self.ln_scale = 1.0 / math.sqrt(layer + 1) if cfg.ln_scale else 1.0
+        self.layer = layer
 
     def forward(
         self,
@@ -199,7 +217,11 @@ class Block(nn.Module):
         if rows is not None:
             x_in = take_rows(x_in, rows)
         x_out = x_in + self.attn_scale.to(x.dtype) * a
-        x_out = x_out + self.mlp_scale.to(x.dtype) * w.mlp(rms_norm(x_out) * self.ln_scale)
+        mlp_in = rms_norm(x_out) * self.ln_scale
+        mlp_out = w.mlp(mlp_in)
+        if ctx.adapter is not None:
+            mlp_out = _adapt(ctx.adapter, "mlp", self.layer, mlp_in, mlp_out)
+        x_out = x_out + self.mlp_scale.to(x.dtype) * mlp_out
         if self.dtg:
             g = torch.sigmoid(self.dtg_gate(x_in.detach()))
             x_out = x_in + g * (x_out - x_in)
@@ -358,10 +380,13 @@ class GPT(nn.Module):
                 skips.append(x)
         return rms_norm(x)
 
-    def logits(self, hidden: Tensor) -> Tensor:
-        """softcap * tanh(hidden @ W.T / softcap)."""
+    def logits(self, hidden: Tensor, adapter: Adapter | None = None) -> Tensor:
+        """softcap * tanh((hidden @ W.T + adapter's head update) / softcap)."""
         c = self.config.logit_softcap
-        return c * torch.tanh(F.linear(hidden, self.head_weight.to(hidden.dtype)) / c)
+        raw = F.linear(hidden, self.head_weight.to(hidden.dtype))
+        if adapter is not None:
+            raw = _adapt(adapter, "head", -1, hidden, raw)
+        return c * torch.tanh(raw / c)
 
     def forward(self, ids: Tensor, targets: Tensor) -> Tensor:
         """Mean cross-entropy of next-token targets [B,T]."""

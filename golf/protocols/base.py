@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from golf.spec.errors import ConfigError
 from golf.spec.params import EvalParams
 from golf.spec.plan import WindowPlan, make_plan
 
@@ -56,6 +57,25 @@ class Scorer(typing.Protocol):
 
     def logits(self, hidden: Tensor) -> Tensor:
         """[..., d] hidden -> [..., V] softcapped logits."""
+        ...
+
+
+@typing.runtime_checkable
+class Trainable(Scorer, typing.Protocol):
+    """A model test-time training adapts (`golf.engine.EngineModel.trainable_copy`): its
+    torch module, and a forward that takes document segments and per-call adapters."""
+
+    model: typing.Any
+
+    def forward_hidden(  # type: ignore[override]
+        self,
+        ids: Tensor,
+        rows: Tensor | None = None,
+        segments: Tensor | None = None,
+        adapter: typing.Any = None,
+    ) -> Tensor: ...
+
+    def logits(self, hidden: Tensor, adapter: typing.Any = None) -> Tensor:  # type: ignore[override]
         ...
 
 
@@ -149,6 +169,11 @@ class Protocol(ABC):
     name: ClassVar[str]
     causal: ClassVar[bool] = True
     """False when a scored prediction may depend on later targets (reports flag it)."""
+    sequential: ClassVar[bool] = False
+    """True for protocols that adapt along the stream (golf.protocols.stream): no batch
+    of theirs can be scored alone."""
+    doc_bounded: ClassVar[bool] = False
+    """True when the protocol implements `doc_bounded` (per-document attention)."""
 
     def default_stride(self, seq_len: int) -> int:
         return seq_len
@@ -163,6 +188,8 @@ class Protocol(ABC):
         The CLI, the service, the workers and the reports all see the resolved params,
         so a report states the stride that was used. Resolving twice changes nothing.
         """
+        if params.doc_bounded and not self.doc_bounded:
+            raise ConfigError(f"protocol {self.name!r} has no document-bounded mode")
         if params.stride is None:
             return params.model_copy(update={"stride": self.default_stride(params.seq_len)})
         return params

@@ -6,7 +6,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from golf.models.attention import segment_ids
 from golf.protocols.base import Batch, Protocol, Scorer
+from golf.spec.documents import BOS_ID
 from golf.spec.params import EvalParams
 
 
@@ -14,6 +16,7 @@ class Sliding(Protocol):
     """Frozen model; last layer, head and loss only at scored positions."""
 
     name = "sliding"
+    doc_bounded = True
 
     def default_stride(self, seq_len: int) -> int:
         return min(64, seq_len)
@@ -23,7 +26,12 @@ class Sliding(Protocol):
         spare row slots are scattered into a dropped column."""
         rows, dest = batch.row_index()
         with torch.inference_mode():
-            hidden = model.forward_hidden(batch.inputs, rows).float()
+            if params.doc_bounded:  # attention masked per document (records from 04-10)
+                segments = segment_ids(batch.inputs, BOS_ID)
+                hidden = model.forward_hidden(batch.inputs, rows, segments=segments)  # type: ignore[call-arg]
+            else:
+                hidden = model.forward_hidden(batch.inputs, rows)
+            hidden = hidden.float()
             logits = model.logits(hidden).float()
             targets = batch.targets.gather(1, rows)
             row_nll = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none")

@@ -93,6 +93,11 @@ def batch_bytes(
 def plan_protocol(name: str, n_tokens: int, params: EvalParams) -> ProtocolPlan:
     """Protocol `name` over `n_tokens` val tokens (N + 1, already truncated for seq_len)."""
     protocol = get_protocol(name)
+    if protocol.sequential:
+        raise ConfigError(
+            f"protocol {name!r} adapts along the stream and runs as one chain; "
+            "the service does not shard it yet: score it with `golf eval`"
+        )
     resolved = protocol.resolve(params)
     plan = protocol.plan(n_tokens - 1, resolved)
     return ProtocolPlan(

@@ -16,6 +16,8 @@ PlanKind = Literal["canonical", "legacy", "legacy-stride", "full", "full-last"]
 Precision = Literal["auto", "fp32", "bf16"]
 AttentionKind = Literal["auto", "sdpa", "flash"]
 SlotKernel = Literal["auto", "torch", "triton"]
+TTTMode = Literal["canonical", "record"]
+FreezeScope = Literal["controls", "all"]
 
 
 class EvalParams(BaseModel):
@@ -68,6 +70,114 @@ class EvalParams(BaseModel):
         "on CUDA when importable, else torch.",
     )
 
+    doc_bounded: bool = Field(
+        False,
+        description="Attention never crosses a document start (BOS, id 1): each window is "
+        "masked per document, as the records from 2026-04-10 score.",
+    )
+    ttt_mode: TTTMode = Field(
+        "canonical",
+        description="TTT order: canonical (LoRA A seeded per batch, exact phase boundaries, "
+        "fixed document order: identical for any worker count) or record (the record's "
+        "own order and RNG stream at world size 1).",
+    )
+    ttt_seed: int = Field(
+        0,
+        ge=0,
+        le=2**63 - 1,
+        description="Seed of the TTT LoRA draws (record mode: the "
+        "torch seed at the start of the record's TTT eval).",
+    )
+    ttt_chunk_tokens: int = Field(
+        32768, ge=1, description="ttt: tokens per chunk (score the chunk, then train on it)."
+    )
+    ttt_epochs: int = Field(3, ge=0, le=1000, description="ttt: epochs over each chunk.")
+    ttt_lr: float = Field(
+        0.002,
+        gt=0,
+        le=100,
+        description="ttt: peak SGD learning rate (cosine over chunks; "
+        "0.002 is the sp1024 record's, sp8192 records use 0.005).",
+    )
+    ttt_momentum: float = Field(0.9, ge=0, lt=1, description="ttt: SGD momentum.")
+    ttt_batch_seqs: int = Field(32, ge=1, le=4096, description="ttt: sequences per SGD step.")
+    ttt_grad_clip: float = Field(1.0, gt=0, description="ttt: gradient norm clip.")
+    ttt_freeze_blocks: int = Field(
+        2,
+        ge=0,
+        le=1000,
+        description="ttt: leave the first N blocks out of training "
+        "(2 in the sp1024 record, 0 in the sp8192 ones).",
+    )
+    ttt_freeze_scope: FreezeScope = Field(
+        "controls",
+        description="ttt: what freezing a block freezes: its control tensors only (the "
+        "records keep matrices in banks outside the blocks, so theirs still train) or all.",
+    )
+    lora_rank: int = Field(96, ge=1, le=4096, description="ttt-lora/phased: LoRA rank.")
+    lora_lr: float = Field(1e-4, gt=0, le=100, description="ttt-lora/phased: AdamW lr.")
+    lora_chunk: int = Field(
+        32,
+        ge=1,
+        le=1 << 16,
+        description="ttt-lora/phased: targets per chunk (score, then one "
+        "step); 32 in 2026-04-10, 48 from 2026-04-14.",
+    )
+    lora_batch_docs: int = Field(
+        64, ge=1, le=4096, description="ttt-lora/phased: documents per batch."
+    )
+    lora_beta1: float = Field(0.0, ge=0, lt=1, description="ttt-lora/phased: AdamW beta1.")
+    lora_beta2: float = Field(0.999, ge=0, lt=1, description="ttt-lora/phased: AdamW beta2.")
+    lora_eps: float = Field(1e-10, gt=0, le=1, description="ttt-lora/phased: AdamW eps.")
+    lora_weight_decay: float = Field(
+        0.5, ge=0, le=100, description="ttt-lora/phased: AdamW weight decay."
+    )
+    lora_alpha: float | None = Field(
+        None,
+        gt=0,
+        description="ttt-lora/phased: scale updates by alpha/rank (144 in later "
+        "records); default unscaled, as 2026-04-10 and 2026-04-14.",
+    )
+    lora_sites: str = Field(
+        "q,k,v,o,mlp",
+        description="ttt-lora/phased: layer sites with a LoRA (the head always "
+        "has one), comma-separated from q,k,v,o,mlp.",
+    )
+    phased_prefix_docs: int = Field(
+        2000, ge=0, description="ttt-phased: documents whose scoring is followed by global SGD."
+    )
+    phased_phases: int = Field(
+        3, ge=1, le=1000, description="ttt-phased: global SGD phases over the prefix."
+    )
+    global_lr: float = Field(0.001, gt=0, le=100, description="ttt-phased: global SGD peak lr.")
+    global_momentum: float = Field(0.9, ge=0, lt=1, description="ttt-phased: SGD momentum.")
+    global_epochs: int = Field(1, ge=0, le=1000, description="ttt-phased: epochs per phase.")
+    global_chunk_tokens: int = Field(
+        32768, ge=1, description="ttt-phased: tokens per global SGD chunk."
+    )
+    global_batch_seqs: int = Field(
+        32, ge=1, le=4096, description="ttt-phased: sequences per global SGD step."
+    )
+    global_grad_clip: float = Field(1.0, gt=0, description="ttt-phased: gradient norm clip.")
+    global_doc_bounded: bool = Field(
+        True, description="ttt-phased: global SGD attention bounded per document."
+    )
+
+    ttt_audit_flips: int = Field(
+        2,
+        ge=0,
+        le=64,
+        description="TTT protocols: tokens flipped by the stream causality "
+        "audit `golf eval` runs on a prefix (0: no audit); the report carries its verdict.",
+    )
+    ttt_audit_tokens: int = Field(
+        768,
+        ge=64,
+        le=1 << 16,
+        description="TTT protocols: length of the audited prefix "
+        "(the chain runs on it at a reduced shape: 4 chunks, windows of ≤ 1/6 of it).",
+    )
+
     @classmethod
     def parse(cls, doc: dict[str, Any]) -> EvalParams:
         """Validate user-supplied parameters strictly (no `true` or `"128"` for an int);
@@ -82,4 +192,8 @@ class EvalParams(BaseModel):
             raise ValueError(f"stride {self.stride} exceeds seq_len {self.seq_len}")
         if self.slot_lr_min > self.slot_lr:
             raise ValueError(f"slot_lr_min {self.slot_lr_min} exceeds slot_lr {self.slot_lr}")
+        sites = [s for s in self.lora_sites.split(",") if s]
+        unknown = sorted(set(sites) - {"q", "k", "v", "o", "mlp"})
+        if unknown or len(set(sites)) != len(sites):
+            raise ValueError(f"lora_sites {self.lora_sites!r}: use distinct q,k,v,o,mlp")
         return self

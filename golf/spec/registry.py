@@ -23,6 +23,9 @@ REGISTRY: dict[str, str] = {
     "sliding": "golf.protocols.sliding:Sliding",
     "slot": "golf.protocols.slot:Slot",
     "slot-causal": "golf.protocols.slot_causal:SlotCausal",
+    "ttt": "golf.protocols.ttt:TTT",
+    "ttt-lora": "golf.protocols.ttt_lora:TTTLoRA",
+    "ttt-phased": "golf.protocols.ttt_phased:TTTPhased",
 }
 
 

@@ -176,8 +176,23 @@ def _varlen(**env: str) -> Driver:
     )
 
 
+TTT_ENV = {
+    "TTT_ENABLED": "1",
+    "EVAL_STRIDE": "32",
+    "TTT_CHUNK_TOKENS": "1024",
+    "TTT_EPOCHS": "2",
+    "TTT_LR": "0.02",
+    "TTT_FREEZE_BLOCKS": "1",
+    "TTT_BATCH_SEQS": "3",
+}
+"""Score-first TTT at the tiny shape: 4 chunks over the 4,096 val targets, a learning rate
+large enough that the adapted score differs clearly from sliding, one frozen block."""
+
 DRIVERS: dict[str, Driver] = {
     "2026-03-17_NaiveBaseline": Driver(),
+    "2026-03-23_LeakyReLU_LegalTTT_ParallelMuon": Driver(
+        env=TTT_ENV, notes="golden fixture of the `ttt` protocol (legal_ttt_exact)"
+    ),
     "2026-04-05_SP8192_GPTQ-Embeddings_SDClip_Loop45x2": _looped(),
     "2026-04-06_SP8192_HessianSDClip_ProgressiveRecurrence": _looped(PARALLEL_RESIDUAL_START="1"),
     "2026-04-06_SP8192_QK5_LegalTTT_1.0828": _looped(),

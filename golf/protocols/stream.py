@@ -1,0 +1,165 @@
+"""Protocols that adapt as they read: the whole val stream in one left-to-right pass.
+
+Score-first test-time training scores a piece of the stream, then trains on it, so a
+unit's score depends on every unit before it: the batch-by-batch contract of `Protocol`
+(a batch depends only on its windows) does not hold. A `StreamProtocol` instead scores
+the stream in order and hands back, per unit (a window, a document), the targets it
+scored and their NLLs; `golf.engine.evaluate` turns those into the same per-window
+records as every other protocol, and the causality audit compares them target by target.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import abstractmethod
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from golf.models.attention import segment_ids
+from golf.protocols.base import Batch, Protocol, Scorer, Trainable
+from golf.spec.documents import BOS_ID
+from golf.spec.errors import ConfigError
+from golf.spec.params import EvalParams
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One unit's scores: target indices (target i is token i + 1) and their NLL (nats)."""
+
+    unit: int
+    targets: np.ndarray
+    nll: np.ndarray
+
+
+ScoredProgress = Callable[[int, list[Scored]], None]
+"""Called after each step of the chain (chunk, document batch) with its index and units."""
+
+
+class StreamProtocol(Protocol):
+    """A protocol scored in one pass over the stream; `score` replaces `nll`."""
+
+    sequential: ClassVar[bool] = True
+    unit_name: ClassVar[str] = "window"
+
+    def nll(self, model: Scorer, batch: Batch, params: EvalParams) -> Tensor:
+        raise ConfigError(
+            f"protocol {self.name!r} adapts along the stream; evaluate it whole, not by batch"
+        )
+
+    @abstractmethod
+    def score(
+        self,
+        model: Scorer,
+        tokens: Tensor,
+        params: EvalParams,
+        progress: ScoredProgress | None = None,
+    ) -> list[Scored]:
+        """Every unit's scores over the N + 1 `tokens`, in the order they were scored."""
+
+    def steps(self, n_tokens: int, tokens: np.ndarray | None, params: EvalParams) -> int:
+        """How many chain steps (progress calls) a run has: what a progress bar counts."""
+        return 1
+
+
+def trainable_copy(model: Scorer) -> Trainable:
+    """A private, trainable copy of a prepared model (`golf.engine.prepare`): TTT changes
+    weights and the caller's model is never touched."""
+    copier = getattr(model, "trainable_copy", None)
+    if copier is None:
+        raise ConfigError("test-time training runs on a prepared model (golf.engine.prepare)")
+    return copier()
+
+
+def module_of(model: Trainable) -> nn.Module:
+    """The torch module a trainable copy runs."""
+    module = model.model
+    assert isinstance(module, nn.Module)
+    return module
+
+
+@contextmanager
+def training(module: nn.Module, params: list[nn.Parameter]) -> Iterator[None]:
+    """Gradients on `params` only, for the duration of a training step."""
+    for p in params:
+        p.requires_grad_(True)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(False)
+            p.grad = None
+
+
+def sequence_loss(
+    model: Trainable, x: Tensor, y: Tensor, doc_bounded: bool, max_len: int = 0
+) -> Tensor:
+    """Mean cross entropy of next-token targets y over rows x (per-document attention
+    when `doc_bounded`, segments cut every `max_len` tokens inside a document)."""
+    segments = segment_ids(x, BOS_ID, max_len) if doc_bounded else None
+    hidden = model.forward_hidden(x, segments=segments)
+    logits = model.logits(hidden)
+    return F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
+
+
+def cosine_lr(peak: float, step: int, steps: int) -> float:
+    """peak·½(1 + cos(π·step / max(steps − 1, 1))): the records' per-chunk schedule."""
+    return peak * 0.5 * (1.0 + math.cos(math.pi * step / max(steps - 1, 1)))
+
+
+def sgd_chunks(
+    model: Trainable,
+    train_params: list[nn.Parameter],
+    optimizer: torch.optim.Optimizer,
+    tokens: Tensor,
+    start: int,
+    end: int,
+    *,
+    seq_len: int,
+    batch_seqs: int,
+    epochs: int,
+    clip: float,
+    lr: float,
+    packed: bool = False,
+    doc_bounded: bool = False,
+) -> int:
+    """Train on targets [start, end) of `tokens` as full L-token sequences; return steps.
+
+    Each step is the mean cross entropy over up to `batch_seqs` sequences (one row of
+    document-bounded attention when `packed`, as the records' global SGD; rows masked per
+    document when `doc_bounded`), clipped to
+    `clip`, one optimizer step at `lr`. Sequences that do not fit whole are left out.
+    """
+    n_seqs = (end - start) // seq_len
+    steps = 0
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    module = module_of(model)
+    module.train()
+    with training(module, train_params):
+        for _ in range(epochs):
+            for first in range(0, n_seqs, batch_seqs):
+                last = min(first + batch_seqs, n_seqs)
+                lo, hi = start + first * seq_len, start + last * seq_len + 1
+                if hi > tokens.numel():
+                    continue
+                local = tokens[lo:hi]
+                optimizer.zero_grad(set_to_none=True)
+                if packed:
+                    x, y = local[:-1][None], local[1:][None]
+                    loss = sequence_loss(model, x, y, True, seq_len)
+                else:
+                    x, y = local[:-1].view(-1, seq_len), local[1:].view(-1, seq_len)
+                    loss = sequence_loss(model, x, y, doc_bounded)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(train_params, clip)
+                optimizer.step()
+                steps += 1
+    module.eval()
+    return steps
