@@ -262,3 +262,41 @@ def test_family_read_from_the_record_code(folder: str) -> None:
     arch, code_traits, _ = CASES[folder]
     assert family_of(source.code) == arch
     assert traits(source.code).items() >= code_traits.items()
+
+
+@pytest.mark.skipif(not OFFICIAL.is_dir(), reason="the official records are not on this machine")
+@pytest.mark.parametrize(
+    "folder",
+    [
+        "2026-04-09_SP8192_3LayerRecur_ParResid_QK525_LegalTTT",
+        "2026-04-14_MultiPhaseGlobalSGD_PhasedTTT",
+    ],
+)
+def test_golf_import_record_dir(folder: str, sp512: Dataset, tmp_path: Path) -> None:
+    """`golf import RECORD_DIR --artifact F` (the Python equivalent) needs no hand-written
+    config: hyperparameters from the record (code < log < --set, here the harness's env),
+    the family from its code; the result scores as the record printed."""
+    from golf.formats.board import import_record
+    from golf.record import read_record
+
+    doc, _ = _fixture(folder)
+    read = set(read_record(OFFICIAL / folder).code_hparams().env.values())
+    sets = {k: v for k, v in doc["env"].items() if k in read}  # what the run's env changed
+    path = FIXTURES / folder / doc["artifact"]["file"]
+    tokenizer = FIXTURES / "_data" / "sp512" / "fineweb_512_bpe.model"
+    out = tmp_path / "imported.golf"
+    imported = import_record(OFFICIAL / folder, path, out, tokenizer=tokenizer, overrides=sets)
+    assert imported.arch == CASES[folder][0]
+    assert imported.format == "{w,m} + brotli (BSHF 1-byte, stride 2)"
+    model = load_model(imported.artifact)
+    h = doc["hparams"]
+    params = EvalParams(
+        seq_len=h["eval_seq_len"],
+        stride=h["eval_stride"],
+        precision="fp32",
+        doc_bounded=imported.arch == "varlen-sp8192",
+    )
+    tokens = sp512.val_tokens(h["eval_seq_len"])
+    bpb = summarize(evaluate(model, tokens, sp512.byte_lut(), "sliding", params))["val_bpb"]
+    want = doc["printed"][f"{CASES[folder][2]}quantized_sliding_window"]["val_bpb"]
+    assert bpb == pytest.approx(want, abs=TOLERANCE)
