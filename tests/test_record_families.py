@@ -109,7 +109,14 @@ VARLEN_CASES = {
         NO_FIX,
         "diagnostic ",
     ),
+    "2026-04-13_VarLenAttn_PhasingTTT2000": ("varlen-sp8192", NO_FIX, "diagnostic "),
+    "2026-04-18_PR1626_CaseOps_Taper": ("varlen-sp8192", NO_FIX, "diagnostic "),
     "2026-04-19_SP8192_CaseOps_GatedAttn_QuantGate_Loop45_PhasedTTT": (
+        "varlen-sp8192",
+        NO_FIX,
+        "diagnostic ",
+    ),
+    "2026-04-22_SP8192_CaseOps_GatedAttn_QuantGate_Loop45_PhasedTTT_MLPClip12": (
         "varlen-sp8192",
         NO_FIX,
         "diagnostic ",
@@ -117,6 +124,11 @@ VARLEN_CASES = {
     "2026-04-23_SP8192_CaseOps_SparseGate_QuantGate_Loop45_PhasedTTT_PolarNS_MinLR_FusedCE": (
         "varlen-sp8192",
         NO_FIX,
+        "diagnostic ",
+    ),
+    "2026-04-27_SmearGateBOSFix_PR1787Base_LQERAsym_PhasedTTT": (
+        "varlen-sp8192",
+        BOS_FIX,
         "diagnostic ",
     ),
     "2026-04-29_SmearGateBOSFix_3Seed_1.06141": ("varlen-sp8192", BOS_FIX, "diagnostic "),
@@ -300,3 +312,36 @@ def test_golf_import_record_dir(folder: str, sp512: Dataset, tmp_path: Path) -> 
     bpb = summarize(evaluate(model, tokens, sp512.byte_lut(), "sliding", params))["val_bpb"]
     want = doc["printed"][f"{CASES[folder][2]}quantized_sliding_window"]["val_bpb"]
     assert bpb == pytest.approx(want, abs=TOLERANCE)
+
+
+def test_varlen_fixture_sees_a_wrong_parallel_lambda(
+    sp512: Dataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The varlen fixtures can fail too: one lane lambda of one layer changed moves the
+    record-style plain val_bpb by far more than the tolerance."""
+    folder = "2026-04-14_MultiPhaseGlobalSGD_PhasedTTT"
+    doc, model = _import(folder, tmp_path / "a.golf", sp512)
+    with torch.no_grad():
+        model.parallel_post_lambdas[2, 1, 0] += 0.5
+    plain = _record_varlen_bpb(model, sp512, doc["hparams"]["eval_seq_len"], None, monkeypatch)
+    assert abs(plain - doc["printed"]["diagnostic quantized"]["val_bpb"]) > 100 * TOLERANCE
+
+
+def test_smear_bos_fix_keeps_documents_apart(sp512: Dataset, tmp_path: Path) -> None:
+    """With the BOS fix (04-27/04-29) a document's first token takes nothing from the
+    token before it; without it (04-16 … 04-23) it does. Checked on the 04-29 fixture's
+    weights with the smear made strong (its trained lambda is small)."""
+    _, model = _import("2026-04-29_SmearGateBOSFix_3Seed_1.06141", tmp_path / "a.golf", sp512)
+    assert model.config.smear == "smear_bos"
+    plain = type(model)(model.config.replace(smear="smear"))
+    plain.load_state_dict(model.state_dict())
+    a = torch.tensor([[5, 9, 1, 7, 8]])
+    b = torch.tensor([[5, 33, 1, 7, 8]])  # another token right before the BOS
+    for m in (model, plain):
+        with torch.no_grad():
+            m.smear_lambda.fill_(3.0)
+    emb = {}
+    for name, m in (("fix", model), ("plain", plain)):
+        x = {k: m._smear(m.tok_emb(t), t) for k, t in (("a", a), ("b", b))}
+        emb[name] = (x["a"][0, 2] - x["b"][0, 2]).abs().max().item()
+    assert emb["fix"] == 0.0 and emb["plain"] > 1e-3

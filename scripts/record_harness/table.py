@@ -167,11 +167,19 @@ LQER = GATED | {
 """The BOS-fixed SmearGate + sparse gate + asymmetric LQER records, as their logs run."""
 
 
-def _varlen(**env: str) -> Driver:
+DENSE_GATE_EDITS = (
+    *VARLEN_EDITS,
+    (r"1024 <= t\.numel\(\) <= 8192", "16 <= t.numel() <= 8192"),
+)
+"""04-19/04-22 route `attn_gate_w` to int8 rows only from 1,024 elements (8 heads × 512);
+the tiny dense gate (4 × 64) takes that path only with the lower bound scaled."""
+
+
+def _varlen(edits: tuple[tuple[str, str], ...] = VARLEN_EDITS, **env: str) -> Driver:
     return Driver(
         vocab=512,
         env=VARLEN_ENV | env,
-        edits=VARLEN_EDITS,
+        edits=edits,
         notes="varlen family (golf/models/varlen.py)",
     )
 
@@ -205,11 +213,12 @@ DRIVERS: dict[str, Driver] = {
     "2026-04-16_SmearGate_AttentionOutputGate_ScoreFirstTTT": _varlen(
         SMEAR_GATE_ENABLED="1", GATE_ATTN_OUT="1", EMBED_BITS="7"
     ),
+    "2026-04-18_PR1626_CaseOps_Taper": _varlen(EMBED_BITS="7"),
     "2026-04-19_SP8192_CaseOps_GatedAttn_QuantGate_Loop45_PhasedTTT": _varlen(
-        **GATED, GATED_ATTN_ENABLED="1"
+        DENSE_GATE_EDITS, **GATED, GATED_ATTN_ENABLED="1"
     ),
     "2026-04-22_SP8192_CaseOps_GatedAttn_QuantGate_Loop45_PhasedTTT_MLPClip12": _varlen(
-        **GATED, GATED_ATTN_ENABLED="1"
+        DENSE_GATE_EDITS, **GATED, GATED_ATTN_ENABLED="1"
     ),
     "2026-04-23_SP8192_CaseOps_SparseGate_QuantGate_Loop45_PhasedTTT_PolarNS_MinLR_FusedCE": (
         _varlen(**GATED, SPARSE_ATTN_GATE_ENABLED="1")
