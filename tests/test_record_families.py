@@ -345,3 +345,36 @@ def test_smear_bos_fix_keeps_documents_apart(sp512: Dataset, tmp_path: Path) -> 
         x = {k: m._smear(m.tok_emb(t), t) for k, t in (("a", a), ("b", b))}
         emb[name] = (x["a"][0, 2] - x["b"][0, 2]).abs().max().item()
     assert emb["fix"] == 0.0 and emb["plain"] > 1e-3
+
+
+SEED_CASES = {"2026-04-01_Vocab4096_MLPMult4_WD085": "final_int6_"}
+"""sp4096 records whose blocks are the seed family's (golf/models/gpt.py)."""
+
+
+@pytest.mark.parametrize("folder", sorted(SEED_CASES))
+def test_seed_family_sp4096_matches_record(folder: str, sp512: Dataset, tmp_path: Path) -> None:
+    """04-01 (sp4096, value embeddings, gated skips): the seed family reads it; its
+    hyperparameters as `golf import` resolves them (Rotary NTK length = train_seq_len)."""
+    from golf.formats.pg import infer_config
+
+    doc, blob = _fixture(folder)
+    h = doc["hparams"]
+    blind = {k: h[k] for k in ("logit_softcap", "rope_base", "rope_dims", "xsa_last_n")}
+    blind |= {"ln_scale": h["ln_scale"], "qk_gain_init": h["qk_gain_init"]}
+    blind |= {"ve_layers": h["ve_layers"], "recur_layers": ()}
+    blind["rope_train_seq_len"] = h["train_seq_len"]
+    ref = read_reference(blob)
+    config = infer_config({n: tuple(e.values.shape) for n, e in ref.entries.items()}, blind)
+    tensors = {name: to_qtensor(name, e) for name, e in ref.entries.items()}
+    out = tmp_path / "a.golf"
+    write_artifact(
+        out, tensors, config, tokenizer_sha256=sp512.tokenizer_sha256, vocab_size=config.vocab_size
+    )
+    model = load_model(read_artifact(out))
+    prefix = SEED_CASES[folder]
+    plain = _bpb(model, sp512, "plain", h["eval_seq_len"], h["eval_seq_len"])
+    sliding = _bpb(model, sp512, "sliding", h["eval_seq_len"], h["eval_stride"])
+    printed = doc["printed"]
+    assert plain == pytest.approx(printed[f"{prefix}roundtrip"]["val_bpb"], abs=TOLERANCE)
+    want = printed[f"{prefix}sliding_window"]["val_bpb"]
+    assert sliding == pytest.approx(want, abs=TOLERANCE)

@@ -218,6 +218,10 @@ def _blind_fields(tree: ast.Module, rec: Any, h: Any) -> tuple[dict[str, Any], d
         origins["rope_train_seq_len"] = (
             f"Rotary(train_seq_len={doc['rope_train_seq_len']}) in the code"
         )
+    elif _rotary_rescales(tree) and _rotary_length_is_hparam(tree) and "train_seq_len" in h.values:
+        # Rotary(..., train_seq_len=h.train_seq_len) (04-01 …): the training length itself
+        doc["rope_train_seq_len"] = int(h.values["train_seq_len"])
+        origins["rope_train_seq_len"] = "Rotary(train_seq_len=h.train_seq_len): train_seq_len"
     elif _rotary_rescales(tree):
         raise ConfigInvalid(
             "Rotary NTK-rescales but its train_seq_len is not a literal in the code"
@@ -226,6 +230,23 @@ def _blind_fields(tree: ast.Module, rec: Any, h: Any) -> tuple[dict[str, Any], d
         doc["rope_train_seq_len"] = NO_NTK
         origins["rope_train_seq_len"] = "Rotary never rescales its base"
     return doc, origins
+
+
+def _rotary_length_is_hparam(tree: ast.Module) -> bool:
+    """Every `Rotary(...)` call passes train_seq_len as `<h>.train_seq_len` or as a
+    parameter named train_seq_len (the constructors forward the hyperparameter)."""
+    found = False
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "Rotary":
+            for kw in node.keywords:
+                if kw.arg != "train_seq_len":
+                    continue
+                value = kw.value
+                named = getattr(value, "attr", None) or getattr(value, "id", None)
+                if named != "train_seq_len":
+                    return False
+                found = True
+    return found
 
 
 def _rotary_rescales(tree: ast.Module) -> bool:

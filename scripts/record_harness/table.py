@@ -196,10 +196,21 @@ TTT_ENV = {
 """Score-first TTT at the tiny shape: 4 chunks over the 4,096 val targets, a learning rate
 large enough that the adapted score differs clearly from sliding, one frozen block."""
 
+SP4096_ENV = {
+    k: v
+    for k, v in LOOPED_ENV.items()
+    if k not in ("NUM_LOOPS", "LOOP_START", "LOOP_END", "ENABLE_LOOPING_AT")
+} | {"NUM_LAYERS": "3", "VE_LAYERS": "1,2"}
+"""04-01 (sp4096, value embeddings, gated skips, no recurrence): the seed family's blocks;
+tiny as the looped stack, value embeddings on the last two layers."""
+
 DRIVERS: dict[str, Driver] = {
     "2026-03-17_NaiveBaseline": Driver(),
     "2026-03-23_LeakyReLU_LegalTTT_ParallelMuon": Driver(
         env=TTT_ENV, notes="golden fixture of the `ttt` protocol (legal_ttt_exact)"
+    ),
+    "2026-04-01_Vocab4096_MLPMult4_WD085": Driver(
+        vocab=512, env=SP4096_ENV, edits=MINIFIED_SCALE_EDITS, notes="seed family (gpt-sp1024)"
     ),
     "2026-04-05_SP8192_GPTQ-Embeddings_SDClip_Loop45x2": _looped(),
     "2026-04-06_SP8192_HessianSDClip_ProgressiveRecurrence": _looped(PARALLEL_RESIDUAL_START="1"),
