@@ -347,6 +347,50 @@ def test_smear_bos_fix_keeps_documents_apart(sp512: Dataset, tmp_path: Path) -> 
     assert emb["fix"] == 0.0 and emb["plain"] > 1e-3
 
 
+RECUR_CASES = {
+    "2026-04-03_MuonEqR_DepthRecurrence_WD090_AllInt6": {"skip_rule": "clamp"},
+    "2026-04-04_SP4096_DepthRecurrence_ParallelResid_MuonEqR": {"skip_rule": "first"},
+}
+"""sp4096 depth recurrence over physical blocks (golf/models/recur.py)."""
+
+
+@pytest.mark.parametrize("folder", sorted(RECUR_CASES))
+def test_recur_family_matches_record(folder: str, sp512: Dataset, tmp_path: Path) -> None:
+    doc, blob = _fixture(folder)
+    h = doc["hparams"]
+    ref = read_reference(blob)
+    shapes = {n: tuple(e.values.shape) for n, e in ref.entries.items()}
+    config = family_config("recur-sp4096", RECUR_CASES[folder] | h, shapes)
+    tensors = {name: to_qtensor(name, e) for name, e in ref.entries.items()}
+    out = tmp_path / "a.golf"
+    write_artifact(
+        out,
+        tensors,
+        config,
+        tokenizer_sha256=sp512.tokenizer_sha256,
+        vocab_size=config.vocab_size,
+        arch="recur-sp4096",
+    )
+    model = load_model(read_artifact(out))
+    plain = _bpb(model, sp512, "plain", h["eval_seq_len"], h["eval_seq_len"])
+    sliding = _bpb(model, sp512, "sliding", h["eval_seq_len"], h["eval_stride"])
+    printed = doc["printed"]
+    assert plain == pytest.approx(printed["final_int6_roundtrip"]["val_bpb"], abs=TOLERANCE)
+    want = printed["final_int6_sliding_window"]["val_bpb"]
+    assert sliding == pytest.approx(want, abs=TOLERANCE)
+
+
+@pytest.mark.skipif(not OFFICIAL.is_dir(), reason="the official records are not on this machine")
+@pytest.mark.parametrize("folder", sorted(RECUR_CASES))
+def test_recur_family_read_from_the_record_code(folder: str) -> None:
+    from golf.record import read_record
+
+    source = read_record(OFFICIAL / folder).source
+    assert source is not None
+    assert family_of(source.code) == "recur-sp4096"
+    assert traits(source.code).items() >= RECUR_CASES[folder].items()
+
+
 SEED_CASES = {"2026-04-01_Vocab4096_MLPMult4_WD085": "final_int6_"}
 """sp4096 records whose blocks are the seed family's (golf/models/gpt.py)."""
 

@@ -18,15 +18,19 @@ from typing import Any
 from pydantic import BaseModel
 
 from golf.formats.artifact import ConfigInvalid, MissingTensor
-from golf.models import looped, varlen
+from golf.models import looped, recur, varlen
 from golf.spec.errors import ConfigError
 
-LOOPED, VARLEN = looped.ARCH, varlen.ARCH
+LOOPED, VARLEN, RECUR = looped.ARCH, varlen.ARCH, recur.ARCH
 
 
 def family_of(source: str) -> str | None:
     """The arch name of the family whose code `source` is, or None (another family)."""
-    if not re.search(r"\bnum_loops\b", source) or "leaky_relu" not in source:
+    if "leaky_relu" not in source:
+        return None
+    if "_get_virtual_layers" in source and "ve_shared" in source and "bigram" not in source:
+        return RECUR  # 04-03, 04-04: sp4096 depth recurrence over physical blocks
+    if not re.search(r"\bnum_loops\b", source):
         return None
     return VARLEN if "cu_seqlens" in source else LOOPED
 
@@ -46,6 +50,10 @@ def traits(source: str) -> dict[str, Any]:
         out["parallel_mode"] = "gptj"
     else:
         out["parallel_mode"] = "none"
+    # 04-03 clamps the skip index and spends every skip; 04-04 spends the first ones only
+    out["skip_rule"] = (
+        "clamp" if re.search(r"min\(i,\s*self\.num_skip_weights", source) else "first"
+    )
     out["smear_bos_fix"] = bool(re.search(r"input_ids\[:,\s*1:\]\s*(==\s*1|!=\s*BOS_ID)", source))
     return out
 
@@ -55,7 +63,12 @@ def family_config(
 ) -> BaseModel:
     """The family's config from `traits(source) | hyperparameters` and the tensor shapes; a missing
     key or tensor, or a config the family refuses, is one ConfigInvalid line."""
-    build = {LOOPED: looped.config_from_record, VARLEN: varlen.config_from_record}.get(arch)
+    builders = {
+        LOOPED: looped.config_from_record,
+        VARLEN: varlen.config_from_record,
+        RECUR: recur.config_from_record,
+    }
+    build = builders.get(arch)
     if build is None:
         raise ConfigInvalid(f"no board family is registered as {arch!r}")
     try:

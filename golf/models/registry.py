@@ -16,6 +16,7 @@ from torch import nn
 
 from golf.models.gpt import GPT
 from golf.models.looped import LoopedGPT
+from golf.models.recur import RecurGPT
 from golf.models.relu2 import Relu2GPT
 from golf.models.roles import Role
 from golf.models.varlen import VarlenGPT
@@ -34,6 +35,7 @@ ARCHITECTURES: dict[str, type[nn.Module]] = {
     RELU2_ARCH: Relu2GPT,
     "looped-sp8192": LoopedGPT,  # records 2026-04-05 … 2026-04-09
     "varlen-sp8192": VarlenGPT,  # records 2026-04-10 … 2026-04-29
+    "recur-sp4096": RecurGPT,  # records 2026-04-03, 2026-04-04
 }
 
 

@@ -204,6 +204,17 @@ SP4096_ENV = {
 """04-01 (sp4096, value embeddings, gated skips, no recurrence): the seed family's blocks;
 tiny as the looped stack, value embeddings on the last two layers."""
 
+RECUR_ENV = SP4096_ENV | {
+    "NUM_LAYERS": "4",
+    "RECUR_LAYERS": "1,2",
+    "RECUR_START_STEP": "5",
+    "VE_LAYERS": "2,3",
+}
+"""04-03/04-04 at four layers, blocks 1-2 repeated (virtual 0,1,2,1,2,3): three encoder
+skips for two skip weights, so 04-03's clamped index and 04-04's first-skips-only rule
+both differ from the plain stack; 04-04's lanes start at layer 1, so its second skip lands
+on the abandoned stream as in the record."""
+
 DRIVERS: dict[str, Driver] = {
     "2026-03-17_NaiveBaseline": Driver(),
     "2026-03-23_LeakyReLU_LegalTTT_ParallelMuon": Driver(
@@ -211,6 +222,15 @@ DRIVERS: dict[str, Driver] = {
     ),
     "2026-04-01_Vocab4096_MLPMult4_WD085": Driver(
         vocab=512, env=SP4096_ENV, edits=MINIFIED_SCALE_EDITS, notes="seed family (gpt-sp1024)"
+    ),
+    "2026-04-03_MuonEqR_DepthRecurrence_WD090_AllInt6": Driver(
+        vocab=512, env=RECUR_ENV, edits=MINIFIED_SCALE_EDITS, notes="recur family"
+    ),
+    "2026-04-04_SP4096_DepthRecurrence_ParallelResid_MuonEqR": Driver(
+        vocab=512,
+        env=RECUR_ENV | {"PARALLEL_START_LAYER": "1"},
+        edits=MINIFIED_SCALE_EDITS,
+        notes="recur family",
     ),
     "2026-04-05_SP8192_GPTQ-Embeddings_SDClip_Loop45x2": _looped(),
     "2026-04-06_SP8192_HessianSDClip_ProgressiveRecurrence": _looped(PARALLEL_RESIDUAL_START="1"),
