@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor, nn
 
-from golf.models.attention import AttentionContext, causal_attention
+from golf.models.attention import Adapter, AttentionContext, causal_attention
 from golf.models.gpt import CastedLinear, apply_rotary, exclusive, rms_norm, take_rows
 from golf.models.roles import Role, role, roles_of
 from golf.spec.errors import ConfigError, parse_document
@@ -143,6 +143,15 @@ def rotary(cfg: LoopedConfig, seq_len: int, device: torch.device) -> tuple[Tenso
     return freqs.cos()[None, :, None, :], freqs.sin()[None, :, None, :]
 
 
+def _delta(ctx: AttentionContext, site: str, layer: int, x: Tensor) -> Tensor | None:
+    """The per-call adapter's update at `site` of virtual layer `layer` (TTT's LoRA)."""
+    return None if ctx.adapter is None else ctx.adapter.delta(site, layer, x)
+
+
+def _plus(y: Tensor, d: Tensor | None) -> Tensor:
+    return y if d is None else y + d.to(y.dtype)
+
+
 class Attention(nn.Module):
     """GQA attention: q/k RMS-norm, partial RoPE, per-head q gain, causal, optional XSA."""
 
@@ -158,19 +167,19 @@ class Attention(nn.Module):
         self.q_gain = role(nn.Parameter(torch.full((cfg.num_heads,), cfg.qk_gain_init)), CONTROL)
         self.use_xsa = layer >= cfg.num_layers - cfg.xsa_last_n
 
-    def forward(self, x: Tensor, rope: tuple[Tensor, Tensor], ctx: AttentionContext) -> Tensor:
+    def forward(self, x: Tensor, rope: Rope, ctx: AttentionContext, slot: int) -> Tensor:
         cfg = self.cfg
         b, t, d = x.shape
-        q = self.c_q(x).reshape(b, t, cfg.num_heads, cfg.head_dim)
-        k = self.c_k(x).reshape(b, t, cfg.num_kv_heads, cfg.head_dim)
-        v = self.c_v(x).reshape(b, t, cfg.num_kv_heads, cfg.head_dim)
+        q = _plus(self.c_q(x), _delta(ctx, "q", slot, x)).reshape(b, t, cfg.num_heads, -1)
+        k = _plus(self.c_k(x), _delta(ctx, "k", slot, x)).reshape(b, t, cfg.num_kv_heads, -1)
+        v = _plus(self.c_v(x), _delta(ctx, "v", slot, x)).reshape(b, t, cfg.num_kv_heads, -1)
         q, k = rms_norm(q), rms_norm(k)
         q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)
         q = q * self.q_gain.to(q.dtype)[None, None, :, None]
         y = causal_attention(q, k, v, None, ctx)
         if self.use_xsa:
             y = exclusive(y, v)
-        return self.proj(y.reshape(b, t, d))
+        return _plus(self.proj(y.reshape(b, t, d)), _delta(ctx, "o", slot, x))
 
 
 class MLP(nn.Module):
@@ -182,8 +191,9 @@ class MLP(nn.Module):
         self.proj = role(CastedLinear(cfg.mlp_hidden, cfg.model_dim, bias=False), MATRIX)
         self.proj._zero_init = True
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.proj(F.leaky_relu(self.fc(x), negative_slope=0.5).square())
+    def forward(self, x: Tensor, ctx: AttentionContext, slot: int) -> Tensor:
+        out = self.proj(F.leaky_relu(self.fc(x), negative_slope=0.5).square())
+        return _plus(out, _delta(ctx, "mlp", slot, x))
 
 
 class Block(nn.Module):
@@ -201,22 +211,23 @@ class Block(nn.Module):
         self.ln = 1.0 / math.sqrt(layer + 1) if cfg.ln_scale else 1.0
         self.gptj = cfg.parallel == "gptj" and layer >= cfg.parallel_start
 
-    def attn_half(self, x: Tensor, x0: Tensor, rope: Rope, ctx: AttentionContext) -> Tensor:
+    def attn_half(self, x: Tensor, x0: Tensor, rope: Rope, ctx: AttentionContext, slot: int):
         mix = self.resid_mix.to(x.dtype)
         x_in = mix[0] * x + mix[1] * x0
-        return x_in + self.attn_scale.to(x.dtype) * self.attn(rms_norm(x_in) * self.ln, rope, ctx)
+        a = self.attn(rms_norm(x_in) * self.ln, rope, ctx, slot)
+        return x_in + self.attn_scale.to(x.dtype) * a
 
-    def mlp_half(self, x: Tensor) -> Tensor:
-        return x + self.mlp_scale.to(x.dtype) * self.mlp(rms_norm(x) * self.ln)
+    def mlp_half(self, x: Tensor, ctx: AttentionContext, slot: int) -> Tensor:
+        return x + self.mlp_scale.to(x.dtype) * self.mlp(rms_norm(x) * self.ln, ctx, slot)
 
-    def forward(self, x: Tensor, x0: Tensor, rope: Rope, ctx: AttentionContext) -> Tensor:
+    def forward(self, x: Tensor, x0: Tensor, rope: Rope, ctx: AttentionContext, slot: int):
         if not self.gptj:
-            return self.mlp_half(self.attn_half(x, x0, rope, ctx))
+            return self.mlp_half(self.attn_half(x, x0, rope, ctx, slot), ctx, slot)
         mix = self.resid_mix.to(x.dtype)
         x_in = mix[0] * x + mix[1] * x0
         h = rms_norm(x_in) * self.ln
-        a = self.attn_scale.to(x.dtype) * self.attn(h, rope, ctx)
-        return x_in + a + self.mlp_scale.to(x.dtype) * self.mlp(h)
+        a = self.attn_scale.to(x.dtype) * self.attn(h, rope, ctx, slot)
+        return x_in + a + self.mlp_scale.to(x.dtype) * self.mlp(h, ctx, slot)
 
 
 class LoopedGPT(nn.Module):
@@ -287,25 +298,27 @@ class LoopedGPT(nn.Module):
         layers = cfg.virtual_layers
         num_enc = len(layers) // 2
         skips: list[Tensor] = []
-        for i in layers[:num_enc]:
-            x = self.blocks[i](x, x0, rope, ctx)
+        for slot, i in enumerate(layers[:num_enc]):
+            x = self.blocks[i](x, x0, rope, ctx, slot)
             skips.append(x)
         lanes = cfg.parallel == "lanes" and cfg.parallel_start > 0
         lane0: Tensor | None = None
         lane1 = x
         for j, i in enumerate(layers[num_enc:]):
-            block = self.blocks[i]
+            block, slot = self.blocks[i], num_enc + j
             if lane0 is None:
                 if j < cfg.num_skips and skips:
                     x = self._skip(x, j, skips.pop())
                 if lanes and i >= cfg.parallel_start:  # both lanes start from x here
-                    lane0, lane1 = block.attn_half(x, x0, rope, ctx), block.mlp_half(x)
+                    lane0 = block.attn_half(x, x0, rope, ctx, slot)
+                    lane1 = block.mlp_half(x, ctx, slot)
                 else:
-                    x = block(x, x0, rope, ctx)
+                    x = block(x, x0, rope, ctx, slot)
             else:
                 if j < cfg.num_skips and skips:
                     lane0 = self._skip(lane0, j, skips.pop())
-                lane0, lane1 = block.attn_half(lane0, x0, rope, ctx), block.mlp_half(lane1)
+                lane0 = block.attn_half(lane0, x0, rope, ctx, slot)
+                lane1 = block.mlp_half(lane1, ctx, slot)
         if lane0 is not None:
             m = self.lane_merge.to(lane0.dtype)
             x = m * lane0 + (1.0 - m) * lane1
@@ -314,9 +327,13 @@ class LoopedGPT(nn.Module):
             x = self.head_proj(x)
         return x if rows is None else take_rows(x, rows)
 
-    def logits(self, hidden: Tensor) -> Tensor:
+    def logits(self, hidden: Tensor, adapter: Adapter | None = None) -> Tensor:
+        """softcap · tanh((hidden·Wᵀ + the adapter's head update) / softcap)."""
         c = self.config.logit_softcap
-        return c * torch.tanh(F.linear(hidden, self.head_weight.to(hidden.dtype)) / c)
+        z = F.linear(hidden, self.head_weight.to(hidden.dtype))
+        if adapter is not None:
+            z = _plus(z, adapter.delta("head", -1, hidden))
+        return c * torch.tanh(z / c)
 
     def forward(self, ids: Tensor, targets: Tensor) -> Tensor:
         logits = self.logits(self.forward_hidden(ids))

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor, nn
 
-from golf.models.attention import AttentionContext, causal_attention
+from golf.models.attention import Adapter, AttentionContext, causal_attention
 from golf.models.gpt import CastedLinear, apply_rotary, exclusive, rms_norm, take_rows
 from golf.models.roles import Role, role, roles_of
 from golf.spec.errors import ConfigError, parse_document
@@ -163,13 +163,13 @@ def rotary(cfg: VarlenConfig, seq_len: int, device: torch.device) -> Rope:
 
 
 def _delta(ctx: AttentionContext, site: str, layer: int, x: Tensor) -> Tensor | None:
-    """The per-call adapter's update at `site` (score-first TTT's LoRA), if any."""
-    adapter = getattr(ctx, "adapter", None)
-    return None if adapter is None else adapter.delta(site, layer, x)
+    """The per-call adapter's update at `site` (score-first TTT's LoRA; `layer` is the
+    virtual layer, as the records' LoRA slots), if any."""
+    return None if ctx.adapter is None else ctx.adapter.delta(site, layer, x)
 
 
 def _plus(y: Tensor, d: Tensor | None) -> Tensor:
-    return y if d is None else y + d
+    return y if d is None else y + d.to(y.dtype)
 
 
 class Attention(nn.Module):
@@ -373,7 +373,7 @@ class VarlenGPT(nn.Module):
                 if j < cfg.num_skips and skips:
                     lane0 = self._skip(lane0, j, skips.pop())
                 lane0, lane1 = self._parallel(i, lane0, lane1, x0, rope, ctx, slot)
-            else:
+            else:  # (after the split, as in the records, this stream feeds nothing)
                 if j < cfg.num_skips and skips:
                     x = self._skip(x, j, skips.pop())
                 x = self.blocks[i](x, x0, rope, ctx, slot)
@@ -389,11 +389,12 @@ class VarlenGPT(nn.Module):
             x = self.head_proj(x)
         return x if rows is None else take_rows(x, rows)
 
-    def logits(self, hidden: Tensor, attention: AttentionContext | None = None) -> Tensor:
+    def logits(self, hidden: Tensor, adapter: Adapter | None = None) -> Tensor:
+        """softcap · tanh((hidden·Wᵀ + the adapter's head update) / softcap)."""
         c = self.config.logit_softcap
         z = F.linear(hidden, self.head_weight.to(hidden.dtype))
-        if attention is not None:
-            z = _plus(z, _delta(attention, "head", -1, hidden))
+        if adapter is not None:
+            z = _plus(z, adapter.delta("head", -1, hidden))
         return c * torch.tanh(z / c)
 
     def forward(self, ids: Tensor, targets: Tensor) -> Tensor:
