@@ -19,13 +19,18 @@ from service.datasets import Datasets
 from service.deps import AppState
 from service.errors import install_handlers
 from service.events import Hub
+from service.health import DbHealth
 from service.limits import RequestLimits
 from service.metrics import Metrics
 from service.objects import ObjectCache
+from service.openapi import document_errors
+from service.reads import ReadPool
+from service.results import Results
 from service.routers import artifacts, dashboard, datasets, jobs, leaderboard, ops
 from service.scheduler import Scheduler
 from service.settings import Settings
 from service.store import Store
+from workers.integrity import load_record_key
 from workers.pool import WorkerPool
 
 log = logging.getLogger(__name__)
@@ -67,8 +72,14 @@ def create_app(settings: Settings, keys: ApiKeys | None = None) -> FastAPI:
             ray.init(address=settings.ray_address, include_dashboard=False)
             if threading.current_thread() is threading.main_thread():
                 signal.signal(signal.SIGTERM, server_sigterm)
-        store = Store(settings.db_path)
-        hub, metrics, pool = Hub(), Metrics(), make_pool(settings)
+        record_key = load_record_key(settings.record_key_path)
+        store = Store(settings.db_path, record_key=record_key)
+        results = Results(settings.results_dir)
+        results.reconcile(store)
+        reads = ReadPool(settings.db_path, settings.read_threads, record_key)
+        health = DbHealth(reads, settings.quick_check_s)
+        hub = Hub(settings.max_streams, settings.max_streams_per_owner)
+        metrics, pool = Metrics(), make_pool(settings)
         data = Datasets(settings.data_root)
         scheduler = Scheduler(
             store,
@@ -79,16 +90,31 @@ def create_app(settings: Settings, keys: ApiKeys | None = None) -> FastAPI:
             metrics,
             settings.max_decompressed_bytes,
             settings.max_shard_attempts,
+            reads=reads,
+            results=results,
         )
         app.state.golf = AppState(
-            settings, keys, store, data, hub, metrics, pool, scheduler, asyncio.Semaphore(2)
+            settings,
+            keys,
+            store,
+            data,
+            hub,
+            metrics,
+            pool,
+            scheduler,
+            asyncio.Semaphore(2),
+            reads,
+            health,
         )
+        health.start()
         await scheduler.start()
         try:
             yield
         finally:
             await scheduler.stop()
+            await health.stop()
             pool.shutdown()
+            reads.close()
             store.close()
             if owns_ray:
                 ray.shutdown()
@@ -110,4 +136,5 @@ def create_app(settings: Settings, keys: ApiKeys | None = None) -> FastAPI:
     for module in (artifacts, datasets, jobs, leaderboard, ops, dashboard):
         app.include_router(module.router)
     app.mount("/static", dashboard.static, name="static")
+    document_errors(app)
     return app

@@ -7,6 +7,7 @@ logged with its traceback and answered 500 without one, and the server keeps ser
 from __future__ import annotations
 
 import logging
+import re
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -28,6 +29,32 @@ def one_line(exc: BaseException) -> str:
         return str(exc)
     text = " ".join(str(exc).split())
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+_NODE_DETAILS = re.compile(
+    r"\b(?:ip|pid|actor_id|node_id|worker_id|job_id|task_id)=[^,)\s]+"
+    r"|\b(?:\d{1,3}\.){3}\d{1,3}(?::\d+)?\b"
+    r"|\b[0-9a-f]{24,}\b",
+    re.IGNORECASE,
+)
+
+
+def public(text: str) -> str:
+    """`text` without the cluster's internals (node IPs, process and actor ids), for the
+    error an owner reads; the operator's log keeps the full text."""
+    return " ".join(_NODE_DETAILS.sub("…", text).split())
+
+
+def worker_death(exc: BaseException) -> str:
+    """Why a worker died, in words an owner may read (no node, process or actor ids)."""
+    text = str(exc).lower()
+    if "out of memory" in text or "outofmemory" in text or "oom" in text.split():
+        return "the worker ran out of memory"
+    if "ray.kill" in text:
+        return "the worker was killed"
+    if "node" in text and ("died" in text or "dead" in text or "removed" in text):
+        return "the worker's node was lost"
+    return "the worker process died"
 
 
 def golf_status(exc: GolfError) -> int:

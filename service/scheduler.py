@@ -20,11 +20,13 @@ from ray.exceptions import RayActorError, RayError
 from golf import __version__
 from golf.engine.evaluate import WindowRecord
 from service.datasets import Datasets
-from service.errors import one_line
+from service.errors import one_line, public, worker_death
 from service.events import Hub
 from service.metrics import Metrics
 from service.objects import ObjectCache
+from service.reads import ReadPool
 from service.reports import build_report
+from service.results import Results, job_snapshot
 from service.store import QueuedShard, ShardKey, Store
 from workers.pool import Worker, WorkerPool
 from workers.task import ShardTask
@@ -43,6 +45,8 @@ class Scheduler:
         metrics: Metrics,
         max_decompressed: int,
         max_attempts: int = 3,
+        reads: ReadPool | None = None,
+        results: Results | None = None,
     ):
         self.store = store
         self.pool = pool
@@ -52,12 +56,15 @@ class Scheduler:
         self.metrics = metrics
         self.max_decompressed = max_decompressed
         self.max_attempts = max_attempts
+        self.reads = reads or ReadPool(store.path, threads=1, record_key=store.record_key)
+        self.results = results
         self._wake = asyncio.Event()
         self._engine: asyncio.Task | None = None
         self._running: dict[ShardKey, asyncio.Task] = {}
         self._workers: dict[ShardKey, Worker] = {}
         self._stopped_jobs: set[str] = set()
         self._last_owner: str | None = None
+        self._closing = False
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -69,6 +76,7 @@ class Scheduler:
         self._engine = asyncio.create_task(self._loop())
 
     async def stop(self) -> None:
+        self._closing = True
         tasks = [t for t in (self._engine, *self._running.values()) if t is not None]
         for task in tasks:
             task.cancel()
@@ -79,13 +87,13 @@ class Scheduler:
 
     def stop_job(self, job_id: str) -> None:
         """Stop a cancelled or failed job now: its running batches are interrupted by
-        killing their actors (a fresh actor takes each one's place), so the GPU is free
-        within seconds instead of after the batch in flight."""
+        killing their actors, so the GPU is free within seconds instead of after the batch
+        in flight. Each killed slot stays busy until a fresh actor answers in its place
+        (`_run`), so no other owner's shard is ever sent to a dead actor."""
         self._stopped_jobs.add(job_id)
         for key, worker in list(self._workers.items()):
             if key.job == job_id:
-                with contextlib.suppress(Exception):
-                    ray.kill(worker.actor, no_restart=True)
+                self.pool.kill(worker)
         self.wake()
 
     def environment(self) -> dict[str, Any]:
@@ -129,36 +137,58 @@ class Scheduler:
             self._running[shard.key] = asyncio.create_task(self._run(worker, shard))
 
     async def _run(self, worker: Worker, shard: QueuedShard) -> None:
-        """Run one shard on one worker, persisting each batch as it arrives."""
+        """Run one shard on one worker, persisting each batch as it arrives.
+
+        However it ends, the shard leaves `stopping` (a failed or cancelled job's shards
+        stop counting against the owner's budget) and the slot is idle again only with a
+        live actor: one that died or that the service killed is replaced first."""
         key = shard.key
         started = time.monotonic()
+        died = False
         try:
             task = await asyncio.to_thread(self._task, shard)
             await self._stream(worker, task, key)
         except RayActorError as e:
+            died = True
             self._workers.pop(key, None)
-            if key.job in self._stopped_jobs:
-                self.store.end_stopped_shard(key)
-            else:
-                self._lost(worker, shard, one_line(e))
-            try:
-                await self.pool.replace(worker)
-            except Exception:
-                log.exception("replacing %s failed; retrying on its next shard", worker.name)
+            if key.job not in self._stopped_jobs:
+                # A death the service caused (it killed the actor) is not the shard's fault.
+                log.warning("%s died under %s: %s", worker.name, key, one_line(e))
+                self._lost(worker, shard, worker_death(e), counts=not worker.doomed)
         except Exception as e:
+            # The task failed, not the actor (an integrity error, settings the worker cannot
+            # run): the worker stays, only the job's other shards are interrupted.
+            self._workers.pop(key, None)
             log.exception("%s failed", key)
-            self._fail(key.job, one_line(e))
+            self._fail(key.job, public(one_line(e)))
         finally:
             self.metrics.worker_busy(worker.name, time.monotonic() - started)
             self._workers.pop(key, None)
             self._running.pop(key, None)
+            self.store.end_stopped_shard(key)
+            if (died or worker.doomed) and not self._closing:
+                await self._replace(worker)
             worker.busy = False
             self.hub.publish(key.job)
             self.wake()
 
+    async def _replace(self, worker: Worker) -> None:
+        """A fresh actor in the worker's slot, retried with backoff until one answers (the
+        slot stays busy meanwhile, so no shard is lost to a dead actor)."""
+        delay = 0.5
+        while True:
+            try:
+                await self.pool.replace(worker)
+                return
+            except Exception as e:
+                log.warning("replacing %s failed (%s); retrying in %.1f s", worker.name, e, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+
     async def _stream(self, worker: Worker, task: ShardTask, key: ShardKey) -> None:
         seconds = 0.0
         engine: dict[str, Any] | None = None
+        digest: str | None = None
         stream = worker.actor.run_shard.remote(task)
         async for ref in stream:
             if key.job in self._stopped_jobs:
@@ -168,6 +198,7 @@ class Scheduler:
             batch = await ref
             seconds += batch["seconds"]
             engine = batch.get("engine") or engine
+            digest = batch.get("digest", digest)
             rows = batch["records"]
             added = self.store.add_windows(
                 key,
@@ -178,7 +209,7 @@ class Scheduler:
             if added:  # the running val_bpb series the dashboard draws (GET …/series)
                 self.store.add_series_point(key.job, key.protocol)
             self.hub.publish(key.job)
-        self.store.finish_shard(key, seconds, engine)
+        self.store.finish_shard(key, seconds, engine, digest)
 
     def _task(self, shard: QueuedShard) -> ShardTask:
         """The shard's inputs as object-store refs (put once per content hash)."""
@@ -201,26 +232,36 @@ class Scheduler:
             max_decompressed=self.max_decompressed,
             tokens=self.objects.tokens(dataset, params.seq_len),
             byte_lut=self.objects.byte_lut(dataset, artifact.vocab_size),
+            record_key=self.store.record_key or b"",
         )
 
     async def _finalize(self) -> None:
-        """Check and report every job whose shards are all done."""
-        for job_id in self.store.finished_jobs():
+        """Check and report every job whose shards are all done. The report and the job's
+        window records are written as a content-addressed file (service/results.py), and
+        only then does the database mark the job succeeded and fold its WAL in."""
+        for job_id in await self.reads(lambda store: store.finished_jobs()):
             try:
-                report = await asyncio.to_thread(
-                    build_report, self.store, job_id, self.environment()
-                )
-                self.store.succeed_job(job_id, report)
+                report = await self.reads(build_report, job_id, self.environment())
+                if self.results is not None:
+                    snapshot = await self.reads(job_snapshot, job_id, report)
+                    await asyncio.to_thread(self.results.save, job_id, snapshot)
+                if self.store.succeed_job(job_id, report):
+                    await asyncio.to_thread(self.store.checkpoint)
             except Exception as e:
                 log.exception("finalizing %s failed", job_id)
-                self._fail(job_id, one_line(e))
+                self._fail(job_id, public(one_line(e)))
             self.hub.publish(job_id)
 
-    def _lost(self, worker: Worker, shard: QueuedShard, cause: str) -> None:
+    def _lost(self, worker: Worker, shard: QueuedShard, cause: str, counts: bool = True) -> None:
         """A worker died under a shard: run it again, unless it has killed
-        `max_attempts` workers already (out of memory, say): then the job fails naming it."""
-        attempts = self.store.shard_attempts(shard.key)
+        `max_attempts` workers already (out of memory, say): then the job fails naming it.
+        A death that does not count (the service killed the actor) gives the attempt back."""
         key = shard.key
+        if not counts:
+            log.info("%s was stopped by the service under %s; requeued", worker.name, key)
+            self.store.requeue_shard(key, refund=True)
+            return
+        attempts = self.store.shard_attempts(key)
         if attempts >= self.max_attempts:
             self._fail(
                 key.job,

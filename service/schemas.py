@@ -132,6 +132,8 @@ class JobOut(JobSummary):
 
 class JobList(BaseModel):
     jobs: list[JobSummary]
+    next_cursor: str | None = None
+    """Pass as `cursor` for the next (older) page; null on the last one."""
 
 
 class SeriesOut(BaseModel):
@@ -219,6 +221,9 @@ class Health(BaseModel):
     workers: int
     ray: bool
     db: bool
+    """False when the last periodic `PRAGMA quick_check` found the database damaged."""
+    db_error: str | None = None
+    db_checked_at: float | None = None
 
 
 def job_object(

@@ -20,6 +20,9 @@ class Worker:
     actor: Any = None
     info: dict[str, Any] = field(default_factory=dict)
     busy: bool = True  # until the actor answered its first call
+    doomed: bool = False
+    """Set when the service kills the actor (a cancel, a failed job): the slot is not idle
+    again until a fresh actor has answered in its place."""
 
 
 class WorkerPool:
@@ -50,12 +53,24 @@ class WorkerPool:
     async def replace(self, worker: Worker) -> None:
         """Kill what is left of a worker's actor and start a fresh one in its slot."""
         worker.busy = True
+        worker.doomed = True
         with contextlib.suppress(Exception):
             ray.kill(worker.actor, no_restart=True)
         await self._spawn(worker)
 
+    def kill(self, worker: Worker) -> None:
+        """Interrupt what the worker runs by killing its actor; the slot stays out of
+        `idle()` until `replace` has put a fresh actor in it."""
+        worker.doomed = True
+        with contextlib.suppress(Exception):
+            ray.kill(worker.actor, no_restart=True)
+
     def idle(self) -> Worker | None:
-        return next((worker for worker in self.workers if not worker.busy), None)
+        return next((w for w in self.workers if not w.busy and not w.doomed), None)
+
+    def capabilities(self) -> list[dict[str, Any]]:
+        """What each ready actor reported it can run (device, flash attention, Triton)."""
+        return [worker.info for worker in self.workers if worker.info]
 
     @property
     def ready(self) -> int:
@@ -73,4 +88,5 @@ class WorkerPool:
             worker.name, self.threads, self.cache_size, self.scorer
         )
         worker.info = await worker.actor.info.remote()
+        worker.doomed = False
         worker.busy = False
