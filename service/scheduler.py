@@ -62,6 +62,7 @@ class Scheduler:
         self._engine: asyncio.Task | None = None
         self._running: dict[ShardKey, asyncio.Task] = {}
         self._workers: dict[ShardKey, Worker] = {}
+        self._streams: dict[ShardKey, Any] = {}  # each running shard's batch stream
         self._stopped_jobs: set[str] = set()
         self._last_owner: str | None = None
         self._closing = False
@@ -85,15 +86,24 @@ class Scheduler:
     def wake(self) -> None:
         self._wake.set()
 
-    def stop_job(self, job_id: str) -> None:
-        """Stop a cancelled or failed job now: its running batches are interrupted by
-        killing their actors, so the GPU is free within seconds instead of after the batch
-        in flight. Each killed slot stays busy until a fresh actor answers in its place
-        (`_run`), so no other owner's shard is ever sent to a dead actor."""
+    def stop_job(self, job_id: str, interrupt: bool = True) -> None:
+        """Stop a cancelled or failed job now.
+
+        With `interrupt` (a cancel) its running batches are interrupted by killing their
+        actors, so the GPU is free within seconds instead of after the batch in flight;
+        each killed slot stays busy until a fresh actor answers in its place (`_run`), so
+        no other owner's shard is ever sent to a dead actor. Without (a failed job: the
+        workers are healthy) each shard's stream is cancelled: its actor finishes the batch
+        in flight, runs no other, and stays."""
         self._stopped_jobs.add(job_id)
         for key, worker in list(self._workers.items()):
-            if key.job == job_id:
+            if key.job != job_id:
+                continue
+            if interrupt:
                 self.pool.kill(worker)
+            elif (stream := self._streams.get(key)) is not None:
+                with contextlib.suppress(RayError):
+                    ray.cancel(stream)
         self.wake()
 
     def environment(self) -> dict[str, Any]:
@@ -157,10 +167,13 @@ class Scheduler:
                 self._lost(worker, shard, worker_death(e), counts=not worker.doomed)
         except Exception as e:
             # The task failed, not the actor (an integrity error, settings the worker cannot
-            # run): the worker stays, only the job's other shards are interrupted.
+            # run): the worker stays, and the job's other shards stop after their batch.
             self._workers.pop(key, None)
-            log.exception("%s failed", key)
-            self._fail(key.job, public(one_line(e)))
+            if key.job in self._stopped_jobs:
+                log.info("%s of a stopped job ended: %s", key, one_line(e))
+            else:
+                log.exception("%s failed", key)
+                self._fail(key.job, public(one_line(e)))
         finally:
             self.metrics.worker_busy(worker.name, time.monotonic() - started)
             self._workers.pop(key, None)
@@ -186,10 +199,16 @@ class Scheduler:
                 delay = min(delay * 2, 30.0)
 
     async def _stream(self, worker: Worker, task: ShardTask, key: ShardKey) -> None:
+        stream = self._streams[key] = worker.actor.run_shard.remote(task)
+        try:
+            await self._consume(stream, task, key)
+        finally:
+            self._streams.pop(key, None)
+
+    async def _consume(self, stream: Any, task: ShardTask, key: ShardKey) -> None:
         seconds = 0.0
         engine: dict[str, Any] | None = None
         digest: str | None = None
-        stream = worker.actor.run_shard.remote(task)
         async for ref in stream:
             if key.job in self._stopped_jobs:
                 await _abandon(stream)
@@ -209,6 +228,9 @@ class Scheduler:
             if added:  # the running val_bpb series the dashboard draws (GET …/series)
                 self.store.add_series_point(key.job, key.protocol)
             self.hub.publish(key.job)
+        if key.job in self._stopped_jobs:  # its stream was cancelled before a batch came
+            self.store.end_stopped_shard(key)
+            return
         self.store.finish_shard(key, seconds, engine, digest)
 
     def _task(self, shard: QueuedShard) -> ShardTask:
@@ -276,7 +298,7 @@ class Scheduler:
 
     def _fail(self, job_id: str, message: str) -> None:
         if self.store.fail_job(job_id, message):
-            self.stop_job(job_id)
+            self.stop_job(job_id, interrupt=False)
 
 
 async def _abandon(stream: Any) -> None:

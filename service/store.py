@@ -257,7 +257,7 @@ class Store:
     def quick_check(self) -> str | None:
         """None if `PRAGMA quick_check` finds the database sound, else its first finding."""
         try:
-            rows = [row[0] for row in self._all("PRAGMA quick_check")]
+            rows = [next(iter(row.values())) for row in self._all("PRAGMA quick_check")]
         except sqlite3.DatabaseError as e:
             return f"{type(e).__name__}: {e}"
         return None if rows == ["ok"] else "; ".join(map(str, rows[:3]))
@@ -657,7 +657,7 @@ class Store:
         with self._tx() as db:
             db.execute(
                 "UPDATE shards SET state = 'done', elapsed_s = ?, engine = ?, digest = ?"
-                " WHERE job = ? AND protocol = ? AND shard = ?",
+                " WHERE job = ? AND protocol = ? AND shard = ? AND state = 'running'",
                 (elapsed_s, json.dumps(engine), digest, key.job, key.protocol, key.shard),
             )
 

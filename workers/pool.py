@@ -20,6 +20,8 @@ class Worker:
     actor: Any = None
     info: dict[str, Any] = field(default_factory=dict)
     busy: bool = True  # until the actor answered its first call
+    known: dict[str, Any] = field(default_factory=dict)
+    """The latest `info` any actor of this slot gave (kept while a replacement starts)."""
     doomed: bool = False
     """Set when the service kills the actor (a cancel, a failed job): the slot is not idle
     again until a fresh actor has answered in its place."""
@@ -70,7 +72,7 @@ class WorkerPool:
 
     def capabilities(self) -> list[dict[str, Any]]:
         """What each ready actor reported it can run (device, flash attention, Triton)."""
-        return [worker.info for worker in self.workers if worker.info]
+        return [worker.known for worker in self.workers if worker.known]
 
     @property
     def ready(self) -> int:
@@ -87,6 +89,6 @@ class WorkerPool:
         worker.actor = EvalWorker.options(**self.options).remote(
             worker.name, self.threads, self.cache_size, self.scorer
         )
-        worker.info = await worker.actor.info.remote()
+        worker.info = worker.known = await worker.actor.info.remote()
         worker.doomed = False
         worker.busy = False
