@@ -37,8 +37,8 @@ sys.path[0] = str(Path(__file__).resolve().parents[1])
 import httpx
 
 from bench.service_scale import BIN, free_port, make_dataset, percentiles
-from golf.artifact import random_artifact
-from golf.config import preset
+from golf.formats.artifact import random_artifact
+from golf.spec.config import preset
 
 STRIDE, SEQ_LEN = 96, 2048
 KEY = "key-bench"

@@ -25,8 +25,8 @@ from service_support import (
     wait_job,
 )
 
-from golf.jobplan import plan_job
-from golf.params import EvalParams
+from golf.spec.jobplan import plan_job
+from golf.spec.params import EvalParams
 from service.reports import build_report
 from service.results import Results
 from workers.integrity import IntegrityError
