@@ -30,9 +30,17 @@ log = logging.getLogger(__name__)
 KEEPALIVE_S = 15.0
 MIN_INTERVAL_S = 0.25
 """At most four progress events a second per job, however fast batches land."""
+MAX_WRITES_PER_S = 400
+"""Frames written per second per job over all its streams: a job followed by more than
+MAX_WRITES_PER_S * MIN_INTERVAL_S streams gets its frames less often (300 streams:
+one every 0.75 s), so fan-out costs the event loop a bounded share."""
 
 View = Callable[[], Awaitable[tuple[dict[str, Any], dict[str, Any] | None]]]
 """Returns the job object and, once it succeeded, its report."""
+
+
+RELEASE_GROUP = 25
+"""Streams woken per event-loop turn when a new frame is ready."""
 
 
 class StreamLimit(Exception):
@@ -50,12 +58,12 @@ class Feed:
         self.job_id = job_id
         self.view = view
         self.version = 0
-        self.frame = ""
+        self.frame = b""
         self.done = False
         self.streams = 0
         self.dirty = asyncio.Event()
         self.dirty.set()
-        self._next = asyncio.Event()
+        self._waiting: set[asyncio.Event] = set()
         self.task = asyncio.create_task(self._run(), name=f"feed-{job_id}")
 
     async def _run(self) -> None:
@@ -74,22 +82,34 @@ class Feed:
             if job["state"] in TERMINAL:
                 frame += sse("report", report) if report is not None else sse("end", job)
                 self.done = True
-            self.frame = frame
+            self.frame = frame.encode()  # encoded once for every stream
             self.version += 1
-            released, self._next = self._next, asyncio.Event()
-            released.set()
-            # Within MIN_INTERVAL_S of this frame, wait: what changes meanwhile goes in one.
-            await asyncio.sleep(max(0.0, started + MIN_INTERVAL_S - time.monotonic()))
+            await self._release()
+            # Within the interval of this frame, wait: what changes meanwhile goes in one.
+            interval = max(MIN_INTERVAL_S, self.streams / MAX_WRITES_PER_S)
+            await asyncio.sleep(max(0.0, started + interval - time.monotonic()))
+
+    async def _release(self) -> None:
+        """Wake the waiting streams RELEASE_GROUP at a time, letting the loop serve other
+        requests between groups (300 streams never stall it for one long burst)."""
+        waiting, self._waiting = list(self._waiting), set()
+        for i in range(0, len(waiting), RELEASE_GROUP):
+            for waiter in waiting[i : i + RELEASE_GROUP]:
+                waiter.set()
+            await asyncio.sleep(0)
 
     async def wait_newer(self, version: int, timeout: float) -> bool:
         """True once a frame newer than `version` exists; False after `timeout`."""
         if self.version > version:
             return True
-        waiter = self._next
+        waiter = asyncio.Event()
+        self._waiting.add(waiter)
         try:
             await asyncio.wait_for(waiter.wait(), timeout)
         except TimeoutError:
             return self.version > version
+        finally:
+            self._waiting.discard(waiter)
         return True
 
 
@@ -153,7 +173,7 @@ class Hub:
 
     async def job_events(
         self, job_id: str, view: View, release: Callable[[], None]
-    ) -> AsyncIterator[str]:
+    ) -> AsyncIterator[bytes]:
         """The SSE stream of one job (see the module docstring); `release` (from `admit`)
         is called when it ends."""
         try:
@@ -161,7 +181,7 @@ class Hub:
                 seen = 0
                 while True:
                     if not await feed.wait_newer(seen, KEEPALIVE_S):
-                        yield ": keepalive\n\n"
+                        yield b": keepalive\n\n"
                         continue
                     seen = feed.version
                     yield feed.frame
