@@ -14,6 +14,7 @@ import ray
 from fastapi import FastAPI
 
 from golf import __version__
+from service import ray_processes
 from service.auth import ApiKeys
 from service.datasets import Datasets
 from service.deps import AppState
@@ -58,6 +59,16 @@ def make_pool(settings: Settings) -> WorkerPool:
     )
 
 
+async def _record_ray_processes(settings: Settings, every_s: float = 10.0) -> None:
+    """Keep STATE_DIR/ray-processes.json current (actors start and are replaced later)."""
+    while True:
+        try:
+            await asyncio.to_thread(ray_processes.record, settings.state_dir)
+        except OSError as e:
+            log.warning("cannot record the Ray processes: %s", e)
+        await asyncio.sleep(every_s)
+
+
 def create_app(settings: Settings, keys: ApiKeys | None = None) -> FastAPI:
     """The service; joins the Ray session already initialised in this process if any."""
     keys = keys or load_keys(settings)
@@ -65,13 +76,20 @@ def create_app(settings: Settings, keys: ApiKeys | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owns_ray = not ray.is_initialized()
+        embedded = owns_ray and settings.ray_address is None
+        watch: asyncio.Task | None = None
         if owns_ray:
+            if embedded:  # what a killed predecessor's embedded Ray left running
+                settings.state_dir.mkdir(parents=True, exist_ok=True)
+                ray_processes.clean_up(settings.state_dir)
             # ray.init replaces SIGTERM's handler with sys.exit; keep the server's, so
             # that a stopped service shuts down cleanly instead of dying mid-request.
             server_sigterm = signal.getsignal(signal.SIGTERM)
             ray.init(address=settings.ray_address, include_dashboard=False)
             if threading.current_thread() is threading.main_thread():
                 signal.signal(signal.SIGTERM, server_sigterm)
+            if embedded:
+                watch = asyncio.create_task(_record_ray_processes(settings))
         record_key = load_record_key(settings.record_key_path)
         store = Store(settings.db_path, record_key=record_key)
         results = Results(settings.results_dir)
@@ -116,8 +134,12 @@ def create_app(settings: Settings, keys: ApiKeys | None = None) -> FastAPI:
             pool.shutdown()
             reads.close()
             store.close()
+            if watch is not None:
+                watch.cancel()
             if owns_ray:
                 ray.shutdown()
+            if embedded:
+                (settings.state_dir / ray_processes.RECORD).unlink(missing_ok=True)
 
     app = FastAPI(
         title="golf-eval",
