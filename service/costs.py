@@ -51,6 +51,7 @@ def check_plan(plan: JobPlan, artifact: ArtifactSummary, s: Settings) -> None:
             num_layers=cfg["num_layers"],
             num_heads=cfg["num_heads"],
             vocab_size=cfg["vocab_size"],
+            protocol=protocol.protocol,
         )
         if need > s.max_batch_bytes:
             raise http_error(
