@@ -10,8 +10,9 @@ import logging
 import re
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from ray.exceptions import RayTaskError
 from starlette.exceptions import HTTPException
 
@@ -74,6 +75,16 @@ def install_handlers(app: FastAPI) -> None:
     @app.exception_handler(GolfError)
     async def golf_error(_: Request, exc: GolfError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=golf_status(exc))
+
+    @app.exception_handler(HTTPException)
+    async def http_exception(request: Request, exc: HTTPException) -> Response:
+        # FastAPI answers a body it cannot parse (not JSON) with 400; it is invalid input
+        # like any other, so it is 422 with a one-line detail, as documented.
+        if exc.status_code == 400:
+            return JSONResponse(
+                {"detail": f"body: cannot be parsed ({exc.detail})"}, status_code=422
+            )
+        return await http_exception_handler(request, exc)
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(_: Request, exc: RequestValidationError) -> JSONResponse:

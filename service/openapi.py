@@ -42,6 +42,22 @@ JOB_ERRORS = UNAUTHORIZED | NOT_FOUND | INVALID | BODY | CONFLICT | OVER_CAP
 
 ERROR_REF = {"$ref": "#/components/schemas/ErrorOut"}
 
+UPLOADS = {
+    "/v1/artifacts": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"file": {"type": "string", "format": "binary"}},
+                    "required": ["file"],
+                }
+            }
+        },
+    }
+}
+"""Bodies the routes read themselves (streamed uploads), so FastAPI cannot describe them."""
+
 
 def document_errors(app: FastAPI) -> None:
     """Make the app's OpenAPI document list, for every /v1 operation, the error responses
@@ -64,6 +80,8 @@ def document_errors(app: FastAPI) -> None:
                     extra |= NOT_FOUND
                 if method in ("post", "put", "patch"):
                     extra |= BODY
+                if method == "post" and path in UPLOADS:
+                    op.setdefault("requestBody", UPLOADS[path])
                 responses = op.setdefault("responses", {})
                 for status, info in extra.items():
                     responses.setdefault(str(status), {"description": info["description"]})
