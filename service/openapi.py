@@ -24,16 +24,16 @@ def _doc(description: str) -> dict[str, Any]:
     return {"model": ErrorOut, "description": description}
 
 
-UNAUTHORIZED = {401: _doc("Missing or unknown API key.")}
-NOT_FOUND = {404: _doc("No such object visible to this key.")}
-INVALID = {422: _doc("A parameter or body field is invalid; the detail names it.")}
+UNAUTHORIZED = {401: _doc("Missing or unknown API key")}
+NOT_FOUND = {404: _doc("No such object visible to this key")}
+INVALID = {422: _doc("A parameter or body field is invalid; the detail names it")}
 BODY = {
-    408: _doc("The request body did not arrive in time."),
-    413: _doc("The request body is too large."),
-    415: _doc("The body's Content-Type is not accepted here."),
+    408: _doc("The request body did not arrive in time"),
+    413: _doc("The request body is too large"),
+    415: _doc("The body's Content-Type is not accepted here"),
 }
-CONFLICT = {409: _doc("The object is not in a state that allows this.")}
-OVER_CAP = {429: _doc("An owner or service limit is reached; the detail names it.")}
+CONFLICT = {409: _doc("The object is not in a state that allows this")}
+OVER_CAP = {429: _doc("An owner or service limit is reached; the detail names it")}
 
 READ_ERRORS = UNAUTHORIZED | NOT_FOUND | INVALID
 STREAM_ERRORS = OVER_CAP

@@ -22,7 +22,14 @@ from service.costs import check_params, check_plan
 from service.deps import AppState, StateDep
 from service.errors import http_error
 from service.events import StreamLimit
-from service.openapi import CONFLICT, JOB_ERRORS, READ_ERRORS, STREAM_ERRORS
+from service.openapi import (
+    CONFLICT,
+    INVALID,
+    JOB_ERRORS,
+    READ_ERRORS,
+    STREAM_ERRORS,
+    UNAUTHORIZED,
+)
 from service.schemas import (
     MAX_LISTED_SHARDS,
     JobCreate,
@@ -91,7 +98,7 @@ JOB_PAGE = 100
 MAX_JOB_PAGE = 1_000
 
 
-@router.get("", response_model=JobList, responses=READ_ERRORS)
+@router.get("", response_model=JobList, responses=UNAUTHORIZED | INVALID)
 async def list_jobs(
     caller: CallerDep,
     s: StateDep,
