@@ -39,13 +39,17 @@ class Results:
 
     def save(self, job_id: str, snapshot: dict[str, Any]) -> str:
         """Write the snapshot (if no identical file exists) and point `jobs/<id>` at it."""
-        data = gzip.compress(json.dumps(snapshot, sort_keys=True).encode(), 6, mtime=0)
+        data = gzip.compress(json.dumps(snapshot, sort_keys=True).encode(), 1, mtime=0)
         sha = hashlib.sha256(data).hexdigest()
         path = self.objects / f"{sha}.json.gz"
         if not path.exists():
             _write_durably(path, data)
         _write_durably(self.index / job_id, sha.encode())
         return sha
+
+    def forget(self, job_id: str) -> None:
+        """Drop a job from the index (it did not succeed after all); its file may stay."""
+        (self.index / job_id).unlink(missing_ok=True)
 
     def load(self, job_id: str) -> dict[str, Any]:
         """The snapshot `jobs/<id>` names; ValueError if the file fails its name."""

@@ -269,6 +269,8 @@ class Scheduler:
                     await asyncio.to_thread(self.results.save, job_id, snapshot)
                 if self.store.succeed_job(job_id, report):
                     await asyncio.to_thread(self.store.checkpoint)
+                elif self.results is not None:  # cancelled meanwhile: no result to keep
+                    self.results.forget(job_id)
             except Exception as e:
                 log.exception("finalizing %s failed", job_id)
                 self._fail(job_id, public(one_line(e)))
