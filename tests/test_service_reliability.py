@@ -483,3 +483,73 @@ def test_half_sent_request_heads_are_closed_and_connections_capped(
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+def test_garbage_in_the_wal_loses_no_finished_job(tmp_path: Path, demo_data: Path) -> None:
+    """N8, the probe's attack: bytes overwritten in a live WAL frame of a crash image make
+    SQLite drop every frame from there on, finished jobs included; the result files put
+    them back. (No Ray: the store and the result files alone.)"""
+    import shutil
+    from dataclasses import astuple
+
+    from golf.data.shards import Dataset
+    from golf.engine.evaluate import WindowRecord
+    from golf.spec.jobplan import plan_job as plan
+    from service.store import ShardKey, Store
+    from workers.integrity import record_checksum, shard_digest
+
+    key = b"k" * 32
+    path = tmp_path / "live" / "golf.sqlite"
+    store = Store(path, record_key=key)
+    store._db.execute("PRAGMA wal_autocheckpoint=0")  # the crash comes before a checkpoint
+    results = Results(tmp_path / "live" / "results")
+    params = EvalParams.parse({"seq_len": 64, "stride": 32, "batch_windows": 8, "max_windows": 64})
+    n_tokens = Dataset.open(demo_data).val_tokens(64).size
+    job_plan = plan(n_tokens, ["sliding"], params, 2)
+    jobs = []
+    for j in range(4):
+        job_id = store.create_job(
+            owner="alice",
+            artifact="a" * 64,
+            dataset="demo",
+            dataset_sha256="d" * 64,
+            params=params,
+            plan=job_plan,
+            priority=0,
+            max_active=8,
+            budget=1e12,
+        )
+        for shard in job_plan.shards:
+            k = ShardKey(job_id, "sliding", shard.shard)
+            store.start_shard(k, "alice", "worker-0")
+            lo, hi = shard.batch_lo * 8, min(shard.batch_hi * 8, 64)
+            records = [WindowRecord(w, 1.5 + w + j, 32, 100 + w) for w in range(lo, hi)]
+            sums = [record_checksum(key, job_id, "sliding", *astuple(r)) for r in records]
+            store.add_windows(k, records, sums)
+            store.finish_shard(k, 0.1, None, shard_digest(sums))
+        report = {"job": job_id, "val_bpb": 1.0 + j}
+        results.save(job_id, store.snapshot(job_id, report))
+        assert store.succeed_job(job_id, report)
+        jobs.append(job_id)
+    crash = tmp_path / "crash"
+    crash.mkdir()
+    for suffix in ("", "-wal"):
+        shutil.copyfile(f"{path}{suffix}", crash / f"golf.sqlite{suffix}")
+    store.close()
+    wal = bytearray((crash / "golf.sqlite-wal").read_bytes())
+    page = int.from_bytes(wal[8:12], "big")
+    frames = (len(wal) - 32) // (24 + page)
+    at = 32 + (frames // 3) * (24 + page) + 24 + 64
+    wal[at : at + 64] = bytes(range(64))
+    (crash / "golf.sqlite-wal").write_bytes(bytes(wal))
+
+    damaged = Store(crash / "golf.sqlite", record_key=key)
+    lost = [j for j in jobs if damaged.job_state(j) != "succeeded"]
+    assert lost, "the garbage frame cost nothing: the attack did not reproduce"
+    restored = Results(tmp_path / "live" / "results").reconcile(damaged)
+    assert sorted(restored) == sorted(lost)
+    for j, job_id in enumerate(jobs):
+        row = damaged.job(job_id)
+        assert row is not None and row.state == "succeeded" and row.report["val_bpb"] == 1.0 + j
+        assert len(damaged.verified_windows(job_id, "sliding")) == 64
+    damaged.close()
