@@ -1,9 +1,11 @@
 """Peak host memory of one evaluation batch on CPU, measured in a fresh process.
 
-Prints one JSON object: the batch's peak resident-set growth (`ru_maxrss` after the
-batch minus before it, the model and tokens already loaded and a small batch run once
-so that lazy allocations are not counted) beside `golf.spec.jobplan.batch_bytes`'s
-estimate for the same settings. tests/test_batch_memory.py holds the estimate to it.
+Prints one JSON object: the batch's peak resident-set growth beside
+`golf.spec.jobplan.batch_bytes`'s estimate for the same settings. The model and tokens
+are loaded and a small batch is run first (lazy allocations are not the batch's); then
+the kernel's peak counter is reset (`5` to /proc/self/clear_refs), and the growth is
+VmHWM after the batch minus VmRSS before it, so an earlier, higher peak (imports) cannot
+hide the batch's. tests/test_batch_memory.py holds the estimate to it. Linux only.
 
     python scripts/batch_memory.py PROTOCOL PARAMS_JSON [CONFIG_JSON]
 """
@@ -11,7 +13,6 @@ estimate for the same settings. tests/test_batch_memory.py holds the estimate to
 from __future__ import annotations
 
 import json
-import resource
 import sys
 
 import torch
@@ -25,8 +26,12 @@ from golf.spec.params import EvalParams
 from golf.spec.registry import get_protocol
 
 
-def peak_bytes() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
+def status_bytes(field: str) -> int:
+    """A `kB` field of /proc/self/status (VmRSS now, VmHWM the peak), in bytes."""
+    for line in open("/proc/self/status"):
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+    raise KeyError(field)
 
 
 def main() -> None:
@@ -43,9 +48,11 @@ def main() -> None:
     plan = protocol.plan(n - 1, params)
     small = protocol.resolve(EvalParams.parse(params_doc | {"batch_windows": 1}))
     batch_nll(model, tokens, protocol.plan(n - 1, small), protocol, small, 0)  # warm-up
-    before = peak_bytes()
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # reset VmHWM to the current RSS
+    before = status_bytes("VmRSS")
     batch_nll(model, tokens, plan, protocol, params, 0)
-    measured = peak_bytes() - before
+    measured = status_bytes("VmHWM") - before
     estimate = batch_bytes(
         params,
         model_dim=config.model_dim,
@@ -54,7 +61,8 @@ def main() -> None:
         vocab_size=config.vocab_size,
         protocol=protocol_name,
     )
-    print(json.dumps({"measured": measured, "estimate": estimate, "ratio": estimate / measured}))
+    ratio = estimate / measured if measured > 0 else None
+    print(json.dumps({"measured": measured, "estimate": estimate, "ratio": ratio}))
 
 
 if __name__ == "__main__":
