@@ -5,7 +5,7 @@ that is not text, a shim that does not decode, code that does not parse) is this
 naming the file.
 """
 
-from golf.errors import GolfError
+from golf.spec.errors import GolfError
 
 
 class RecordError(GolfError):
