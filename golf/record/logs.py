@@ -74,6 +74,7 @@ _SCORE = re.compile(
 _EVAL_MS = re.compile(rf"eval_time[:=]\s*(?P<v>{_NUM})ms")
 _ELAPSED_S = re.compile(rf"elapsed[:=]\s*(?P<v>{_NUM})s")
 _TRAIN_MS = re.compile(rf"train_time[:=]\s*(?P<v>{_NUM})ms")
+_STEP_AVG = re.compile(rf"step_avg[:=]\s*(?P<v>{_NUM})ms")
 _TOTAL_EVAL = re.compile(rf"^total_eval_time[:=]\s*(?P<v>{_NUM})s\s*$")
 _SIZE = re.compile(
     r"^(?P<what>Serialized model|Code size|Total submission size)"
@@ -131,6 +132,7 @@ class LogRun:
     sizes: list[SizeLine] = field(default_factory=list)
     train_time_ms: float | None = None
     train_time_line: int | None = None
+    step_avg_ms: float | None = None
     total_eval_s: float | None = None
     total_eval_line: int | None = None
     hparams: dict[str, str] = field(default_factory=dict)
@@ -283,6 +285,8 @@ def _line(run: LogRun, text: str, n: int) -> None:
         ms = float(t.group("v"))
         if run.train_time_ms is None or ms >= run.train_time_ms:
             run.train_time_ms, run.train_time_line = ms, n
+            if avg := _STEP_AVG.search(stripped):
+                run.step_avg_ms = float(avg.group("v"))
         return
     if m := _TOTAL_EVAL.match(stripped):
         run.total_eval_s, run.total_eval_line = float(m.group("v")), n
