@@ -5,10 +5,10 @@ that seed's logs closest to the claimed per-seed val_bpb (any kind: records repo
 sliding, TTT or roundtrip numbers); without a per-seed claim, the seed's last headline.
 
 Tolerances come from the claims' own rounding: a number stated with d decimals matches
-a logged value within half a unit of its last digit (0.5·10⁻ᵈ). A claimed mean may have
-been computed from the rounded per-seed claims, so it gets their half unit on top; a
-claimed std gets √(n/(n−1)) times it (the most rounding each value can move a sample
-std).
+a logged value within half a unit of its last digit (0.5·10⁻ᵈ). A claimed mean or std
+matches when it is, within its half unit, the mean (std) of the logged per-seed values
+or of the stated per-seed values (when every seed states one and each matched its log:
+submissions average their rounded per-seed numbers).
 """
 
 from __future__ import annotations
@@ -305,8 +305,11 @@ def check_claims(
                     )
                 )
     n = len(values)
-    seed_tol = max(
-        (half_unit(c.val_bpb) for c in sub.per_seed if c.val_bpb is not None), default=0.0
+    # the stated per-seed values, when every claimed seed states one that matched its log:
+    # a claimed mean/std may have been computed from those rounded values
+    stated = [r.claimed_bpb for r in review.seeds if r.claimed_bpb is not None]
+    stated_ok = len(stated) == len(review.seeds) == len(values) and not any(
+        f.code == "claims.seed_mismatch" for f in review.findings
     )
     missing = [r.seed for r in review.seeds if r.seed not in matched]
     if sub.val_bpb is not None and n and missing:
@@ -321,9 +324,12 @@ def check_claims(
         )
     elif sub.val_bpb is not None and n:
         mean, std = mean_std(values)
-        # a mean of per-seed claims rounded to d digits is itself off by up to their rounding
-        tol = half_unit(sub.val_bpb) + seed_tol
+        tol = half_unit(sub.val_bpb)
         key = sub.key_of.get("val_bpb", "val_bpb")
+        if stated_ok and abs(mean - sub.val_bpb) > tol:
+            smean, _ = mean_std(stated)  # type: ignore[arg-type]
+            if abs(smean - sub.val_bpb) <= tol:
+                mean = smean  # the mean of the stated (rounded) per-seed values
         single = _one_run(rec, sub.val_bpb, tol) if not sub.per_seed else None
         if abs(mean - sub.val_bpb) > tol and single is not None and n > 1:
             run, score = single
@@ -358,9 +364,12 @@ def check_claims(
                 )
             )
         if sub.val_bpb_std is not None and std is not None:
-            stol = half_unit(sub.val_bpb_std) + seed_tol * math.sqrt(n / (n - 1))
+            stol = half_unit(sub.val_bpb_std)
             pop = std * math.sqrt((n - 1) / n)
-            if abs(std - sub.val_bpb_std) <= stol:
+            stated_std = mean_std(stated)[1] if stated_ok and len(stated) > 1 else None  # type: ignore[arg-type]
+            if abs(std - sub.val_bpb_std) <= stol or (
+                stated_std is not None and abs(stated_std - sub.val_bpb_std) <= stol
+            ):
                 pass
             elif abs(pop - sub.val_bpb_std) <= stol:
                 review.add(

@@ -81,7 +81,7 @@ SEVERITY = {"smeargate_across_bos": "warn", "ttt_warmup_on_val_throwaway": "warn
 _NOT_DATA = {
     "loss", "bpb", "every", "size", "batch", "frac", "fraction", "step", "steps", "stride",
     "len", "seq", "time", "ms", "count", "enabled", "interval", "limit", "max", "min", "lr",
-    "doc", "docs", "sum",
+    "doc", "docs", "sum", "eval",
 }  # fmt: skip
 _SCORE_WORDS = {"loss", "nll", "bpb", "bits"}
 _TRAIN_DATA_WORDS = {"files", "file", "loader", "shards", "shard", "stream", "pattern"}
@@ -518,9 +518,13 @@ def legality_findings(
             callers.setdefault(e.detail.split("+")[0], []).append((scan.name, e))
 
     # scorers: direct score events, or a call of a scorer (fixpoint)
+    def logs_training_loss(score: Event, trains: list[Event]) -> bool:
+        """`epoch_loss += loss.detach()` next to `loss.backward()` (same loop, same
+        names): the training loss logged, not a score."""
+        return any(score.loops == t.loops and score.names & t.names for t in trains)
+
     def own_scores(s: FunctionScan) -> list[Event]:
-        backprop = [t.names for t in s.of("train")]
-        return [e for e in s.of("score") if not any(e.names & b for b in backprop)]
+        return [e for e in s.of("score") if not logs_training_loss(e, s.of("train"))]
 
     scorer = {n for n, s in scans.items() if own_scores(s)}
     changed = True
@@ -555,9 +559,7 @@ def legality_findings(
 
     for name, scan in scans.items():
         scores = scan.of("score") + [e for e in scan.of("call") if e.detail.split("+")[0] in scorer]
-        # `epoch_loss += loss.detach()` after `loss.backward()`: the training loss logged
-        backprop = [t.names for t in scan.of("train")]
-        scores = [s for s in scores if not any(s.names & b for b in backprop)]
+        scores = [s for s in scores if not logs_training_loss(s, scan.of("train"))]
         trains = scan.of("train") + [e for e in scan.of("call") if e.detail.split("+")[0] in bare]
         for t in trains:
             shared = [s for s in scores if set(s.loops) & set(t.loops)]
