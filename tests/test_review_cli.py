@@ -80,3 +80,33 @@ def test_one_folder_in_well_under_two_seconds(tmp_path: Path) -> None:
     start = time.process_time()
     code, _, _ = golf("review", folder)
     assert code == 0 and time.process_time() - start < 2.0
+
+
+def test_review_imports_no_torch() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, golf.review, golf.review.command, golf.record; "
+        "print(sorted(m for m in ('torch', 'golf.engine', 'golf.audit') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_dynamic_checks_with_an_artifact(tmp_path: Path, demo_data: Path) -> None:
+    art = tmp_path / "tiny.golf"
+    code, _, err = golf("artifact", "random", "--data", demo_data, "--out", art, "--seed", 1)
+    assert code == 0, err
+    folder = make_record(tmp_path / "rec", log_kwargs={"kind": "quantized_sliding_window"})
+    args = ["review", folder, "--artifact", art, "--data", demo_data, "--max-windows", "4"]
+    code, out, err = golf(*args, "--set", "eval_seq_len=128", "--set", "eval_stride=64",
+                          "--format", "json")  # fmt: skip
+    assert code == 0, err
+    found = {f["code"]: f for f in json.loads(out)["findings"] if f["check"] == "dynamic"}
+    assert found["dynamic.causality"]["severity"] == "pass"
+    assert "sliding over 4 windows: 0 earlier scored targets moved" in found[
+        "dynamic.causality"]["message"]  # fmt: skip
+    assert found["dynamic.rescore"]["message"].startswith(
+        "golf-eval sliding (first 4 windows): val_bpb "
+    )
