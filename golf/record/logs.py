@@ -181,11 +181,20 @@ class LogRun:
 
     @property
     def eval_s(self) -> float | None:
-        """Evaluation wall time: `total_eval_time` when logged, else the headline's own."""
+        """Evaluation wall time: `total_eval_time` when logged, else the headline's own
+        (an `_exact` headline takes its twin's). Other evaluations in the log (diagnostics,
+        the roundtrip before a sliding or TTT score) are not added: the logs do not say
+        which of them a run's evaluation budget covers."""
         if self.total_eval_s is not None:
             return self.total_eval_s
         h = self.headline
-        return None if h is None or h.eval_time_ms is None else h.eval_time_ms / 1000
+        if h is None:
+            return None
+        ms = h.eval_time_ms
+        if ms is None:  # an `_exact` line repeats its twin's number without the time
+            twins = [s for s in self.scores if s.kind == h.kind.removesuffix("_exact")]
+            ms = twins[-1].eval_time_ms if twins else None
+        return None if ms is None else ms / 1000
 
 
 def find_logs(folder: Path) -> list[Path]:

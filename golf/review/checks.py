@@ -90,6 +90,12 @@ def seed_rows(rec: Record, review: Review) -> dict[str, tuple[LogRun, ScoreLine 
                 row.eval_s = run.total_eval_s
             elif score is not None and score.eval_time_ms is not None:
                 row.eval_s = score.eval_time_ms / 1000
+            elif score is not None and score is run.headline:
+                row.eval_s = run.eval_s
+            elif score is not None:
+                twins = [s for s in run.scores if s.kind == score.kind.removesuffix("_exact")]
+                if twins and twins[-1].eval_time_ms is not None:
+                    row.eval_s = twins[-1].eval_time_ms / 1000
         review.seeds.append(row)
     return matched
 
