@@ -128,3 +128,12 @@ def test_exact_headline_takes_its_twins_eval_time(tmp_path: Path) -> None:
     )
     run = parse_log(tmp_path, _write(tmp_path, "train_seed1.log", text))
     assert run.headline.kind == "legal_ttt_exact" and run.eval_s == 409.562
+
+
+def test_a_folder_with_too_many_files_is_refused(tmp_path: Path) -> None:
+    sub = tmp_path / "junk"
+    sub.mkdir()
+    for i in range(10_001):
+        (sub / f"{i}").touch()
+    with pytest.raises(RecordError, match="more than 10,000 files"):
+        find_logs(tmp_path)

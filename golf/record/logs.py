@@ -26,6 +26,7 @@ cap (`MAX_LOG_BYTES`, lines over `MAX_LINE_CHARS` skipped and counted) and keeps
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,8 @@ MAX_LOG_BYTES = 64_000_000
 """One log; the board's largest is 3.2 MB (phased-TTT progress lines)."""
 MAX_LINE_CHARS = 100_000
 MAX_LOGS = 64
+MAX_ENTRIES = 10_000
+"""Names looked at in a record folder and its sub-folders."""
 MAX_UNPARSED = 200
 """Unparsed lines kept per log (the count of the rest is kept too)."""
 
@@ -198,23 +201,39 @@ class LogRun:
 
 
 def find_logs(folder: Path) -> list[Path]:
-    """The log files of a record folder (see the module doc), sorted, at most MAX_LOGS."""
-    found = []
-    for path in sorted(folder.rglob("*")):
-        rel = path.relative_to(folder)
-        if len(rel.parts) > 2 or any(p.startswith(".") for p in rel.parts):
+    """The log files of a record folder (see the module doc), sorted, at most MAX_LOGS.
+
+    Walks the folder and its direct sub-folders only, looking at most at MAX_ENTRIES
+    names, so a hostile tree costs nothing deeper."""
+    found: list[Path] = []
+    seen = 0
+    stack = [(folder, 0)]
+    while stack:
+        here, depth = stack.pop()
+        try:
+            entries = sorted(os.scandir(here), key=lambda e: e.name)
+        except OSError:
             continue
-        name = path.name.lower()
-        if name.endswith(".log") or (
-            name.endswith(".txt")
-            and re.search(r"train|log|seed", name)
-            and not name.startswith("requirements")
-        ):
-            if path.is_symlink() or path.is_file():
-                found.append(path)
+        for entry in entries:
+            seen += 1
+            if seen > MAX_ENTRIES:
+                raise RecordError(f"{folder.name}: more than {MAX_ENTRIES:,} files")
+            if entry.name.startswith("."):
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                if depth == 0:
+                    stack.append((Path(entry.path), 1))
+                continue
+            name = entry.name.lower()
+            if name.endswith(".log") or (
+                name.endswith(".txt")
+                and re.search(r"train|log|seed", name)
+                and not name.startswith("requirements")
+            ):
+                found.append(Path(entry.path))
     if len(found) > MAX_LOGS:
         raise RecordError(f"{folder.name}: more than {MAX_LOGS} log files")
-    return found
+    return sorted(found, key=lambda p: str(p.relative_to(folder)))
 
 
 def parse_log(folder: Path, path: Path, limit: int = MAX_LOG_BYTES) -> LogRun:
