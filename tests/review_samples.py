@@ -282,3 +282,23 @@ SMEAR_BOS_FIXED = SMEAR.replace(
 )
 
 SMEAR_STREAM = SMEAR.split("def attend")[0]
+
+DRIVER_COUNTS_SHARDS = (
+    HEADER
+    + """
+def train_model(args, model):
+    opt = torch.optim.AdamW(model.parameters())
+    for step in range(10):
+        model(*next_batch()).backward()
+        opt.step()
+
+def train_and_eval(args, model, val_tokens):
+    log(f"train_shards: {len(glob.glob(args.data + '/fineweb_train_*.bin'))}")
+    train_model(args, model)
+    loss_sum = 0.0
+    for ws in range(0, val_tokens.numel() - 1, 64):
+        seg = val_tokens[ws:ws + 2049]
+        loss_sum += model.nll(seg[:-1], seg[1:]).sum()
+    return loss_sum
+"""
+)

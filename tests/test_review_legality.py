@@ -21,7 +21,7 @@ def found(code: str, hparams: dict | None = None) -> dict[str, str]:
 
 @pytest.mark.parametrize("code", [S.LEGAL_TTT, S.LEGAL_PHASED, S.FULL_BLEND, S.GPTQ_ON_TRAIN,
                                   S.WARMUP_RANDOM, S.SMEAR_BOS_FIXED, S.SMEAR_STREAM,
-                                  S.HEADER + S.SCORE_FN])  # fmt: skip
+                                  S.HEADER + S.SCORE_FN, S.DRIVER_COUNTS_SHARDS])  # fmt: skip
 def test_legal_samples_are_not_flagged(code: str) -> None:
     assert found(code) == {}
 

@@ -31,7 +31,9 @@ Heuristics (code: condition):
   token's probability is mixed, so the mixture is not a normalized distribution.
 - `second_scoring_pass` (4): `min()`/`max()` over several val scores (best of passes).
 - `gptq_calibration_on_val` (ruling, 3): a hessian/gptq/calib function given val data.
-- `train_data_at_eval` (ruling): a function that scores val also reads training data.
+- `train_data_at_eval` (ruling): training data read inside a loop that scores val, or
+  anywhere in a scoring function that calls no other function of the file (a driver
+  that trains, scores and logs its shard count is not matched).
 - `ttt_warmup_on_val` (ruling, 3): a compile/warm-up loop that trains on val tokens;
   advisory (`ttt_warmup_on_val_throwaway`) when every optimizer there is built over
   objects created in that loop (a throwaway adapter, as 2026-04-10 VarLenAttn does).
@@ -588,9 +590,14 @@ def legality_findings(
                 hit("pre_quant_ttt_on_val", later[0].line, main=False)
         for e in scan.of("gptq"):
             hit("gptq_calibration_on_val", e.line)
-        if scan.of("score") and not scan.of("train_clean"):  # a scorer, not the trainer
+        own = own_scores(scan)
+        if own and not scan.of("train_clean"):  # a scorer, not the trainer
+            # a leaf scorer (it calls no other function of the file), or a read inside
+            # a scoring loop: a driver that also scores may count shards for its log
+            leaf = not scan.of("call")
             for e in scan.of("train_read"):
-                hit("train_data_at_eval", e.line)
+                if leaf or any(set(e.loops) & set(s.loops) for s in own):
+                    hit("train_data_at_eval", e.line)
         for e in scan.of("blend"):
             hit("gold_token_blend", e.line)
         for e in scan.of("best"):
