@@ -10,7 +10,10 @@ import pytest
 from golf.review import board_rows
 
 BOARD = Path("/work/pg/official/records/track_10min_16mb")
-pytestmark = pytest.mark.skipif(not BOARD.is_dir(), reason="no official records checkout")
+pytestmark = [
+    pytest.mark.skipif(not BOARD.is_dir(), reason="no official records checkout"),
+    pytest.mark.slow,  # 46 folders: about a minute on two busy cores
+]
 
 SCORE_FIRST_TTT = [
     "2026-03-23_LeakyReLU_LegalTTT_ParallelMuon",
