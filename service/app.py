@@ -22,7 +22,7 @@ from service.events import Hub
 from service.limits import RequestLimits
 from service.metrics import Metrics
 from service.objects import ObjectCache
-from service.routers import artifacts, dashboard, datasets, jobs, leaderboard, ops
+from service.routers import artifacts, dashboard, datasets, jobs, leaderboard, ops, reviews
 from service.scheduler import Scheduler
 from service.settings import Settings
 from service.store import Store
@@ -107,7 +107,7 @@ def create_app(settings: Settings, keys: ApiKeys | None = None) -> FastAPI:
         json_deadline_s=settings.json_deadline_s,
         upload_deadline_s=settings.upload_deadline_s,
     )
-    for module in (artifacts, datasets, jobs, leaderboard, ops, dashboard):
+    for module in (artifacts, datasets, jobs, leaderboard, ops, reviews, dashboard):
         app.include_router(module.router)
     app.mount("/static", dashboard.static, name="static")
     return app
