@@ -1,0 +1,262 @@
+"""Hostile and malformed record artifacts for the board readers (golf.formats.detect).
+
+Each case names the ArtifactError subclass `read_reference(data, limit=LIMIT,
+max_tensors=MAX_TENSORS)` must raise. Nothing here runs a payload: the pickles would
+create `marker` if anything ever unpickled them.
+"""
+
+from __future__ import annotations
+
+import io
+import lzma
+import shutil
+import subprocess
+import tempfile
+import zipfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import brotli
+import torch
+import zstandard
+
+from golf.artifact import (
+    BadMetadata,
+    CorruptStream,
+    DecompressionBomb,
+    DtypeMismatch,
+    MissingTensor,
+    NotAnArtifact,
+    ShapeMismatch,
+    Truncated,
+    UnexpectedTensor,
+)
+from golf.errors import ArtifactError
+from golf.formats.compress import BSHF_MAGIC
+from golf.formats.torchzip import TooManyTensors
+from tests.artifact_corpus import Trap
+
+LIMIT = 1 << 20
+MAX_TENSORS = 64
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    data: bytes
+    error: type[ArtifactError]
+
+
+def torch_save(obj: object) -> bytes:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
+
+
+def int8_clean(rows: int = 8, cols: int = 16) -> dict:
+    """A small, valid int8_clean_per_row_v1 object (one matrix, two passthrough tensors)."""
+    g = torch.Generator().manual_seed(0)
+    q = torch.randint(-127, 128, (rows, cols), generator=g, dtype=torch.int8)
+    return {
+        "__quant_format__": "int8_clean_per_row_v1",
+        "quantized": {"w": q},
+        "scales": {"w": (torch.rand(rows, generator=g) / 100 + 1e-3).half()},
+        "dtypes": {"w": "float32"},
+        "passthrough": {"g": torch.ones(cols), "h": torch.ones(cols).half()},
+        "passthrough_orig_dtypes": {"h": "float32"},
+        "qmeta": {"w": {"scheme": "per_row", "axis": 0}},
+    }
+
+
+def wm(rows: int = 8, cols: int = 16) -> dict:
+    """A small, valid {"w","m"} object (int6 matrix + fp16 passthrough)."""
+    g = torch.Generator().manual_seed(1)
+    q = torch.randint(-31, 32, (rows, cols), generator=g, dtype=torch.int8)
+    return {
+        "w": {"a.q": q, "a.scale": torch.rand(rows, generator=g).half(), "b": torch.ones(3).half()},
+        "m": {"a": {"type": "int6"}, "b": "passthrough"},
+    }
+
+
+def shuffle(data: bytes, stride: int = 2, header_bytes: int = 1) -> bytes:
+    """The records' BSHF byte shuffle (1-byte stride, or 2-byte as in 2026-03-31)."""
+    out = b"".join(data[s::stride] for s in range(stride))
+    return BSHF_MAGIC + stride.to_bytes(header_bytes, "little") + out
+
+
+def zstd(data: bytes, *, content_size: bool = True) -> bytes:
+    return zstandard.ZstdCompressor(level=3, write_content_size=content_size).compress(data)
+
+
+def lrzip(data: bytes) -> bytes | None:
+    """Debian lrzip's output for `data`, or None when the binary is missing."""
+    binary = shutil.which("lrzip")
+    if binary is None:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "x.bin"
+        src.write_bytes(data)
+        subprocess.run([binary, "-q", "-g", "-o", f"{src}.lrz", str(src)], check=True)
+        return Path(f"{src}.lrz").read_bytes()
+
+
+COMPRESSORS = {
+    "zlib": lambda d: zlib.compress(d, 9),
+    "xz": lambda d: lzma.compress(d, preset=1),
+    "zstd": zstd,
+    "brotli": lambda d: brotli.compress(d, quality=5),
+}
+
+
+def _with_member(raw: bytes, edit) -> bytes:
+    """Rewrite a torch.save zip, passing each (name, bytes) through `edit`."""
+    src = zipfile.ZipFile(io.BytesIO(raw))
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as out:
+        for info in src.infolist():
+            name, data, method = edit(info.filename, src.read(info.filename))
+            out.writestr(zipfile.ZipInfo(name), data, compress_type=method)
+    return buf.getvalue()
+
+
+def build_corpus(marker: Path) -> list[Case]:
+    cases: list[Case] = []
+    trap = torch_save({"w": {}, "m": Trap(marker)})
+    clean = torch_save(int8_clean())
+    for name, comp in COMPRESSORS.items():
+        cases.append(Case(f"pickle that imports ({name})", comp(trap), NotAnArtifact))
+        cases.append(Case(f"truncated {name}", comp(clean)[: len(comp(clean)) // 2], Truncated))
+        cases.append(Case(f"{name} bomb", comp(bytes(LIMIT + 1)), DecompressionBomb))
+    cases.append(
+        Case("pickle that imports (brotli+BSHF)", brotli.compress(shuffle(trap)), NotAnArtifact)
+    )
+    cases.append(
+        Case(
+            "zstd bomb, no content size",
+            zstd(bytes(LIMIT + 1), content_size=False),
+            DecompressionBomb,
+        )
+    )
+    cases.append(
+        Case("zstd truncated, no content size", zstd(clean, content_size=False)[:-9], Truncated)
+    )
+    cases.append(Case("zlib trailing bytes", zlib.compress(clean) + b"junk", CorruptStream))
+    cases.append(Case("not any format", b"hello world, this is not an artifact", NotAnArtifact))
+    cases.append(Case("empty", b"", NotAnArtifact))
+    cases.append(Case("per-group streams", b"PGRP" + bytes(64), NotAnArtifact))
+    cases.append(
+        Case(
+            "BSHF of no container", brotli.compress(BSHF_MAGIC + b"\x02" + bytes(64)), CorruptStream
+        )
+    )
+    cases.append(Case("legacy pickle", zlib.compress(b"\x80\x02}q\x00."), NotAnArtifact))
+    deflated = _with_member(clean, lambda n, d: (n, d, zipfile.ZIP_DEFLATED))
+    cases.append(Case("zip member compressed", zlib.compress(deflated), NotAnArtifact))
+
+    def short_storage(n: str, d: bytes):
+        return (
+            n,
+            (d[: len(d) // 2] if "/data/" in n and not n.endswith(".pkl") else d),
+            zipfile.ZIP_STORED,
+        )
+
+    cases.append(
+        Case(
+            "shape lies about its storage",
+            zlib.compress(_with_member(clean, short_storage)),
+            NotAnArtifact,
+        )
+    )
+    many = {"w": {f"t{i}": torch.zeros(1).half() for i in range(MAX_TENSORS + 1)}, "m": {}}
+    cases.append(Case("too many tensors", zlib.compress(torch_save(many)), TooManyTensors))
+    cases.append(
+        Case("unknown container", zlib.compress(torch_save({"x": torch.zeros(1)})), NotAnArtifact)
+    )
+    cases.append(
+        Case(
+            "unknown quant format",
+            zlib.compress(torch_save({"__quant_format__": "v9"})),
+            NotAnArtifact,
+        )
+    )
+
+    def clean_with(edit) -> bytes:
+        obj = int8_clean()
+        edit(obj)
+        return zlib.compress(torch_save(obj))
+
+    cases.append(
+        Case(
+            "int8_clean scale rows lie",
+            clean_with(lambda o: o["scales"].update(w=torch.ones(3).half())),
+            ShapeMismatch,
+        )
+    )
+    cases.append(
+        Case(
+            "int8_clean float 'quantized'",
+            clean_with(lambda o: o["quantized"].update(w=torch.zeros(8, 16))),
+            DtypeMismatch,
+        )
+    )
+    cases.append(
+        Case("int8_clean scale missing", clean_with(lambda o: o["scales"].clear()), MissingTensor)
+    )
+    cases.append(
+        Case(
+            "int8_clean restore dtype int",
+            clean_with(lambda o: o["dtypes"].update(w="int64")),
+            DtypeMismatch,
+        )
+    )
+    cases.append(
+        Case(
+            "int8_clean dtypes not strings",
+            clean_with(lambda o: o.update(dtypes={"w": 3})),
+            BadMetadata,
+        )
+    )
+    cases.append(
+        Case(
+            "int8_clean stray scale",
+            clean_with(lambda o: o["scales"].update(z=torch.ones(2))),
+            UnexpectedTensor,
+        )
+    )
+
+    def wm_with(edit) -> bytes:
+        obj = wm()
+        edit(obj)
+        return zstd(torch_save(obj))
+
+    cases.append(
+        Case(
+            "{w,m} scale rows lie",
+            wm_with(lambda o: o["w"].update({"a.scale": torch.ones(2).half()})),
+            ShapeMismatch,
+        )
+    )
+    cases.append(
+        Case(
+            "{w,m} unknown quant type",
+            wm_with(lambda o: o["m"].update(a={"type": "int12"})),
+            BadMetadata,
+        )
+    )
+    cases.append(Case("{w,m} tensor missing", wm_with(lambda o: o["w"].pop("a.q")), MissingTensor))
+    cases.append(
+        Case(
+            "{w,m} undescribed tensor",
+            wm_with(lambda o: o["w"].update(z=torch.ones(1))),
+            UnexpectedTensor,
+        )
+    )
+    lrz = lrzip(clean)
+    if lrz is not None:
+        cases.append(Case("truncated lrzip", lrz[: len(lrz) // 2], CorruptStream))
+        bomb = lrzip(bytes(LIMIT + 1))
+        assert bomb is not None
+        cases.append(Case("lrzip bomb", bomb, DecompressionBomb))
+        cases.append(Case("pickle that imports (lrzip)", lrzip(trap) or b"", NotAnArtifact))
+    return cases
