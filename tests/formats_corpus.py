@@ -21,7 +21,7 @@ import brotli
 import torch
 import zstandard
 
-from golf.artifact import (
+from golf.formats.artifact import (
     BadMetadata,
     CorruptStream,
     DecompressionBomb,
@@ -32,9 +32,9 @@ from golf.artifact import (
     Truncated,
     UnexpectedTensor,
 )
-from golf.errors import ArtifactError
 from golf.formats.compress import BSHF_MAGIC
 from golf.formats.torchzip import TooManyTensors
+from golf.spec.errors import ArtifactError
 from tests.artifact_corpus import Trap
 
 LIMIT = 1 << 20

@@ -21,7 +21,7 @@ import tempfile
 import zlib
 from dataclasses import dataclass
 
-from golf.artifact import CorruptStream, DecompressionBomb, NotAnArtifact, Truncated
+from golf.formats.artifact import CorruptStream, DecompressionBomb, NotAnArtifact, Truncated
 
 XZ_MAGIC = b"\xfd7zXZ\x00"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from golf.artifact import (
+from golf.formats.artifact import (
     BadMetadata,
     DtypeMismatch,
     MissingTensor,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from golf.artifact import (
+from golf.formats.artifact import (
     DEFAULT_MAX_DECOMPRESSED,
     ArtifactError,
     DecompressionBomb,

@@ -18,8 +18,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from golf.artifact import DecompressionBomb, NotAnArtifact
-from golf.errors import ArtifactError
+from golf.formats.artifact import DecompressionBomb, NotAnArtifact
+from golf.spec.errors import ArtifactError
 
 DEFAULT_MAX_TENSORS = 4096
 
