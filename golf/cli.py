@@ -199,6 +199,37 @@ def import_pg(
     )
 
 
+@app.command("import")
+@user_errors
+def import_record_cmd(
+    record: Annotated[Path, typer.Argument(help="A record folder (train_gpt.py, logs, ...).")],
+    artifact: Annotated[Path, typer.Option(help="The record's artifact (final_model*.ptz).")],
+    tokenizer: Annotated[Path, typer.Option(help="The tokenizer.model it was trained with.")],
+    out_path: Annotated[Path, typer.Option("--out", help="Where to write the .golf file.")],
+    set_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="KEY=VALUE over the code's defaults and the log's dump (a Hyperparameters "
+            "field or its variable name); repeatable.",
+        ),
+    ] = None,
+) -> None:
+    """Import a record's artifact: hyperparameters from its code (AST) and log, format
+    detected, family from its code; never runs the record's code."""
+    from golf.formats.board import describe, import_record
+    from golf.record import parse_override
+
+    overrides = dict(parse_override(item) for item in set_ or [])
+    imported = import_record(record, artifact, out_path, tokenizer=tokenizer, overrides=overrides)
+    summary = imported.artifact.summary()
+    err.print(describe(imported))
+    out.print(
+        f"{out_path}: {imported.format}, {imported.arch}, {summary.tensors} tensors, "
+        f"{summary.total_bytes:,} bytes ({summary.verdict}), sha256 {imported.artifact.sha256}"
+    )
+
+
 @app.command("eval")
 @user_errors
 @eval_options()

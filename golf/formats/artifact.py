@@ -65,7 +65,13 @@ MAX_HEADER_BYTES = 16 * 2**20
 # Building the expected tensor set costs time per layer; no 16 MB model has this many.
 MAX_LAYERS = 512
 # safetensors dtype tag -> (torch dtype, bytes per element); nothing else is accepted.
-DTYPES: dict[str, tuple[torch.dtype, int]] = {"I8": (torch.int8, 1), "F16": (torch.float16, 2)}
+DTYPES: dict[str, tuple[torch.dtype, int]] = {
+    "I8": (torch.int8, 1),
+    "F16": (torch.float16, 2),
+    "F32": (torch.float32, 4),
+}
+# Float schemes: values alone, stored in this safetensors dtype.
+FLOAT_SCHEMES = {Scheme.FP16: "F16", Scheme.FP32: "F32"}
 
 
 class NotAnArtifact(ArtifactError):
@@ -442,7 +448,7 @@ def _read_artifact(data: bytes, max_decompressed: int) -> Artifact:
         raise BadHeader(f"safetensors rejected the blob: {e}") from None
     tensors: dict[str, QTensor] = {}
     for name, scheme in meta.quant.items():
-        if scheme is Scheme.FP16:
+        if scheme in FLOAT_SCHEMES:
             qt = QTensor(scheme, flat[name])
         else:
             qt = QTensor(scheme, flat[f"{name}.q"], flat[f"{name}.scale"])
@@ -668,8 +674,8 @@ def _check_layout(
     wanted: dict[str, tuple[str, tuple[int, ...]]] = {}
     for name, scheme in quant.items():
         shape = tuple(expected[name])
-        if scheme is Scheme.FP16:
-            wanted[name] = ("F16", shape)
+        if scheme in FLOAT_SCHEMES:
+            wanted[name] = (FLOAT_SCHEMES[scheme], shape)
         elif len(shape) != 2:
             raise ShapeMismatch(f"tensor {name}: {scheme} needs a matrix, model shape is {shape}")
         else:

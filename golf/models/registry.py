@@ -9,6 +9,7 @@ roles (golf.models.roles) and exposes `parameter_roles`, `forward_hidden` and `l
 import torch
 
 from golf.models.gpt import GPT
+from golf.models.relu2 import Relu2GPT
 from golf.models.roles import Role
 from golf.spec.config import ModelConfig
 from golf.spec.errors import ConfigError
@@ -17,7 +18,10 @@ from golf.spec.errors import ConfigError
 # written before the registry carry no name and mean this one.
 DEFAULT_ARCH = "gpt-sp1024"
 
-ARCHITECTURES: dict[str, type[GPT]] = {DEFAULT_ARCH: GPT}
+# The early board (NaiveBaseline .. 2026-03-22): the same blocks with relu² MLPs.
+RELU2_ARCH = "gpt-relu2"
+
+ARCHITECTURES: dict[str, type[GPT]] = {DEFAULT_ARCH: GPT, RELU2_ARCH: Relu2GPT}
 
 
 class UnknownArchitecture(ConfigError):
