@@ -89,11 +89,22 @@ def data_demo(
     max_chars: Annotated[
         int | None, typer.Option(help="Read at most this much text (smaller, faster).")
     ] = None,
+    vocab: Annotated[
+        int, typer.Option(help="Tokenizer size: 1024 (sp1024), 4096, 8192, ...")
+    ] = 1024,
+    byte_sidecar: Annotated[
+        bool,
+        typer.Option(help="Also write CaseOps-style demo_val_bytes_*.bin byte sidecars."),
+    ] = False,
 ) -> None:
-    """Build the offline demo dataset: 1024-piece tokenizer and val/train shards."""
+    """Build the offline demo dataset: a SentencePiece tokenizer and val/train shards."""
     from golf.data.demo import build_demo
 
-    kwargs: dict[str, Any] = {"max_chars": max_chars}
+    kwargs: dict[str, Any] = {
+        "max_chars": max_chars,
+        "vocab_size": vocab,
+        "byte_sidecar": byte_sidecar,
+    }
     if max_chars is not None:
         kwargs |= {"val_chars": max_chars // 5, "shard_tokens": max(1, max_chars // 4)}
     summary = build_demo(out_dir, console=err, **kwargs)
@@ -225,7 +236,7 @@ def import_record_cmd(
     summary = imported.artifact.summary()
     err.print(describe(imported))
     out.print(
-        f"{out_path}: {imported.format}, {imported.arch}, {summary.tensors} tensors, "
+        f"{out_path}: {imported.format}, {imported.facts.arch}, {summary.tensors} tensors, "
         f"{summary.total_bytes:,} bytes ({summary.verdict}), sha256 {imported.artifact.sha256}"
     )
 
