@@ -32,6 +32,7 @@ class ProtocolReport(BaseModel):
     artifact_sha256: str
     dataset_sha256: str
     engine: EngineInfo
+    byte_source: str = "sentencepiece-luts"  # or "sidecar" (CaseOps datasets)
 
 
 def make_report(
@@ -43,6 +44,7 @@ def make_report(
     artifact_sha256: str,
     dataset_sha256: str,
     engine: EngineInfo,
+    byte_source: str = "sentencepiece-luts",
 ) -> ProtocolReport:
     """A report from per-window records, however and wherever they were computed."""
     return ProtocolReport(
@@ -53,4 +55,5 @@ def make_report(
         artifact_sha256=artifact_sha256,
         dataset_sha256=dataset_sha256,
         engine=engine,
+        byte_source=byte_source,
     )

@@ -20,7 +20,7 @@ from __future__ import annotations
 import ast
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -49,14 +49,65 @@ NO_NTK = 1 << 20
 
 
 @dataclass(frozen=True)
+class RecordFacts:
+    """What `golf import` takes from a record folder: names and numbers, never code.
+
+    `blind`: the config fields no tensor reveals (ModelConfig names), `origins`: where
+    each came from; `vocab_size` and `seed` as the hyperparameters say; `code_bytes`: the
+    submitted script's size (counted in the budget); `overrides`: the `--set`s applied.
+    Golden fixtures keep these as JSON, so their tests need no record code.
+    """
+
+    record: str
+    arch: str
+    blind: dict[str, Any]
+    origins: dict[str, str]
+    vocab_size: int | None = None
+    seed: int | None = None
+    code_bytes: int = 0
+    overrides: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> RecordFacts:
+        try:
+            return cls(**doc)
+        except TypeError as e:
+            raise ConfigError(f"record facts: {e}") from None
+
+
+@dataclass(frozen=True)
 class Imported:
     """What `import_record` wrote and how it decided."""
 
     artifact: Artifact
     format: str
-    arch: str
-    hparams: dict[str, Any]
-    origins: dict[str, str]
+    facts: RecordFacts
+
+
+def read_facts(record_dir: str | Path, overrides: Mapping[str, str] | None = None) -> RecordFacts:
+    """The family, the tensor-blind config fields and the budget facts of a record folder."""
+    from golf.record import read_record
+
+    rec = read_record(record_dir)
+    tree = rec.tree()
+    sets = _attribute_names(rec.code_hparams(), overrides or {})
+    h = rec.hparams(sets)
+    blind, origins = _blind_fields(tree, rec, h)
+    seed = h.values.get("seed")
+    vocab = h.values.get("vocab_size")
+    return RecordFacts(
+        record=rec.name,
+        arch=_arch(tree),
+        blind=blind,
+        origins=origins,
+        vocab_size=int(vocab) if isinstance(vocab, int) else None,
+        seed=int(seed) if isinstance(seed, int) else None,
+        code_bytes=rec.source.submitted_bytes if rec.source is not None else 0,
+        overrides=dict(sets),
+    )
 
 
 def import_record(
@@ -69,40 +120,44 @@ def import_record(
     max_decompressed: int = DEFAULT_MAX_DECOMPRESSED,
 ) -> Imported:
     """Read the record folder and its artifact, write `out_path` (.golf), return it."""
-    from golf.record import read_record
+    facts = read_facts(record_dir, overrides)
+    return import_artifact(
+        artifact_path, facts, out_path, tokenizer=tokenizer, max_decompressed=max_decompressed
+    )
 
-    rec = read_record(record_dir)
-    tree = rec.tree()
-    code = rec.code_hparams()
-    sets = _attribute_names(code, overrides or {})
-    h = rec.hparams(sets)
+
+def import_artifact(
+    artifact_path: str | Path,
+    facts: RecordFacts,
+    out_path: str | Path,
+    *,
+    tokenizer: str | Path,
+    max_decompressed: int = DEFAULT_MAX_DECOMPRESSED,
+) -> Imported:
+    """A record's artifact as `.golf`, given the facts of its folder."""
     data = read_file(artifact_path, max_decompressed)
     ref = read_reference(data, limit=max_decompressed)
     try:
         tokenizer_sha256 = hashlib.sha256(Path(tokenizer).read_bytes()).hexdigest()
     except OSError as e:
         raise DataError(f"cannot read tokenizer {tokenizer}: {e.strerror or e}") from None
-    arch = _arch(tree)
-    blind, origins = _blind_fields(tree, rec, h)
     shapes = {name: tuple(e.values.shape) for name, e in ref.entries.items()}
-    config = infer_config(shapes, blind)
-    hp_vocab = h.values.get("vocab_size")
-    if hp_vocab is not None and int(hp_vocab) != config.vocab_size:
+    config = infer_config(shapes, facts.blind)
+    if facts.vocab_size is not None and facts.vocab_size != config.vocab_size:
         raise ConfigInvalid(
-            f"vocab_size {hp_vocab} ({h.origin.get('vocab_size', 'code')}) but tok_emb.weight "
-            f"has {config.vocab_size} rows"
+            f"vocab_size {facts.vocab_size} in the hyperparameters but tok_emb.weight has "
+            f"{config.vocab_size} rows"
         )
     tensors = {name: to_qtensor(name, e) for name, e in ref.entries.items()}
-    source = rec.source
     provenance = Provenance(
-        trainer_version=f"record {rec.name}",
-        seeds=(int(h.values["seed"]),) if str(h.values.get("seed", "")).isdigit() else (),
+        trainer_version=f"record {facts.record}",
+        seeds=(facts.seed,) if facts.seed is not None and facts.seed >= 0 else (),
         notes={
             "imported_from": Path(artifact_path).name,
             "imported_sha256": hashlib.sha256(data).hexdigest(),
             "format": ref.description,
-            "record": rec.name,
-            "overrides": ",".join(f"{k}={v}" for k, v in sorted(sets.items())),
+            "record": facts.record,
+            "overrides": ",".join(f"{k}={v}" for k, v in sorted(facts.overrides.items())),
         },
     )
     write_artifact(
@@ -112,11 +167,11 @@ def import_record(
         tokenizer_sha256=tokenizer_sha256,
         vocab_size=config.vocab_size,
         provenance=provenance,
-        code_bytes=source.submitted_bytes if source is not None else 0,
-        arch=arch,
+        code_bytes=facts.code_bytes,
+        arch=facts.arch,
     )
     artifact = read_artifact(out_path, max_decompressed=max_decompressed)
-    return Imported(artifact, ref.description, arch, blind, origins)
+    return Imported(artifact, ref.description, facts)
 
 
 def _attribute_names(code: Any, overrides: Mapping[str, str]) -> dict[str, str]:
@@ -198,7 +253,7 @@ def _blind_fields(tree: ast.Module, rec: Any, h: Any) -> tuple[dict[str, Any], d
         hparam("qk_gain_init")
     if "ve_layers" in h.values:
         hparam("ve_layers")
-    doc["recur_layers"] = ()
+    doc["recur_layers"] = []  # JSON-shaped: facts travel as JSON
     origins["recur_layers"] = "early board: no recurrence"
     ntk = [a for a in rec.literal_call_args(["Rotary"]) if a.keyword == "train_seq_len"]
     lengths = {int(a.value) for a in ntk if isinstance(a.value, int)}
@@ -263,6 +318,7 @@ def _restored(values: Tensor, restore: torch.dtype | None) -> Tensor:
 
 def describe(imported: Imported) -> str:
     """One line per decision, for `golf import`'s output."""
-    lines = [f"format: {imported.format}", f"family: {imported.arch}"]
-    lines += [f"{k}: {imported.hparams[k]!r} from {v}" for k, v in imported.origins.items()]
+    facts = imported.facts
+    lines = [f"format: {imported.format}", f"family: {facts.arch}"]
+    lines += [f"{k}: {facts.blind[k]!r} from {v}" for k, v in facts.origins.items()]
     return "\n".join(lines)
