@@ -29,6 +29,7 @@ REPORT_KEYS = {
     "artifact_sha256",
     "dataset_sha256",
     "engine",
+    "byte_source",
 }
 
 

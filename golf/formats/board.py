@@ -264,6 +264,9 @@ def _blind_fields(tree: ast.Module, rec: Any, h: Any) -> tuple[dict[str, Any], d
         origins["rope_train_seq_len"] = (
             f"Rotary(train_seq_len={doc['rope_train_seq_len']}) in the code"
         )
+    elif (threaded := _threaded_hparam(tree, "train_seq_len", h.values)) is not None:
+        doc["rope_train_seq_len"] = int(h.values[threaded])
+        origins["rope_train_seq_len"] = f"Rotary(train_seq_len=args.{threaded}) in the code"
     elif _rotary_rescales(tree):
         raise ConfigInvalid(
             "Rotary NTK-rescales but its train_seq_len is not a literal in the code"
@@ -272,6 +275,20 @@ def _blind_fields(tree: ast.Module, rec: Any, h: Any) -> tuple[dict[str, Any], d
         doc["rope_train_seq_len"] = NO_NTK
         origins["rope_train_seq_len"] = "Rotary never rescales its base"
     return doc, origins
+
+
+def _threaded_hparam(tree: ast.Module, keyword: str, values: Mapping[str, Any]) -> str | None:
+    """The hyperparameter passed as `keyword=args.NAME` somewhere in the code, if one is."""
+    names = {
+        kw.value.attr
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        for kw in node.keywords
+        if kw.arg == keyword and isinstance(kw.value, ast.Attribute) and kw.value.attr in values
+    }
+    if len(names) > 1:
+        raise ConfigInvalid(f"{keyword} is passed different hyperparameters {sorted(names)}")
+    return names.pop() if names else None
 
 
 def _rotary_rescales(tree: ast.Module) -> bool:

@@ -70,11 +70,70 @@ class Driver:
     entry: str = "main"
     artifact: str = ""  # empty: the one final_model*.ptz its code wrote
     edits: tuple[tuple[str, str], ...] = SCALE_EDITS
+    # (printed tag, golf protocol, window plan): which printed number golf must reproduce.
+    checks: tuple[tuple[str, str, str], ...] = ()
     notes: str = ""
 
 
+PLAIN_INT8 = ("final_int8_zlib_roundtrip_exact", "plain", "canonical")
+PLAIN_INT6 = ("final_int6_roundtrip_exact", "plain", "canonical")
+SLIDING_AS_INT8 = ("final_int8_zlib_roundtrip_exact", "sliding", "legacy")
+"""Records whose final "int8_zlib_roundtrip" line carries the sliding number when
+EVAL_STRIDE < TRAIN_SEQ_LEN (their code replaces the plain result)."""
+
 DRIVERS: dict[str, Driver] = {
-    "2026-03-17_NaiveBaseline": Driver(),
+    "2026-03-17_NaiveBaseline": Driver(checks=(PLAIN_INT8,)),
+    "2026-03-17_LoRA_TTT": Driver(checks=(PLAIN_INT8,), notes="TTT-LoRA number: ttt helper"),
+    "2026-03-18_FP16Embed_WD3600": Driver(env={"MLP_HIDDEN": "124"}, checks=(PLAIN_INT8,)),
+    "2026-03-18_LongContextSeq2048": Driver(checks=(PLAIN_INT8,)),
+    "2026-03-18_LowerLR": Driver(checks=(PLAIN_INT8,)),
+    "2026-03-19_10L_MixedPrecision": Driver(checks=(PLAIN_INT8,)),
+    "2026-03-19_MLP3x_QAT_Int6_SlidingWindow": Driver(
+        env={"MLP_MULT": "3", "QAT_ENABLED": "1"},
+        checks=(PLAIN_INT8, ("final_sliding_window_exact", "sliding", "full-last")),
+    ),
+    "2026-03-19_MixedQuant_Int6Int8_SlidingWindow": Driver(
+        env={"MLP_MULT": "3"},
+        checks=(PLAIN_INT6, ("final_sliding_window_eval_exact", "sliding", "full-last")),
+    ),
+    "2026-03-19_Seq2048_FP16Emb_TunedLR": Driver(
+        env={"MLP_HIDDEN": "168"},
+        checks=(PLAIN_INT8,),
+        notes="its sliding plan (0, L-S, L, L+S, ...) is not one of golf's plans",
+    ),
+    "2026-03-19_SlidingWindowEval": Driver(
+        env={"NUM_LOOPS": "1", "LORA_RANK": "0", "QAT": "0"}, checks=(SLIDING_AS_INT8,)
+    ),
+    "2026-03-19_SlidingWindow_FP16Emb_10L_MuonWD_OvertoneInit": Driver(
+        checks=(("final_int8_zlib_roundtrip_exact", "sliding", "full"),)
+    ),
+    "2026-03-19_TrainingOptSeq4096": Driver(checks=(PLAIN_INT8,)),
+    "2026-03-19_WarmdownQuantization": Driver(
+        checks=(PLAIN_INT8, ("final_sliding_window_exact", "sliding", "full"))
+    ),
+    "2026-03-19_smeargate_orthoinit_muonwd": Driver(
+        script="train_gpt_v5.py",
+        checks=(PLAIN_INT6, ("final_sliding_window_eval_exact", "sliding", "full-last")),
+    ),
+    "2026-03-20_10L_Int5MLP_MuonWD04_SWA50": Driver(
+        checks=(("final_int8_zlib_roundtrip_exact", "sliding", "legacy-stride"),)
+    ),
+    "2026-03-20_Int6_MLP3x_SmearGate_BigramHash_MuonWD_SWA": Driver(checks=(SLIDING_AS_INT8,)),
+    "2026-03-20_11L_EfficientPartialXSA_FA3_SWA120": Driver(
+        checks=(PLAIN_INT6, ("final_int6_sliding_window_exact", "sliding", "legacy"))
+    ),
+    "2026-03-20_11L_XSA4_EMA_Int6_MLP3x_WD04_1.1271": Driver(
+        env={"EMA_ENABLED": "1"},
+        checks=(PLAIN_INT6, ("final_int6_sliding_window_exact", "sliding", "legacy")),
+    ),
+    "2026-03-21_11L_XSA4_EMA_PartialRoPE_LateQAT_1.1248": Driver(
+        env={"EMA_ENABLED": "1", "ROPE_DIMS": "16", "LN_SCALE": "1", "LATE_QAT": "1"},
+        checks=(PLAIN_INT6, ("final_int6_sliding_window_exact", "sliding", "legacy")),
+        notes="README: partial RoPE 16/64, LN scale, XSA on the last 4 (env, not defaults)",
+    ),
+    "2026-03-22_11L_EMA_GPTQ-lite_warmdown3500_QAT015_1.1233": Driver(
+        checks=(PLAIN_INT6, ("final_int6_sliding_window_exact", "sliding", "legacy"))
+    ),
 }
 
 
