@@ -90,3 +90,18 @@ def test_hostile_corpus_gets_one_line_typed_errors(tmp_path):
             f"{case.name}: {type(info.value).__name__}: {message}"
         )
     assert not marker.exists(), "a pickle payload ran"
+
+
+def test_banks_are_unbanked_into_per_block_matrices():
+    from golf.formats.board import to_qtensor, unbank
+    from golf.formats.containers import Entry
+
+    q = torch.arange(4 * 3 * 2, dtype=torch.int8).reshape(4, 3, 2)
+    out = unbank({"qo_bank": Entry(q, torch.tensor(0.5), 6), "x": Entry(torch.ones(2))})
+    assert torch.equal(out["blocks.1.attn.c_q.weight"].values, q[1])
+    assert torch.equal(out["blocks.0.attn.proj.weight"].values, q[2])
+    assert set(out) == {"x"} | {
+        f"blocks.{i}.attn.{m}.weight" for i in (0, 1) for m in ("c_q", "proj")
+    }
+    qt = to_qtensor("blocks.1.attn.c_q.weight", out["blocks.1.attn.c_q.weight"])
+    assert torch.equal(qt.dequantize(), q[1].float() * 0.5)  # a scalar scale: exact fp32

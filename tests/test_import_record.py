@@ -17,8 +17,11 @@ from golf.formats.artifact import ConfigInvalid, read_artifact
 from golf.formats.board import read_facts
 
 FIXTURE = Path(__file__).parent / "fixtures" / "records" / "2026-03-17_NaiveBaseline"
-DATA = Path(__file__).parent / "fixtures" / "records" / "_data" / "sp512"
-TINY = ["NUM_LAYERS=2", "MODEL_DIM=64", "NUM_HEADS=2", "NUM_KV_HEADS=1", "VOCAB_SIZE=512"]
+RECORD = json.loads((FIXTURE / "record.json").read_text())
+DATA = FIXTURE.parent / "_data" / f"sp{RECORD['data']['vocab_size']}"
+TOKENIZER = DATA / RECORD["data"]["tokenizer"]
+SHAPE_KEYS = ("NUM_LAYERS", "MODEL_DIM", "NUM_HEADS", "NUM_KV_HEADS", "VOCAB_SIZE")
+TINY = [f"{k}={RECORD['env'][k]}" for k in SHAPE_KEYS]
 
 SCRIPT = """
 import os
@@ -68,14 +71,16 @@ def test_import_names_format_and_family_and_never_runs_the_code(tmp_path):
     sets = [arg for kv in TINY for arg in ("--set", kv)]
     code, stdout, stderr = golf(
         "import", folder, "--artifact", FIXTURE / "final_model.int8.ptz",
-        "--tokenizer", DATA / "fineweb_512_bpe.model", "--out", out, *sets,
+        "--tokenizer", TOKENIZER, "--out", out, *sets,
     )  # fmt: skip
     assert code == 0, stderr
     assert "int8_clean_per_row_v1 + zlib, gpt-relu2" in stdout
     assert "rope_train_seq_len: 1048576 from Rotary never rescales its base" in stderr
     artifact = read_artifact(out)
     assert artifact.metadata.arch == "gpt-relu2"
-    assert artifact.config.num_layers == 2 and artifact.config.rope_dims == 0
+    assert artifact.config.num_layers == int(RECORD["env"]["NUM_LAYERS"])
+    assert artifact.config.model_dim == int(RECORD["env"]["MODEL_DIM"])
+    assert artifact.config.rope_dims == 0
     assert artifact.metadata.provenance.notes["format"] == "int8_clean_per_row_v1 + zlib"
     assert not (tmp_path / "executed").exists()
 
@@ -92,7 +97,7 @@ def test_an_unknown_set_key_is_refused(tmp_path):
     folder = make_record(tmp_path)
     code, _, stderr = golf(
         "import", folder, "--artifact", FIXTURE / "final_model.int8.ptz",
-        "--tokenizer", DATA / "fineweb_512_bpe.model", "--out", tmp_path / "x.golf",
+        "--tokenizer", TOKENIZER, "--out", tmp_path / "x.golf",
         "--set", "NOT_A_KNOB=1",
     )  # fmt: skip
     assert code == 2 and "NOT_A_KNOB" in stderr and "\n" not in stderr.strip()

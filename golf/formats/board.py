@@ -33,13 +33,14 @@ from golf.formats.artifact import (
     ConfigInvalid,
     DtypeMismatch,
     Provenance,
+    ShapeMismatch,
     read_artifact,
     read_file,
     write_artifact,
 )
 from golf.formats.containers import Entry
 from golf.formats.detect import read_reference
-from golf.formats.pg import infer_config
+from golf.formats.pg import BANKS, infer_config
 from golf.formats.quant import QMAX, QTensor, Scheme
 from golf.models.registry import DEFAULT_ARCH, RELU2_ARCH
 from golf.spec.errors import ConfigError, DataError
@@ -141,14 +142,15 @@ def import_artifact(
         tokenizer_sha256 = hashlib.sha256(Path(tokenizer).read_bytes()).hexdigest()
     except OSError as e:
         raise DataError(f"cannot read tokenizer {tokenizer}: {e.strerror or e}") from None
-    shapes = {name: tuple(e.values.shape) for name, e in ref.entries.items()}
+    entries = unbank(ref.entries)
+    shapes = {name: tuple(e.values.shape) for name, e in entries.items()}
     config = infer_config(shapes, facts.blind)
     if facts.vocab_size is not None and facts.vocab_size != config.vocab_size:
         raise ConfigInvalid(
             f"vocab_size {facts.vocab_size} in the hyperparameters but tok_emb.weight has "
             f"{config.vocab_size} rows"
         )
-    tensors = {name: to_qtensor(name, e) for name, e in ref.entries.items()}
+    tensors = {name: to_qtensor(name, e) for name, e in entries.items()}
     provenance = Provenance(
         trainer_version=f"record {facts.record}",
         seeds=(facts.seed,) if facts.seed is not None and facts.seed >= 0 else (),
@@ -294,6 +296,25 @@ def _threaded_hparam(tree: ast.Module, keyword: str, values: Mapping[str, Any]) 
 def _rotary_rescales(tree: ast.Module) -> bool:
     rotary = _class(tree, "Rotary")
     return rotary is not None and "train_seq_len" in ast.unparse(rotary)
+
+
+def unbank(entries: Mapping[str, Entry]) -> dict[str, Entry]:
+    """Split 3-D parameter banks (`qo_bank`, ...) into the per-block matrices they stack,
+    as golf.formats.pg does for `import-pg` (most records unbank before saving)."""
+    out = {name: e for name, e in entries.items() if name not in BANKS}
+    for bank, parts in BANKS.items():
+        if bank not in entries:
+            continue
+        e = entries[bank]
+        if e.values.ndim != 3 or e.values.shape[0] % len(parts):
+            raise ShapeMismatch(f"tensor {bank}: shape {list(e.values.shape)} is not a bank")
+        if e.scale is not None and e.scale.ndim != 0:
+            raise ShapeMismatch(f"tensor {bank}.scale: a bank carries one scale")
+        n = e.values.shape[0] // len(parts)
+        for k, part in enumerate(parts):
+            for i in range(n):
+                out[f"blocks.{i}.{part}"] = Entry(e.values[k * n + i], e.scale, e.bits, e.restore)
+    return out
 
 
 def to_qtensor(name: str, e: Entry) -> QTensor:
