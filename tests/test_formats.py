@@ -105,3 +105,27 @@ def test_banks_are_unbanked_into_per_block_matrices():
     }
     qt = to_qtensor("blocks.1.attn.c_q.weight", out["blocks.1.attn.c_q.weight"])
     assert torch.equal(qt.dequantize(), q[1].float() * 0.5)  # a scalar scale: exact fp32
+
+
+@pytest.mark.skipif(shutil.which("lrzip") is None, reason="Debian lrzip binary not installed")
+def test_per_group_streams_read_back_to_the_same_tensors():
+    from tests.formats_corpus import pergroup
+
+    g = torch.Generator().manual_seed(2)
+    w = {
+        "tok_emb.weight.q": torch.randint(-31, 32, (6, 4), generator=g, dtype=torch.int8),
+        "tok_emb.weight.scale": torch.rand(6, generator=g).half(),
+        "smear.gate": torch.ones(4).half(),
+    }
+    m = {"tok_emb.weight": {"type": "int6"}, "smear.gate": "passthrough"}
+    for i in range(2):
+        for key, shape in (("attn.c_q.weight", (4, 4)), ("mlp.proj.weight", (4, 8))):
+            w[f"blocks.{i}.{key}.q"] = torch.randint(-31, 32, shape, generator=g, dtype=torch.int8)
+            w[f"blocks.{i}.{key}.scale"] = torch.rand(shape[0], generator=g).half()
+            m[f"blocks.{i}.{key}"] = {"type": "int6"}
+    ref = read_reference(pergroup(dict(w), m))
+    assert ref.description == "{w,m} + per-group lrzip + brotli"
+    for name in m:
+        if name != "smear.gate":
+            assert torch.equal(ref.entries[name].values, w[f"{name}.q"]), name
+    assert torch.equal(ref.entries["smear.gate"].values, w["smear.gate"])
