@@ -32,7 +32,6 @@ FIXTURES = ROOT / "tests" / "fixtures" / "records"
 
 # What a record's code writes, by the names it uses; the ones golf.formats cannot read yet.
 UNREAD_FORMATS = {
-    "per-group lrzip/brotli streams (PGRP)": re.compile(r"_serialize_pergroup|PGRP"),
     "ternary base-3 packing": re.compile(r"pack_ternary"),
 }
 # Identifiers of late-board model features no registered family implements (yet).
