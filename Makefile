@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 DEMO_DIR ?= build/demo
 
-.PHONY: setup demo chromium test lint bench clean
+.PHONY: setup demo chromium lrzip test lint bench clean
 
 # The venv with PyTorch first (TORCH_SPEC), then the extras a target needs
 # (pyproject.toml): the tests everything (.[dev]), the demo the engine, the trainer,
@@ -49,8 +49,14 @@ chromium:
 	@command -v chromium >/dev/null || (apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
 
+# lrzip-compressed record artifacts are read through Debian's lrzip binary
+# (tests/test_formats.py; its cases are skipped without it).
+lrzip:
+	@command -v lrzip >/dev/null || (apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq lrzip >/dev/null) || true
+
 # The layer contracts of pyproject.toml ([tool.importlinter]) first, then the tests.
-test: setup chromium
+test: setup chromium lrzip
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/python -m pytest -m "not slow" -q
 

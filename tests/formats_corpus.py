@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import lzma
 import shutil
+import struct
 import subprocess
 import tempfile
 import zipfile
@@ -144,7 +145,7 @@ def build_corpus(marker: Path) -> list[Case]:
     cases.append(Case("zlib trailing bytes", zlib.compress(clean) + b"junk", CorruptStream))
     cases.append(Case("not any format", b"hello world, this is not an artifact", NotAnArtifact))
     cases.append(Case("empty", b"", NotAnArtifact))
-    cases.append(Case("per-group streams", b"PGRP" + bytes(64), NotAnArtifact))
+    cases.append(Case("per-group streams, no streams", b"PGRP" + bytes(64), CorruptStream))
     cases.append(
         Case(
             "BSHF of no container", brotli.compress(BSHF_MAGIC + b"\x02" + bytes(64)), CorruptStream
@@ -259,4 +260,71 @@ def build_corpus(marker: Path) -> list[Case]:
         assert bomb is not None
         cases.append(Case("lrzip bomb", bomb, DecompressionBomb))
         cases.append(Case("pickle that imports (lrzip)", lrzip(trap) or b"", NotAnArtifact))
+        q = {"blocks.0.attn.c_q.weight.q": torch.ones(4, 4, dtype=torch.int8)}
+        blob = pergroup(q, {})
+        assert blob is not None
+        cases.append(Case("per-group streams truncated", blob[:-5], Truncated))
+        evil = bytearray(blob)
+        head = 8 + 4 * 9
+        lengths = list(struct.unpack("<9I", blob[8:head]))
+        trap_stream = brotli.compress(trap)
+        rest_at = head + sum(lengths[:7])
+        evil[rest_at : rest_at + lengths[7]] = trap_stream
+        lengths[7] = len(trap_stream)
+        evil[8:head] = struct.pack("<9I", *lengths)
+        cases.append(Case("pickle that imports (per-group remainder)", bytes(evil), NotAnArtifact))
+        lengths = list(struct.unpack("<9I", blob[8:head]))
+        twice = brotli.compress(bytes(8))  # row order 0, 0, 0, 0: not a permutation
+        bad = bytearray(blob[: head + sum(lengths[:8])]) + twice
+        lengths[8] = len(twice)
+        bad[8:head] = struct.pack("<9I", *lengths)
+        cases.append(Case("per-group row order not a permutation", bytes(bad), CorruptStream))
     return cases
+
+
+def pergroup(w: dict, m: dict, *, order_rows: bool = True) -> bytes | None:
+    """A PGRP blob of a {w,m} object, laid out as golf.formats.pergroup documents (embedding
+    and per-block int8 .q tensors by group under lrzip, rows of the SIMSORT groups
+    reordered by reversing them, the rest and the row orders under brotli)."""
+    import struct
+
+    import numpy as np
+
+    from golf.formats.pergroup import GROUP_ORDER, MAGIC, SIMSORT
+
+    if shutil.which("lrzip") is None:
+        return None
+    rest = dict(w)
+    streams, perms, manifest = [], b"", {}
+    for key in GROUP_ORDER:
+        if key.startswith("_"):
+            names = [key[1:]] if key[1:] in w else []
+        else:
+            names = sorted(
+                (n for n in w if n.startswith("blocks.") and n.split(".", 2)[2] == key),
+                key=lambda n: int(n.split(".")[1]),
+            )
+        if not names:
+            streams.append(b"")
+            continue
+        blob = b""
+        manifest[key] = []
+        for name in names:
+            arr = rest.pop(name).numpy()
+            manifest[key].append(list(arr.shape))
+            if arr.ndim == 2:
+                if key in SIMSORT and order_rows:
+                    order = np.arange(arr.shape[0] - 1, -1, -1, dtype=np.uint16)
+                    perms += order.tobytes()
+                    arr = arr[order]
+                arr = np.ascontiguousarray(arr.T)
+            blob += arr.tobytes()
+        streams.append(lrzip(blob) or b"")
+    streams.append(brotli.compress(torch_save({"r": rest, "m": m, "s": manifest})))
+    streams.append(brotli.compress(perms) if perms else b"")
+    head = (
+        MAGIC
+        + struct.pack("<I", len(streams))
+        + b"".join(struct.pack("<I", len(s)) for s in streams)
+    )
+    return head + b"".join(streams)

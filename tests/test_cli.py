@@ -31,6 +31,7 @@ REPORT_KEYS = {
     "engine",
     "flags",
     "audit",
+    "byte_source",
 }
 
 

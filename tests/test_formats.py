@@ -90,3 +90,42 @@ def test_hostile_corpus_gets_one_line_typed_errors(tmp_path):
             f"{case.name}: {type(info.value).__name__}: {message}"
         )
     assert not marker.exists(), "a pickle payload ran"
+
+
+def test_banks_are_unbanked_into_per_block_matrices():
+    from golf.formats.board import to_qtensor, unbank
+    from golf.formats.containers import Entry
+
+    q = torch.arange(4 * 3 * 2, dtype=torch.int8).reshape(4, 3, 2)
+    out = unbank({"qo_bank": Entry(q, torch.tensor(0.5), 6), "x": Entry(torch.ones(2))})
+    assert torch.equal(out["blocks.1.attn.c_q.weight"].values, q[1])
+    assert torch.equal(out["blocks.0.attn.proj.weight"].values, q[2])
+    assert set(out) == {"x"} | {
+        f"blocks.{i}.attn.{m}.weight" for i in (0, 1) for m in ("c_q", "proj")
+    }
+    qt = to_qtensor("blocks.1.attn.c_q.weight", out["blocks.1.attn.c_q.weight"])
+    assert torch.equal(qt.dequantize(), q[1].float() * 0.5)  # a scalar scale: exact fp32
+
+
+@pytest.mark.skipif(shutil.which("lrzip") is None, reason="Debian lrzip binary not installed")
+def test_per_group_streams_read_back_to_the_same_tensors():
+    from tests.formats_corpus import pergroup
+
+    g = torch.Generator().manual_seed(2)
+    w = {
+        "tok_emb.weight.q": torch.randint(-31, 32, (6, 4), generator=g, dtype=torch.int8),
+        "tok_emb.weight.scale": torch.rand(6, generator=g).half(),
+        "smear.gate": torch.ones(4).half(),
+    }
+    m = {"tok_emb.weight": {"type": "int6"}, "smear.gate": "passthrough"}
+    for i in range(2):
+        for key, shape in (("attn.c_q.weight", (4, 4)), ("mlp.proj.weight", (4, 8))):
+            w[f"blocks.{i}.{key}.q"] = torch.randint(-31, 32, shape, generator=g, dtype=torch.int8)
+            w[f"blocks.{i}.{key}.scale"] = torch.rand(shape[0], generator=g).half()
+            m[f"blocks.{i}.{key}"] = {"type": "int6"}
+    ref = read_reference(pergroup(dict(w), m))
+    assert ref.description == "{w,m} + per-group lrzip + brotli"
+    for name in m:
+        if name != "smear.gate":
+            assert torch.equal(ref.entries[name].values, w[f"{name}.q"]), name
+    assert torch.equal(ref.entries["smear.gate"].values, w["smear.gate"])

@@ -298,7 +298,7 @@ def test_golf_import_record_dir(folder: str, sp512: Dataset, tmp_path: Path) -> 
     tokenizer = FIXTURES / "_data" / "sp512" / "fineweb_512_bpe.model"
     out = tmp_path / "imported.golf"
     imported = import_record(OFFICIAL / folder, path, out, tokenizer=tokenizer, overrides=sets)
-    assert imported.arch == CASES[folder][0]
+    assert imported.facts.arch == CASES[folder][0]
     assert imported.format == "{w,m} + brotli (BSHF 1-byte, stride 2)"
     model = load_model(imported.artifact)
     h = doc["hparams"]
@@ -306,7 +306,7 @@ def test_golf_import_record_dir(folder: str, sp512: Dataset, tmp_path: Path) -> 
         seq_len=h["eval_seq_len"],
         stride=h["eval_stride"],
         precision="fp32",
-        doc_bounded=imported.arch == "varlen-sp8192",
+        doc_bounded=imported.facts.arch == "varlen-sp8192",
     )
     tokens = sp512.val_tokens(h["eval_seq_len"])
     bpb = summarize(evaluate(model, tokens, sp512.byte_lut(), "sliding", params))["val_bpb"]

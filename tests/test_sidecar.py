@@ -72,3 +72,30 @@ def test_demo_builds_larger_vocabularies(vocab, tmp_path):
     data = Dataset.open(tmp_path)
     assert data.vocab_size == vocab
     assert int(data.val_tokens().max()) >= 1024  # the larger pieces are used
+
+
+def test_scores_name_their_byte_source_and_agree_on_this_demo(caseops, demo_data, tmp_path):
+    """The demo's sidecar holds the tokenizer's own counts, so both sources give one bpb."""
+    from golf.engine.runner import EvalInputs, run_protocol
+    from golf.formats.artifact import random_artifact
+    from golf.spec.config import preset
+    from golf.spec.params import EvalParams
+
+    data = Dataset.open(caseops)
+    path = tmp_path / "a.golf"
+    cfg = preset("tiny").replace(vocab_size=data.vocab_size)
+    random_artifact(cfg, data.tokenizer_sha256, data.vocab_size, path, seed=0)
+    plain = tmp_path / "luts"
+    plain.mkdir()
+    for name in ("demo_val_000000.bin", "tokenizer.model"):
+        shutil.copy(caseops / name, plain / name)
+    params = EvalParams(seq_len=128, stride=64, precision="fp32", max_windows=40)
+    reports = {}
+    for folder in (caseops, plain):
+        inputs = EvalInputs.load(str(path), str(folder))
+        reports[folder] = run_protocol(inputs, "sliding", params)
+    assert reports[caseops].byte_source == "sidecar"
+    assert reports[plain].byte_source == "sentencepiece-luts"
+    assert reports[caseops].bytes == reports[plain].bytes > 0
+    assert reports[caseops].val_bpb == reports[plain].val_bpb
+    assert Dataset.open(caseops).sha256 != Dataset.open(plain).sha256

@@ -112,8 +112,16 @@ class ByteLUT:
         """Tables for the SentencePiece model at `path` (see `from_pieces` for `size`)."""
         return cls.from_pieces(piece_kinds(load_tokenizer(path)), size)
 
+    source = "sentencepiece-luts"
+    """What a report names as its byte source."""
+
     def __len__(self) -> int:
         return len(self.base_bytes)
+
+    def batch_counts(self, inputs: Tensor, targets: Tensor, starts: Tensor) -> Tensor:
+        """[B, T] bytes of a batch's targets (`starts` unused: the tables need only ids)."""
+        del starts
+        return self.count(inputs, targets)
 
     def count(
         self, prev_ids: Tensor | np.ndarray, target_ids: Tensor | np.ndarray
@@ -141,6 +149,31 @@ class ByteLUT:
                 torch.tensor(self.boundary, device=device),
             )
         return self._device_tables[device]
+
+
+class SidecarBytes:
+    """Bytes per val token read from a CaseOps sidecar: target j of a window starting at
+    s adds `per_token[s + 1 + j]` (BOS entries are 0), whatever the ids."""
+
+    source = "sidecar"
+
+    def __init__(self, per_token: np.ndarray):
+        self.per_token = np.asarray(per_token, dtype=np.int64)
+        self._device: dict[torch.device, Tensor] = {}
+
+    def batch_counts(self, inputs: Tensor, targets: Tensor, starts: Tensor) -> Tensor:
+        """[B, T] bytes of a batch's targets by their positions in val (0 past its end)."""
+        del inputs
+        table = self._device.get(targets.device)
+        if table is None:
+            table = self._device[targets.device] = torch.tensor(
+                self.per_token, device=targets.device
+            )
+        positions = (
+            starts.long()[:, None] + 1 + torch.arange(targets.size(1), device=targets.device)
+        )
+        inside = positions < table.numel()
+        return torch.where(inside, table[positions.clamp(max=table.numel() - 1)], 0)
 
 
 def bits_per_byte(nll_sum_nats: float, n_bytes: int) -> float:

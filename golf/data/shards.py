@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from golf.data.bytes import ByteLUT, load_tokenizer
+from golf.data.bytes import ByteLUT, SidecarBytes, load_tokenizer
 from golf.spec.errors import ConfigError, DataError, MismatchError
 
 MAGIC = 20240520
@@ -172,6 +172,12 @@ class Dataset:
         """Byte tables of this dataset's tokenizer (see `ByteLUT.from_pieces` for `size`)."""
         return ByteLUT.from_model(self.tokenizer_path, size)
 
+    def byte_counter(self, size: int | None = None) -> ByteLUT | SidecarBytes:
+        """What scoring counts bytes with: the sidecar when there is one, else the LUTs."""
+        if self.sidecar_files:
+            return SidecarBytes(np.asarray(self.val_bytes()))
+        return self.byte_lut(size)
+
     def val_tokens(self, seq_len: int | None = None) -> np.ndarray:
         """All val tokens, or with `seq_len` the reference's prefix of whole sequences + 1."""
         tokens = self._val
@@ -199,6 +205,9 @@ class Dataset:
         digest = hashlib.sha256(f"{self.tokenizer_sha256}\n".encode())
         for chunk in self._val_chunks():
             digest.update(chunk)
+        for path in self.sidecar_files:  # CaseOps: the byte counts are part of the identity
+            digest.update(b"sidecar\n")
+            digest.update(memoryview(np.ascontiguousarray(read_shard(path))))
         return digest.hexdigest()
 
     def check_compatible(self, tokenizer_sha256: str, vocab_size: int) -> None:

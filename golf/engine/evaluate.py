@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from golf.data.bytes import ByteLUT, bits_per_byte
+from golf.data.bytes import ByteLUT, SidecarBytes, bits_per_byte
 from golf.engine.engine import EngineModel, prepare
 from golf.protocols.base import Batch, Protocol, Scorer
 from golf.protocols.stream import Scored, StreamProtocol
@@ -42,7 +42,7 @@ Progress = Callable[[int, list[WindowRecord]], None]
 def evaluate(
     model: Scorer,
     tokens: Tensor | np.ndarray,
-    byte_lut: ByteLUT,
+    byte_lut: ByteLUT | SidecarBytes,
     protocol: Protocol | str,
     params: EvalParams,
     batches: Sequence[int] | None = None,
@@ -122,7 +122,9 @@ def batch_nll(
     return batch, protocol.nll(model, batch, params)
 
 
-def window_records(batch: Batch, nll: Tensor, byte_lut: ByteLUT) -> list[WindowRecord]:
+def window_records(
+    batch: Batch, nll: Tensor, byte_lut: ByteLUT | SidecarBytes
+) -> list[WindowRecord]:
     """Sum a batch's per-position NLL and target bytes per window over its scored range.
 
     Only the scored rows ([B, R]) travel to the host; each window's sum is `math.fsum`
@@ -130,7 +132,8 @@ def window_records(batch: Batch, nll: Tensor, byte_lut: ByteLUT) -> list[WindowR
     """
     n = len(batch.windows)  # rows past n pad a static batch
     scored = batch.scored[:n]
-    n_bytes = (byte_lut.count(batch.inputs[:n], batch.targets[:n]) * scored).sum(1)
+    target_bytes = byte_lut.batch_counts(batch.inputs[:n], batch.targets[:n], batch.starts[:n])
+    n_bytes = (target_bytes * scored).sum(1)
     rows, _ = batch.row_index()
     nll_rows = nll[:n].gather(1, rows[:n]).double().cpu().numpy()
     if batch.host_lengths is not None and batch.host_score_from is not None:

@@ -40,6 +40,7 @@ class ProtocolReport(BaseModel):
     audit: dict[str, Any] | None = None
     """For protocols that adapt as they score: the stream flip audit's verdict and sample
     size (golf.audit.causality.audit_stream), when it was run."""
+    byte_source: str = "sentencepiece-luts"  # or "sidecar" (CaseOps datasets)
 
 
 def make_report(
@@ -52,6 +53,7 @@ def make_report(
     dataset_sha256: str,
     engine: EngineInfo,
     flags: Sequence[Flag] = (),
+    byte_source: str = "sentencepiece-luts",
 ) -> ProtocolReport:
     """A report from per-window records, however and wherever they were computed."""
     return ProtocolReport(
@@ -63,4 +65,5 @@ def make_report(
         dataset_sha256=dataset_sha256,
         engine=engine,
         flags=list(flags),
+        byte_source=byte_source,
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from golf.data.bytes import ByteLUT
+from golf.data.bytes import ByteLUT, SidecarBytes
 from golf.data.shards import Dataset
 from golf.engine.engine import prepare
 from golf.engine.evaluate import Progress, evaluate
@@ -28,7 +28,7 @@ class EvalInputs:
     artifact: Artifact
     dataset: Dataset
     model: Scorer
-    byte_lut: ByteLUT
+    byte_lut: ByteLUT | SidecarBytes  # the sidecar on CaseOps datasets
 
     @classmethod
     def load(
@@ -45,7 +45,7 @@ class EvalInputs:
             artifact.metadata.tokenizer.sha256, artifact.metadata.tokenizer.vocab_size
         )
         model = load_model(artifact, device)
-        return cls(artifact, dataset, model, dataset.byte_lut(artifact.config.vocab_size))
+        return cls(artifact, dataset, model, dataset.byte_counter(artifact.config.vocab_size))
 
 
 def run_protocol(
@@ -74,4 +74,5 @@ def run_protocol(
             *(f for f in inputs.artifact.summary().flags()),
             *protocol_flags([protocol.name]),
         ],
+        byte_source=inputs.byte_lut.source,
     )

@@ -20,7 +20,7 @@ from __future__ import annotations
 import ast
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,14 +33,15 @@ from golf.formats.artifact import (
     ConfigInvalid,
     DtypeMismatch,
     Provenance,
+    ShapeMismatch,
     read_artifact,
     read_file,
     write_artifact,
 )
 from golf.formats.containers import Entry
 from golf.formats.detect import read_reference
-from golf.formats.families import family_config, family_of, traits
-from golf.formats.pg import infer_config
+from golf.formats.families import FAMILIES, family_config, family_of, traits
+from golf.formats.pg import BANKS, infer_config
 from golf.formats.quant import QMAX, QTensor, Scheme
 from golf.models.registry import DEFAULT_ARCH, RELU2_ARCH
 from golf.spec.errors import ConfigError, DataError
@@ -50,14 +51,74 @@ NO_NTK = 1 << 20
 
 
 @dataclass(frozen=True)
+class RecordFacts:
+    """What `golf import` takes from a record folder: names and numbers, never code.
+
+    `blind`: the config fields no tensor reveals (ModelConfig names), `origins`: where
+    each came from; `vocab_size` and `seed` as the hyperparameters say; `code_bytes`: the
+    submitted script's size (counted in the budget); `overrides`: the `--set`s applied.
+    Golden fixtures keep these as JSON, so their tests need no record code.
+    """
+
+    record: str
+    arch: str
+    blind: dict[str, Any]
+    origins: dict[str, str]
+    vocab_size: int | None = None
+    seed: int | None = None
+    code_bytes: int = 0
+    overrides: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> RecordFacts:
+        try:
+            return cls(**doc)
+        except TypeError as e:
+            raise ConfigError(f"record facts: {e}") from None
+
+
+@dataclass(frozen=True)
 class Imported:
     """What `import_record` wrote and how it decided."""
 
     artifact: Artifact
     format: str
-    arch: str
-    hparams: dict[str, Any]
-    origins: dict[str, str]
+    facts: RecordFacts
+
+
+def read_facts(record_dir: str | Path, overrides: Mapping[str, str] | None = None) -> RecordFacts:
+    """The family, the tensor-blind config fields and the budget facts of a record folder."""
+    from golf.record import read_record
+
+    rec = read_record(record_dir)
+    tree = rec.tree()
+    sets = _attribute_names(rec.code_hparams(), overrides or {})
+    h = rec.hparams(sets)
+    family = family_of(rec.source.code) if rec.source is not None else None
+    if family is not None:  # a board family with its own module (golf.formats.families)
+        code_traits = traits(rec.source.code)
+        plain = (bool, int, float, str)
+        blind = code_traits | {k: v for k, v in h.values.items() if isinstance(v, plain)}
+        origins = {k: "the record's code" for k in code_traits}
+        arch = family
+    else:
+        blind, origins = _blind_fields(tree, rec, h)
+        arch = _arch(tree)
+    seed = h.values.get("seed")
+    vocab = h.values.get("vocab_size")
+    return RecordFacts(
+        record=rec.name,
+        arch=arch,
+        blind=blind,
+        origins=origins,
+        vocab_size=int(vocab) if isinstance(vocab, int) else None,
+        seed=int(seed) if isinstance(seed, int) else None,
+        code_bytes=rec.source.submitted_bytes if rec.source is not None else 0,
+        overrides=dict(sets),
+    )
 
 
 def import_record(
@@ -70,48 +131,48 @@ def import_record(
     max_decompressed: int = DEFAULT_MAX_DECOMPRESSED,
 ) -> Imported:
     """Read the record folder and its artifact, write `out_path` (.golf), return it."""
-    from golf.record import read_record
+    facts = read_facts(record_dir, overrides)
+    return import_artifact(
+        artifact_path, facts, out_path, tokenizer=tokenizer, max_decompressed=max_decompressed
+    )
 
-    rec = read_record(record_dir)
-    tree = rec.tree()
-    code = rec.code_hparams()
-    sets = _attribute_names(code, overrides or {})
-    h = rec.hparams(sets)
+
+def import_artifact(
+    artifact_path: str | Path,
+    facts: RecordFacts,
+    out_path: str | Path,
+    *,
+    tokenizer: str | Path,
+    max_decompressed: int = DEFAULT_MAX_DECOMPRESSED,
+) -> Imported:
+    """A record's artifact as `.golf`, given the facts of its folder."""
     data = read_file(artifact_path, max_decompressed)
     ref = read_reference(data, limit=max_decompressed)
     try:
         tokenizer_sha256 = hashlib.sha256(Path(tokenizer).read_bytes()).hexdigest()
     except OSError as e:
         raise DataError(f"cannot read tokenizer {tokenizer}: {e.strerror or e}") from None
-    shapes = {name: tuple(e.values.shape) for name, e in ref.entries.items()}
-    family = family_of(rec.source.code) if rec.source is not None else None
-    if family is not None:  # a board family with its own module (golf.formats.families)
-        arch = family
-        code_traits = traits(rec.source.code)
-        blind = code_traits | h.values
-        origins = {k: "the record's code" for k in code_traits}
-        config = family_config(family, blind, shapes)
+    entries = unbank(ref.entries)
+    shapes = {name: tuple(e.values.shape) for name, e in entries.items()}
+    if facts.arch in FAMILIES:
+        config = family_config(facts.arch, facts.blind, shapes)
     else:
-        arch = _arch(tree)
-        blind, origins = _blind_fields(tree, rec, h)
-        config = infer_config(shapes, blind)
-    hp_vocab = h.values.get("vocab_size")
-    if hp_vocab is not None and int(hp_vocab) != config.vocab_size:
+        config = infer_config(shapes, facts.blind)
+    if facts.vocab_size is not None and facts.vocab_size != config.vocab_size:
         raise ConfigInvalid(
-            f"vocab_size {hp_vocab} ({h.origin.get('vocab_size', 'code')}) but tok_emb.weight "
-            f"has {config.vocab_size} rows"
+            f"vocab_size {facts.vocab_size} in the hyperparameters but tok_emb.weight has "
+            f"{config.vocab_size} rows"
         )
-    tensors = {name: to_qtensor(name, e) for name, e in ref.entries.items()}
-    source = rec.source
+    tensors = {name: to_qtensor(name, e) for name, e in entries.items()}
     provenance = Provenance(
-        trainer_version=f"record {rec.name}",
-        seeds=(int(h.values["seed"]),) if str(h.values.get("seed", "")).isdigit() else (),
+        trainer_version=f"record {facts.record}",
+        seeds=(facts.seed,) if facts.seed is not None and facts.seed >= 0 else (),
         notes={
             "imported_from": Path(artifact_path).name,
             "imported_sha256": hashlib.sha256(data).hexdigest(),
             "format": ref.description,
-            "record": rec.name,
-            "overrides": ",".join(f"{k}={v}" for k, v in sorted(sets.items())),
+            "record": facts.record,
+            "overrides": ",".join(f"{k}={v}" for k, v in sorted(facts.overrides.items())),
         },
     )
     write_artifact(
@@ -121,11 +182,11 @@ def import_record(
         tokenizer_sha256=tokenizer_sha256,
         vocab_size=config.vocab_size,
         provenance=provenance,
-        code_bytes=source.submitted_bytes if source is not None else 0,
-        arch=arch,
+        code_bytes=facts.code_bytes,
+        arch=facts.arch,
     )
     artifact = read_artifact(out_path, max_decompressed=max_decompressed)
-    return Imported(artifact, ref.description, arch, blind, origins)
+    return Imported(artifact, ref.description, facts)
 
 
 def _attribute_names(code: Any, overrides: Mapping[str, str]) -> dict[str, str]:
@@ -207,7 +268,7 @@ def _blind_fields(tree: ast.Module, rec: Any, h: Any) -> tuple[dict[str, Any], d
         hparam("qk_gain_init")
     if "ve_layers" in h.values:
         hparam("ve_layers")
-    doc["recur_layers"] = ()
+    doc["recur_layers"] = []  # JSON-shaped: facts travel as JSON
     origins["recur_layers"] = "early board: no recurrence"
     ntk = [a for a in rec.literal_call_args(["Rotary"]) if a.keyword == "train_seq_len"]
     lengths = {int(a.value) for a in ntk if isinstance(a.value, int)}
@@ -218,6 +279,9 @@ def _blind_fields(tree: ast.Module, rec: Any, h: Any) -> tuple[dict[str, Any], d
         origins["rope_train_seq_len"] = (
             f"Rotary(train_seq_len={doc['rope_train_seq_len']}) in the code"
         )
+    elif (threaded := _threaded_hparam(tree, "train_seq_len", h.values)) is not None:
+        doc["rope_train_seq_len"] = int(h.values[threaded])
+        origins["rope_train_seq_len"] = f"Rotary(train_seq_len=args.{threaded}) in the code"
     elif _rotary_rescales(tree) and _rotary_length_is_hparam(tree) and "train_seq_len" in h.values:
         # Rotary(..., train_seq_len=h.train_seq_len) (04-01 …): the training length itself
         doc["rope_train_seq_len"] = int(h.values["train_seq_len"])
@@ -232,6 +296,20 @@ def _blind_fields(tree: ast.Module, rec: Any, h: Any) -> tuple[dict[str, Any], d
     return doc, origins
 
 
+def _threaded_hparam(tree: ast.Module, keyword: str, values: Mapping[str, Any]) -> str | None:
+    """The hyperparameter passed as `keyword=args.NAME` somewhere in the code, if one is."""
+    names = {
+        kw.value.attr
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        for kw in node.keywords
+        if kw.arg == keyword and isinstance(kw.value, ast.Attribute) and kw.value.attr in values
+    }
+    if len(names) > 1:
+        raise ConfigInvalid(f"{keyword} is passed different hyperparameters {sorted(names)}")
+    return names.pop() if names else None
+
+
 def _rotary_length_is_hparam(tree: ast.Module) -> bool:
     """Every `Rotary(...)` call passes train_seq_len as `<h>.train_seq_len` or as a
     parameter named train_seq_len (the constructors forward the hyperparameter)."""
@@ -241,8 +319,7 @@ def _rotary_length_is_hparam(tree: ast.Module) -> bool:
             for kw in node.keywords:
                 if kw.arg != "train_seq_len":
                     continue
-                value = kw.value
-                named = getattr(value, "attr", None) or getattr(value, "id", None)
+                named = getattr(kw.value, "attr", None) or getattr(kw.value, "id", None)
                 if named != "train_seq_len":
                     return False
                 found = True
@@ -252,6 +329,25 @@ def _rotary_length_is_hparam(tree: ast.Module) -> bool:
 def _rotary_rescales(tree: ast.Module) -> bool:
     rotary = _class(tree, "Rotary")
     return rotary is not None and "train_seq_len" in ast.unparse(rotary)
+
+
+def unbank(entries: Mapping[str, Entry]) -> dict[str, Entry]:
+    """Split 3-D parameter banks (`qo_bank`, ...) into the per-block matrices they stack,
+    as golf.formats.pg does for `import-pg` (most records unbank before saving)."""
+    out = {name: e for name, e in entries.items() if name not in BANKS}
+    for bank, parts in BANKS.items():
+        if bank not in entries:
+            continue
+        e = entries[bank]
+        if e.values.ndim != 3 or e.values.shape[0] % len(parts):
+            raise ShapeMismatch(f"tensor {bank}: shape {list(e.values.shape)} is not a bank")
+        if e.scale is not None and e.scale.ndim != 0:
+            raise ShapeMismatch(f"tensor {bank}.scale: a bank carries one scale")
+        n = e.values.shape[0] // len(parts)
+        for k, part in enumerate(parts):
+            for i in range(n):
+                out[f"blocks.{i}.{part}"] = Entry(e.values[k * n + i], e.scale, e.bits, e.restore)
+    return out
 
 
 def to_qtensor(name: str, e: Entry) -> QTensor:
@@ -293,6 +389,7 @@ def _restored(values: Tensor, restore: torch.dtype | None) -> Tensor:
 
 def describe(imported: Imported) -> str:
     """One line per decision, for `golf import`'s output."""
-    lines = [f"format: {imported.format}", f"family: {imported.arch}"]
-    lines += [f"{k}: {imported.hparams[k]!r} from {v}" for k, v in imported.origins.items()]
+    facts = imported.facts
+    lines = [f"format: {imported.format}", f"family: {facts.arch}"]
+    lines += [f"{k}: {facts.blind[k]!r} from {v}" for k, v in facts.origins.items()]
     return "\n".join(lines)

@@ -50,7 +50,10 @@ def read_reference(
     if not data:
         raise NotAnArtifact("empty file")
     if data.startswith(PER_GROUP_MAGIC):
-        raise NotAnArtifact("per-group lrzip/brotli streams (PGRP) are not supported yet")
+        from golf.formats.pergroup import read_pergroup
+
+        obj = read_pergroup(data, limit=limit, max_tensors=max_tensors)
+        return Reference(read_entries(obj), container_of(obj), "per-group lrzip + brotli", None, 0)
     compressor = sniff(data)
     if compressor is None:
         try:

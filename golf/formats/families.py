@@ -22,6 +22,8 @@ from golf.models import looped, recur, varlen
 from golf.spec.errors import ConfigError
 
 LOOPED, VARLEN, RECUR = looped.ARCH, varlen.ARCH, recur.ARCH
+FAMILIES = (LOOPED, VARLEN, RECUR)
+"""The archs whose config comes from `family_config` (the rest: golf.formats.pg)."""
 
 
 def family_of(source: str) -> str | None:

@@ -36,9 +36,9 @@ import shim  # noqa: E402
 import table  # noqa: E402
 
 PIN = "4908dc46f21ed3fdd08d2fdca285deb2194b9599"
-# "<tag> val_loss:X val_bpb:Y"; a tag may be several words ("diagnostic quantized").
+# `<tag> [key:value ...] val_loss:X val_bpb:Y`; a tag may be words ("diagnostic quantized")
 _NUMBERS = re.compile(
-    r"^(?P<tag>[\w.\-]+(?: [\w.\-]+)*?)\s+"
+    r"^(?P<tag>[\w.\-]+(?: [\w.\-]+)*?)\s+(?:[\w.\-]+:\S+\s+)*?"
     r"val_loss:(?P<loss>[-\d.eE+na]+)\s+val_bpb:(?P<bpb>[-\d.eE+na]+)"
 )
 
@@ -213,6 +213,16 @@ def run_record(record: Path, demo: Path, work_root: Path, fixtures: Path | None)
         },
         "printed": parse_numbers(stdout),
         "hparams": reply.get("hparams", {}),
+        "checks": [
+            {
+                "tag": tag,
+                "protocol": protocol,
+                "plan": plan,
+                "seq_len": int(env.get("EVAL_SEQ_LEN") or env["TRAIN_SEQ_LEN"]),
+                "stride": int(env["EVAL_STRIDE"]),
+            }
+            for tag, protocol, plan in drv.checks
+        ],
         "python": sys.version.split()[0],
         "torch": torch.__version__,
         "harness": "CPU fp32 (autocast, bf16 casts off), torch.compile identity, flash-attn->SDPA",

@@ -77,12 +77,6 @@ def _no_autocast(*args, **kwargs):
     return contextlib.nullcontext()
 
 
-def _inference_as_no_grad(mode: bool = True):
-    import torch
-
-    return torch.no_grad() if mode else torch.enable_grad()
-
-
 def _noop(*args, **kwargs):
     return None
 
@@ -99,10 +93,6 @@ def install() -> None:
         sys.modules[name] = mod
     sys.modules["flash_attn"].flash_attn_interface = sys.modules["flash_attn.flash_attn_interface"]
     torch.compile = _compile
-    # Compiled graphs on the real run keep no inference tensors in module caches (the
-    # rotary cos/sin); eager, a cache filled while scoring breaks score-first TTT's
-    # backward. no_grad computes the same numbers without marking tensors.
-    torch.inference_mode = _inference_as_no_grad
     torch.autocast = _no_autocast
     torch.amp.autocast = _no_autocast
     torch.cuda.amp.autocast = _no_autocast
