@@ -149,6 +149,7 @@ VARLEN_EDITS = (
     *MINIFIED_SCALE_EDITS,
     (r"self\.use_fused = True", "self.use_fused = False"),
     (r"\.pin_memory\(\)", ""),
+    (r"pin_memory=True", "pin_memory=False"),
 )
 """The fused LeakyReLU² MLP is a Triton (CUDA) kernel used only while training: the
 unfused path computes the same function; pinned host memory needs a CUDA driver."""
