@@ -27,7 +27,7 @@ from service.objects import ObjectCache
 from service.openapi import document_errors
 from service.reads import ReadPool
 from service.results import Results
-from service.routers import artifacts, dashboard, datasets, jobs, leaderboard, ops
+from service.routers import artifacts, dashboard, datasets, jobs, leaderboard, ops, reviews
 from service.scheduler import Scheduler
 from service.settings import Settings
 from service.store import Store
@@ -155,7 +155,7 @@ def create_app(settings: Settings, keys: ApiKeys | None = None) -> FastAPI:
         json_deadline_s=settings.json_deadline_s,
         upload_deadline_s=settings.upload_deadline_s,
     )
-    for module in (artifacts, datasets, jobs, leaderboard, ops, dashboard):
+    for module in (artifacts, datasets, jobs, leaderboard, ops, reviews, dashboard):
         app.include_router(module.router)
     app.mount("/static", dashboard.static, name="static")
     document_errors(app)
