@@ -142,5 +142,5 @@ def test_a_crash_of_the_312_parser_is_one_line() -> None:
 
 
 def test_a_312_syntax_error_names_the_file_and_line() -> None:
-    with pytest.raises(RecordError, match=r'^t.py:2: does not parse'):
+    with pytest.raises(RecordError, match=r"^t.py:2: does not parse"):
         parse_python('x = f"{", ".join(a)}"\ndef (:\n', "t.py")

@@ -178,3 +178,12 @@ def test_different_tokenizers_are_not_compared_in_nats(tmp_path: Path) -> None:
         log.write_text(log.read_text().replace("vocab_size: 8192", "vocab_size: 4096"))
     sig = review_folder(cand, against=base).significance
     assert sig["verdict"] == "untestable" and "vocab 4096 vs 8192" in sig["notes"][-1]
+
+
+def test_hard_coded_constants_that_contradict_a_hyperparameter(tmp_path: Path) -> None:
+    r = review_folder(make_record(tmp_path / "r"))
+    (f,) = [f for f in r.findings if f.code == "code.hardcoded_constant"]
+    assert f.message == (
+        "Rotary(train_seq_len=1024) is hard-coded while the hyperparameter train_seq_len is 2048"
+    )
+    assert f.evidence == ["train_gpt.py:31"] and f.severity == "info"

@@ -105,6 +105,7 @@ def _legality(rec: Record, review: Review, overrides: Mapping[str, str] | None) 
     except RecordError as e:
         review.add(Finding("files.hparams", "files", "warn", str(e)))
         hp = rec.code_hparams().values
+    _hardcoded(rec, review, hp, src.code_name)
     found = legality_findings(tree, src.code.splitlines(), src.code_name, hp)
     for path, mod_tree, text in _imported_modules(rec, tree, review):
         found += legality_findings(mod_tree, text.splitlines(), path.name, hp)
@@ -119,6 +120,25 @@ def _legality(rec: Record, review: Review, overrides: Mapping[str, str] | None) 
                 "no legality heuristic matched an enabled code path",
             )
         )
+
+
+def _hardcoded(rec: Record, review: Review, hp: Mapping[str, Any], file: str) -> None:
+    """Literal call arguments named like a hyperparameter but not equal to it, e.g.
+    `Rotary(self.head_dim, train_seq_len=1024)` under TRAIN_SEQ_LEN=2048: the code does
+    not follow its own setting there (an importer must use the literal)."""
+    seen: dict[tuple[str, str, Any], list[int]] = {}
+    for arg in rec.literal_call_args():
+        if arg.keyword in hp and arg.value != hp[arg.keyword] and not isinstance(arg.value, str):
+            if isinstance(arg.value, bool) or isinstance(hp[arg.keyword], bool):
+                continue
+            seen.setdefault((arg.callee, arg.keyword, arg.value), []).append(arg.line)
+    for (callee, kw, value), lines in seen.items():
+        review.add(Finding(
+            "code.hardcoded_constant", "code", "info",
+            f"{callee}({kw}={value!r}) is hard-coded while the hyperparameter {kw} is "
+            f"{hp[kw]!r}",
+            [f"{file}:{n}" for n in lines[:4]],
+        ))  # fmt: skip
 
 
 def _imported_modules(
