@@ -38,25 +38,32 @@ def family_of(source: str) -> str | None:
 
 
 def traits(source: str) -> dict[str, Any]:
-    """What the code fixes beyond its Hyperparameters: the parallel-residual flavour, the
-    environment-read lane start of the 04-08 record, the SmearGate BOS fix."""
+    """What the code of `source`'s family fixes beyond its Hyperparameters: the looped
+    stack's parallel-residual flavour (and the lane start 04-08 reads from the environment
+    inside GPT.__init__), the recurrence records' skip rule, the SmearGate BOS fix."""
+    family = family_of(source)
     out: dict[str, Any] = {}
-    if "lane_merge" in source:
-        out["parallel_mode"] = "lanes"
-        # 04-08 reads its lane start from the environment inside GPT.__init__ (default 7):
-        # a default under the hyperparameters, which win when a record declares the field.
-        m = re.search(r"""environ\.get\(\s*['"]PARALLEL_START_LAYER['"]\s*,\s*['"]?(\d+)""", source)
-        if m:
-            out["parallel_start_layer"] = int(m.group(1))
-    elif "parallel_residual_start" in source:
-        out["parallel_mode"] = "gptj"
-    else:
-        out["parallel_mode"] = "none"
-    # 04-03 clamps the skip index and spends every skip; 04-04 spends the first ones only
-    out["skip_rule"] = (
-        "clamp" if re.search(r"min\(i,\s*self\.num_skip_weights", source) else "first"
-    )
-    out["smear_bos_fix"] = bool(re.search(r"input_ids\[:,\s*1:\]\s*(==\s*1|!=\s*BOS_ID)", source))
+    if family == LOOPED:
+        if "lane_merge" in source:
+            out["parallel_mode"] = "lanes"
+            # a default under the hyperparameters, which win when a record declares it
+            m = re.search(
+                r"""environ\.get\(\s*['"]PARALLEL_START_LAYER['"]\s*,\s*['"]?(\d+)""", source
+            )
+            if m:
+                out["parallel_start_layer"] = int(m.group(1))
+        elif "parallel_residual_start" in source:
+            out["parallel_mode"] = "gptj"
+        else:
+            out["parallel_mode"] = "none"
+    elif family == RECUR:
+        # 04-03 clamps the skip index and spends every skip; 04-04 spends the first ones
+        clamp = re.search(r"min\(i,\s*self\.num_skip_weights", source)
+        out["skip_rule"] = "clamp" if clamp else "first"
+    elif family == VARLEN:
+        out["smear_bos_fix"] = bool(
+            re.search(r"input_ids\[:,\s*1:\]\s*(==\s*1|!=\s*BOS_ID)", source)
+        )
     return out
 
 
