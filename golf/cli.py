@@ -89,11 +89,22 @@ def data_demo(
     max_chars: Annotated[
         int | None, typer.Option(help="Read at most this much text (smaller, faster).")
     ] = None,
+    vocab: Annotated[
+        int, typer.Option(help="Tokenizer size: 1024 (sp1024), 4096, 8192, ...")
+    ] = 1024,
+    byte_sidecar: Annotated[
+        bool,
+        typer.Option(help="Also write CaseOps-style demo_val_bytes_*.bin byte sidecars."),
+    ] = False,
 ) -> None:
-    """Build the offline demo dataset: 1024-piece tokenizer and val/train shards."""
+    """Build the offline demo dataset: a SentencePiece tokenizer and val/train shards."""
     from golf.data.demo import build_demo
 
-    kwargs: dict[str, Any] = {"max_chars": max_chars}
+    kwargs: dict[str, Any] = {
+        "max_chars": max_chars,
+        "vocab_size": vocab,
+        "byte_sidecar": byte_sidecar,
+    }
     if max_chars is not None:
         kwargs |= {"val_chars": max_chars // 5, "shard_tokens": max(1, max_chars // 4)}
     summary = build_demo(out_dir, console=err, **kwargs)
@@ -196,6 +207,37 @@ def import_pg(
     out.print(
         f"{out_path}: {summary.tensors} tensors, {summary.total_bytes:,} bytes "
         f"({summary.verdict}), sha256 {artifact.sha256}"
+    )
+
+
+@app.command("import")
+@user_errors
+def import_record_cmd(
+    record: Annotated[Path, typer.Argument(help="A record folder (train_gpt.py, logs, ...).")],
+    artifact: Annotated[Path, typer.Option(help="The record's artifact (final_model*.ptz).")],
+    tokenizer: Annotated[Path, typer.Option(help="The tokenizer.model it was trained with.")],
+    out_path: Annotated[Path, typer.Option("--out", help="Where to write the .golf file.")],
+    set_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="KEY=VALUE over the code's defaults and the log's dump (a Hyperparameters "
+            "field or its variable name); repeatable.",
+        ),
+    ] = None,
+) -> None:
+    """Import a record's artifact: hyperparameters from its code (AST) and log, format
+    detected, family from its code; never runs the record's code."""
+    from golf.formats.board import describe, import_record
+    from golf.record import parse_override
+
+    overrides = dict(parse_override(item) for item in set_ or [])
+    imported = import_record(record, artifact, out_path, tokenizer=tokenizer, overrides=overrides)
+    summary = imported.artifact.summary()
+    err.print(describe(imported))
+    out.print(
+        f"{out_path}: {imported.format}, {imported.facts.arch}, {summary.tensors} tensors, "
+        f"{summary.total_bytes:,} bytes ({summary.verdict}), sha256 {imported.artifact.sha256}"
     )
 
 

@@ -255,9 +255,9 @@ def test_unknown_arch_fails_with_a_one_line_message(
     message = str(info.value)
     assert "mamba-130m" in message and "gpt-sp1024" in message and "\n" not in message
     assert isinstance(info.value, BadMetadata)
-    with pytest.raises(UnknownArch, match="known: gpt-sp1024"):
+    with pytest.raises(UnknownArch, match="known: .*gpt-sp1024"):
         _encode(config, quantized, arch="mamba-130m")
-    with pytest.raises(UnknownArchitecture, match="known: gpt-sp1024"):
+    with pytest.raises(UnknownArchitecture, match="known: .*gpt-sp1024"):
         model_class("mamba-130m")
 
 

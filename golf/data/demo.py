@@ -81,10 +81,14 @@ def build_demo(
     vocab_size: int = 1024,
     shard_tokens: int = 1_000_000,
     seed: int = SEED,
+    byte_sidecar: bool = False,
     console: Console | None = None,
 ) -> dict:
     """Build the demo dataset in `out_dir` and return its summary.
 
+    `byte_sidecar` also writes `demo_val_bytes_*.bin` beside each val shard, as CaseOps
+    datasets do: the bytes each val token stands for (BOS 0), here computed from the
+    tokenizer, so both byte sources give the same denominator on this dataset.
     `max_chars` caps the text read (None: all of it), `val_chars` is how much of it is
     held out for val, `shard_tokens` the size of each train shard. Progress goes to
     stderr; the files written depend only on the inputs and these knobs.
@@ -125,6 +129,8 @@ def build_demo(
             "files": files,
         }
         console.print(f"[bold]{NAME}[/] {split}: {tokens.size:,} tokens in {len(files)} shard(s)")
+        if split == "val" and byte_sidecar:
+            stats["val"]["sidecars"] = _write_sidecars(out, tokenizer, files)
 
     dataset = Dataset.open(out)
     manifest = {
@@ -146,7 +152,12 @@ def build_demo(
         },
         "files": {
             name: hashlib.sha256((out / name).read_bytes()).hexdigest()
-            for name in [TOKENIZER_FILE, *stats["val"]["files"], *stats["train"]["files"]]
+            for name in [
+                TOKENIZER_FILE,
+                *stats["val"]["files"],
+                *stats["val"].get("sidecars", []),
+                *stats["train"]["files"],
+            ]
         },
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", "utf-8")
@@ -230,6 +241,25 @@ def _write_shards(out: Path, split: str, tokens: np.ndarray, shard_tokens: int) 
     for i, start in enumerate(range(0, tokens.size, shard_tokens)):
         names.append(f"{NAME}_{split}_{i:06d}.bin")
         write_shard(out / names[-1], tokens[start : start + shard_tokens])
+    return names
+
+
+def _write_sidecars(
+    out: Path, tokenizer: spm.SentencePieceProcessor, files: list[str]
+) -> list[str]:
+    """A CaseOps-style byte sidecar per val shard: bytes of each token given the one before."""
+    from golf.data.bytes import ByteLUT, piece_kinds
+    from golf.data.shards import SIDECAR_MARK, read_shard
+
+    lut = ByteLUT.from_pieces(piece_kinds(tokenizer))
+    names, prev = [], BOS_ID
+    for name in files:
+        tokens = np.asarray(read_shard(out / name), dtype=np.int64)
+        before = np.concatenate(([prev], tokens[:-1])) if tokens.size else tokens
+        counts = lut.count(before, tokens)
+        names.append(name.replace("_val_", SIDECAR_MARK, 1))
+        write_shard(out / names[-1], counts.astype(np.uint16))
+        prev = int(tokens[-1]) if tokens.size else prev
     return names
 
 

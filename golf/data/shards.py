@@ -4,6 +4,13 @@ A shard is a 256-int32 little-endian header (magic, version, token count) follow
 uint16 tokens. A dataset is a folder of `*_val_*.bin` and `*_train_*.bin` shards,
 concatenated in sorted order, plus the SentencePiece model that made them; its identity
 hashes both, so a score always names exactly the text and tokenizer it was taken on.
+
+CaseOps datasets add a byte sidecar per val shard, `*_val_bytes_*.bin` in the same shard
+format: entry i is the raw-text bytes token i stands for (BOS 0). The `*_val_*.bin` glob
+also matches those names, so sidecars are set apart by name before any shard is read as
+tokens; each must pair with the token shard of the same name minus `bytes_` and hold as
+many entries, else the dataset is refused. `byte_source` names where the bpb
+denominator comes from: `sentencepiece-luts` or `sidecar`.
 """
 
 from __future__ import annotations
@@ -27,6 +34,8 @@ TOKEN_DTYPE = np.dtype("<u2")
 TOKENIZER_FILE = "tokenizer.model"
 _HASH_CHUNK = 1 << 22  # tokens hashed per update: 8 MiB, whatever the size of val
 _PG_DATASET = re.compile(r"_sp(\d+)$")  # data/datasets/fineweb10B_sp1024
+SIDECAR_MARK = "_val_bytes_"  # fineweb_val_bytes_000000.bin pairs with fineweb_val_000000.bin
+BYTE_SOURCES = ("sentencepiece-luts", "sidecar")
 
 
 def write_shard(path: Path | str, tokens: Sequence[int] | np.ndarray) -> None:
@@ -75,6 +84,11 @@ def read_shard(path: Path | str) -> np.ndarray:
     return np.memmap(path, dtype=TOKEN_DTYPE, mode="r", offset=HEADER_BYTES, shape=(count,))
 
 
+def shard_length(path: Path | str) -> int:
+    """Entries in a shard, its header checked against its size (read_shard's checks)."""
+    return int(read_shard(path).size)
+
+
 def _concat(shards: list[np.ndarray]) -> np.ndarray:
     """One array of the shards in order; a lone shard stays memory-mapped."""
     return shards[0] if len(shards) == 1 else np.concatenate(shards)
@@ -93,11 +107,13 @@ class Dataset:
         tokenizer_path: Path,
         val_files: Sequence[Path],
         train_files: Sequence[Path],
+        sidecar_files: Sequence[Path] = (),
     ):
         self.root = root
         self.tokenizer_path = tokenizer_path
         self.val_files = tuple(val_files)
         self.train_files = tuple(train_files)
+        self.sidecar_files = tuple(sidecar_files)
 
     @classmethod
     def open(cls, data_dir: Path | str, tokenizer: Path | str | None = None) -> Dataset:
@@ -109,16 +125,35 @@ class Dataset:
         root = Path(data_dir)
         if not root.is_dir():
             raise DataError(f"dataset folder not found: {root}")
-        val_files = sorted(root.glob("*_val_*.bin"))
+        matched = sorted(root.glob("*_val_*.bin"))
+        val_files = [p for p in matched if SIDECAR_MARK not in p.name]
+        sidecars = [p for p in matched if SIDECAR_MARK in p.name]
         if not val_files:
             raise DataError(f"{root}: no *_val_*.bin shards; is this a dataset folder?")
+        _check_sidecars(val_files, sidecars)
         if tokenizer is None:
             tokenizer_path = _find_tokenizer(root)
         else:
             tokenizer_path = Path(tokenizer)
             if not tokenizer_path.is_file():
                 raise DataError(f"tokenizer not found: {tokenizer_path}")
-        return cls(root, tokenizer_path, val_files, sorted(root.glob("*_train_*.bin")))
+        train = sorted(root.glob("*_train_*.bin"))
+        return cls(root, tokenizer_path, val_files, train, sidecars)
+
+    @property
+    def byte_source(self) -> str:
+        """Where bytes per token come from: "sidecar" (CaseOps) or "sentencepiece-luts"."""
+        return "sidecar" if self.sidecar_files else "sentencepiece-luts"
+
+    def val_bytes(self, seq_len: int | None = None) -> np.ndarray:
+        """The sidecar's bytes of each val token, aligned with `val_tokens(seq_len)`."""
+        if not self.sidecar_files:
+            raise DataError(
+                f"{self.name}: no *{SIDECAR_MARK}*.bin sidecar; bytes come from the LUTs"
+            )
+        return _concat([read_shard(path) for path in self.sidecar_files])[
+            : self.val_tokens(seq_len).size
+        ]
 
     @property
     def name(self) -> str:
@@ -194,6 +229,27 @@ class Dataset:
         tokens = self._val
         for start in range(0, tokens.size, _HASH_CHUNK):
             yield memoryview(np.ascontiguousarray(tokens[start : start + _HASH_CHUNK]))
+
+
+def _check_sidecars(val_files: Sequence[Path], sidecars: Sequence[Path]) -> None:
+    """Every sidecar pairs with a token shard of as many entries; all shards or none."""
+    if not sidecars:
+        return
+    by_name = {p.name: p for p in val_files}
+    for sidecar in sidecars:
+        twin = by_name.get(sidecar.name.replace(SIDECAR_MARK, "_val_"))
+        if twin is None:
+            raise DataError(f"byte sidecar {sidecar.name} has no token shard beside it")
+        n_bytes, n_tokens = shard_length(sidecar), shard_length(twin)
+        if n_bytes != n_tokens:
+            raise DataError(
+                f"byte sidecar {sidecar.name} has {n_bytes} entries, its token shard "
+                f"{twin.name} {n_tokens}: they do not belong together"
+            )
+    if len(sidecars) != len(val_files):
+        paired = {s.name.replace(SIDECAR_MARK, "_val_") for s in sidecars}
+        lonely = next(p.name for p in val_files if p.name not in paired)
+        raise DataError(f"val shard {lonely} has no byte sidecar while others do")
 
 
 def _find_tokenizer(root: Path) -> Path:

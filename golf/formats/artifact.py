@@ -47,6 +47,7 @@ from golf.models.registry import (
     UnknownArchitecture,
     expected_shapes,
     model_class,
+    parse_config,
     roles_for,
 )
 from golf.spec.config import ModelConfig
@@ -65,7 +66,13 @@ MAX_HEADER_BYTES = 16 * 2**20
 # Building the expected tensor set costs time per layer; no 16 MB model has this many.
 MAX_LAYERS = 512
 # safetensors dtype tag -> (torch dtype, bytes per element); nothing else is accepted.
-DTYPES: dict[str, tuple[torch.dtype, int]] = {"I8": (torch.int8, 1), "F16": (torch.float16, 2)}
+DTYPES: dict[str, tuple[torch.dtype, int]] = {
+    "I8": (torch.int8, 1),
+    "F16": (torch.float16, 2),
+    "F32": (torch.float32, 4),
+}
+# Float schemes: values alone, stored in this safetensors dtype.
+FLOAT_SCHEMES = {Scheme.FP16: "F16", Scheme.FP32: "F32"}
 
 
 class NotAnArtifact(ArtifactError):
@@ -432,7 +439,7 @@ def _read_artifact(data: bytes, max_decompressed: int) -> Artifact:
     blob = inflate(data, max_decompressed)
     entries, header_meta = _parse_header(blob)
     meta = _parse_meta(header_meta)
-    config = _parse_config(meta.config)
+    config = _parse_config(meta.config, meta.arch)
     _check_vocab(meta, config)
     stored = {key: (e.dtype, e.shape) for key, e in entries.items()}
     _check_layout(meta.quant, stored, _model_shapes(config, meta.arch))
@@ -442,7 +449,7 @@ def _read_artifact(data: bytes, max_decompressed: int) -> Artifact:
         raise BadHeader(f"safetensors rejected the blob: {e}") from None
     tensors: dict[str, QTensor] = {}
     for name, scheme in meta.quant.items():
-        if scheme is Scheme.FP16:
+        if scheme in FLOAT_SCHEMES:
             qt = QTensor(scheme, flat[name])
         else:
             qt = QTensor(scheme, flat[f"{name}.q"], flat[f"{name}.scale"])
@@ -607,7 +614,7 @@ def _meta_from_json(text: str) -> ArtifactMeta:
     return meta
 
 
-def _parse_config(doc: dict[str, Any]) -> ModelConfig:
+def _parse_config(doc: dict[str, Any], arch: str = DEFAULT_ARCH) -> ModelConfig:
     # Validation itself walks the layers, so a hostile depth is refused before it.
     try:
         too_deep = float(doc.get("num_layers", 0)) > MAX_LAYERS
@@ -616,7 +623,7 @@ def _parse_config(doc: dict[str, Any]) -> ModelConfig:
     if too_deep:
         raise ConfigInvalid(f"model config num_layers is over {MAX_LAYERS}")
     try:
-        return ModelConfig.parse(doc)
+        return parse_config(doc, arch)
     except ConfigError as e:
         raise ConfigInvalid(f"model config: {e}") from None
     except Exception as e:  # hostile sizes can overflow derived fields while validating
@@ -668,8 +675,8 @@ def _check_layout(
     wanted: dict[str, tuple[str, tuple[int, ...]]] = {}
     for name, scheme in quant.items():
         shape = tuple(expected[name])
-        if scheme is Scheme.FP16:
-            wanted[name] = ("F16", shape)
+        if scheme in FLOAT_SCHEMES:
+            wanted[name] = (FLOAT_SCHEMES[scheme], shape)
         elif len(shape) != 2:
             raise ShapeMismatch(f"tensor {name}: {scheme} needs a matrix, model shape is {shape}")
         else:

@@ -29,8 +29,10 @@ from golf.formats.artifact import (
     ShapeMismatch,
     UnexpectedTensor,
 )
+from golf.formats.lqer import dequantize_lqer, lqer_keys
 
 INT8_CLEAN = "int8_clean_per_row_v1"
+GATE_INT8_ROW = "gate_int8_row"
 WM = "{w,m}"
 PASSTHROUGH_MARKERS = frozenset(
     {"passthrough", "passthrough_ctrl", "passthrough_fp16", "passthrough (float16)"}
@@ -146,6 +148,17 @@ def _bits(name: str, info: object) -> int | None:
     return int(match.group(1))
 
 
+def _per_row(name: str, q: Tensor, s: Tensor, bits: int) -> Entry:
+    """int8 values with a per-row (or 0-d) scale, checked."""
+    if q.dtype != torch.int8:
+        raise DtypeMismatch(f"tensor {name}.q: dtype {q.dtype}, expected int8")
+    if s.ndim not in (0, 1) or (s.ndim == 1 and (q.ndim < 1 or s.shape[0] != q.shape[0])):
+        raise ShapeMismatch(
+            f"tensor {name}.scale: shape {list(s.shape)} does not fit {list(q.shape)}"
+        )
+    return Entry(q, s, bits, None)
+
+
 def _wm(obj: Mapping) -> dict[str, Entry]:
     w = _dict_of_tensors(obj, "w")
     m = obj["m"]
@@ -154,6 +167,19 @@ def _wm(obj: Mapping) -> dict[str, Entry]:
     for name, info in m.items():
         if not isinstance(name, str):
             raise BadMetadata(f'reference "m" has a non-string key {name!r:.40}')
+        if info == GATE_INT8_ROW:  # 04-19 … : attention gate rows int8, `.gq` / `.gs`
+            keys = [f"{name}.gq", f"{name}.gs"]
+            for key in keys:
+                if key not in w:
+                    raise MissingTensor(f'tensor {key}: listed in "m", absent from "w"')
+            used.update(keys)
+            out[name] = _per_row(name, w[keys[0]], w[keys[1]], 8)
+            continue
+        if isinstance(info, str) and info.endswith(("+lqer", "+lqer_asym")):  # 04-27 …
+            _bits(name, info.rsplit("+", 1)[0])
+            used.update([f"{name}.q", f"{name}.scale", *lqer_keys(name, info)])
+            out[name] = Entry(dequantize_lqer(name, info, w), None, None, None)
+            continue
         bits = _bits(name, info)
         keys = [name] if bits is None else [f"{name}.q", f"{name}.scale"]
         for key in keys:
@@ -163,14 +189,7 @@ def _wm(obj: Mapping) -> dict[str, Entry]:
         if bits is None:
             out[name] = Entry(w[name], None, None, None)
             continue
-        q, s = w[f"{name}.q"], w[f"{name}.scale"]
-        if q.dtype != torch.int8:
-            raise DtypeMismatch(f"tensor {name}.q: dtype {q.dtype}, expected int8")
-        if s.ndim not in (0, 1) or (s.ndim == 1 and (q.ndim < 1 or s.shape[0] != q.shape[0])):
-            raise ShapeMismatch(
-                f"tensor {name}.scale: shape {list(s.shape)} does not fit {list(q.shape)}"
-            )
-        out[name] = Entry(q, s, bits, None)
+        out[name] = _per_row(name, w[f"{name}.q"], w[f"{name}.scale"], bits)
     for key in w:
         if key not in used:
             raise UnexpectedTensor(f'tensor {key}: in "w" but not described by "m"')

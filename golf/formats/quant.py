@@ -24,6 +24,7 @@ class Scheme(StrEnum):
     INT6 = "int6"
     INT8 = "int8"
     FP16 = "fp16"
+    FP32 = "fp32"  # imported records' float32 passthrough (and exact dequantized fallbacks)
 
 
 # Largest |q| each integer scheme may store.

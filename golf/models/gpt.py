@@ -15,6 +15,7 @@ the artifact's quantization and the trainer's optimizer groups read these tags, 
 """
 
 import math
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -179,7 +180,7 @@ class MLP(nn.Module):
 class Block(nn.Module):
     """Pre-norm block with an x0 residual mix and per-channel branch scales."""
 
-    def __init__(self, cfg: ModelConfig, layer: int):
+    def __init__(self, cfg: ModelConfig, layer: int, mlp_class: type[MLP] = MLP):
         super().__init__()
         d = cfg.model_dim
         weights = layer < cfg.num_layers
@@ -188,7 +189,7 @@ class Block(nn.Module):
         self.resid_mix = role(nn.Parameter(torch.stack((torch.ones(d), torch.zeros(d)))), CONTROL)
         self.attn = Attention(cfg, layer, weights)
         if weights:
-            self.mlp = MLP(cfg)
+            self.mlp = mlp_class(cfg)
         if cfg.dtg:
             self.dtg_gate = role(CastedLinear(d, 1, bias=True), CONTROL)
             nn.init.zeros_(self.dtg_gate.weight)
@@ -270,6 +271,10 @@ def bigram_hash(ids: Tensor, buckets: int) -> Tensor:
 class GPT(nn.Module):
     """U-Net-skipped stack of blocks over token + BigramHash embeddings, tied softcapped head."""
 
+    # The MLP each physical block builds; a family whose only difference is the MLP
+    # (golf.models.relu2: the early board's relu²) subclasses GPT and names its own here.
+    mlp_class: ClassVar[type[MLP]] = MLP
+
     def __init__(self, config: ModelConfig):
         super().__init__()
         cfg = self.config = config
@@ -285,7 +290,7 @@ class GPT(nn.Module):
         self.skip_weights = role(nn.Parameter(torch.ones(num_skips, d)), CONTROL)
         if cfg.skip_gates:
             self.skip_gates = role(nn.Parameter(torch.zeros(num_skips, d)), CONTROL)
-        self.blocks = nn.ModuleList(Block(cfg, i) for i in range(n))
+        self.blocks = nn.ModuleList(Block(cfg, i, self.mlp_class) for i in range(n))
         # Training may switch depth recurrence on late: until then the stack runs its
         # physical layers once, through the first num_layers blocks, as the reference does.
         self.recur_active = True

@@ -1,15 +1,24 @@
 """Architecture registry: the name an artifact records -> the model class that reads it.
 
-A variant family is one model class plus one name here; the artifact reader, the
+A variant family is one model module plus one name here; the artifact reader, the
 quantizer and the trainer take shapes and parameter roles from the registered class,
-so none of them changes. Every class takes a ModelConfig, tags its parameters with
-roles (golf.models.roles) and exposes `parameter_roles`, `forward_hidden` and `logits`.
+so none of them changes. Every class takes its config (the seed family a ModelConfig;
+another family names its own pydantic config class as `config_class`), tags its
+parameters with roles (golf.models.roles) and exposes `parameter_roles`, `forward_hidden`
+and `logits`.
 """
 
+from typing import Any
+
 import torch
+from pydantic import BaseModel
+from torch import nn
 
 from golf.models.gpt import GPT
+from golf.models.looped import LoopedGPT
+from golf.models.relu2 import Relu2GPT
 from golf.models.roles import Role
+from golf.models.varlen import VarlenGPT
 from golf.spec.config import ModelConfig
 from golf.spec.errors import ConfigError
 
@@ -17,14 +26,22 @@ from golf.spec.errors import ConfigError
 # written before the registry carry no name and mean this one.
 DEFAULT_ARCH = "gpt-sp1024"
 
-ARCHITECTURES: dict[str, type[GPT]] = {DEFAULT_ARCH: GPT}
+# The early board (NaiveBaseline .. 2026-03-22): the same blocks with relu² MLPs.
+RELU2_ARCH = "gpt-relu2"
+
+ARCHITECTURES: dict[str, type[nn.Module]] = {
+    DEFAULT_ARCH: GPT,
+    RELU2_ARCH: Relu2GPT,
+    "looped-sp8192": LoopedGPT,  # records 2026-04-05 … 2026-04-09
+    "varlen-sp8192": VarlenGPT,  # records 2026-04-10 … 2026-04-29
+}
 
 
 class UnknownArchitecture(ConfigError):
     """No model class is registered under the name."""
 
 
-def model_class(arch: str) -> type[GPT]:
+def model_class(arch: str) -> type[Any]:
     """The class registered as `arch`; UnknownArchitecture lists the known names."""
     try:
         return ARCHITECTURES[arch]
@@ -33,18 +50,29 @@ def model_class(arch: str) -> type[GPT]:
         raise UnknownArchitecture(f"unknown architecture {arch!r:.60}; known: {known}") from None
 
 
-def meta_model(config: ModelConfig, arch: str = DEFAULT_ARCH) -> GPT:
+def config_class(arch: str) -> type[Any]:
+    """The pydantic config class the family of `arch` is built from (ModelConfig unless the
+    class names another as `config_class`)."""
+    return getattr(model_class(arch), "config_class", ModelConfig)
+
+
+def parse_config(doc: dict[str, Any], arch: str = DEFAULT_ARCH) -> BaseModel:
+    """Validate a config document for `arch`; ConfigError (one line) on any problem."""
+    return config_class(arch).parse(doc)
+
+
+def meta_model(config: BaseModel, arch: str = DEFAULT_ARCH) -> Any:
     """The model of `config` on the meta device: names, shapes and roles, no memory."""
     cls = model_class(arch)
     with torch.device("meta"):
         return cls(config)
 
 
-def expected_shapes(config: ModelConfig, arch: str = DEFAULT_ARCH) -> dict[str, tuple[int, ...]]:
+def expected_shapes(config: BaseModel, arch: str = DEFAULT_ARCH) -> dict[str, tuple[int, ...]]:
     """State-dict names and shapes of `arch` under `config`."""
     return {name: tuple(t.shape) for name, t in meta_model(config, arch).state_dict().items()}
 
 
-def roles_for(config: ModelConfig, arch: str = DEFAULT_ARCH) -> dict[str, Role]:
+def roles_for(config: BaseModel, arch: str = DEFAULT_ARCH) -> dict[str, Role]:
     """State-dict name -> Role of `arch` under `config`, as the class declares them."""
     return meta_model(config, arch).parameter_roles()

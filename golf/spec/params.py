@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from golf.spec.errors import parse_document
 
-PlanKind = Literal["canonical", "legacy"]
+PlanKind = Literal["canonical", "legacy", "legacy-stride", "full", "full-last"]
 Precision = Literal["auto", "fp32", "bf16"]
 AttentionKind = Literal["auto", "sdpa", "flash"]
 SlotKernel = Literal["auto", "torch", "triton"]
@@ -44,7 +44,11 @@ class EvalParams(BaseModel):
     )
     reference: bool = Field(False, description="Run SLOT's literal reference path (slow).")
     plan: PlanKind = Field(
-        "canonical", description="canonical (each target once) or legacy (reference tail)."
+        "canonical",
+        description="canonical (each target once), or a record's own sliding plan: legacy "
+        "(windows down to 1 token, tail over-counted), legacy-stride (windows shorter than "
+        "the stride dropped), full (whole windows only; the first scores all), full-last "
+        "(whole windows only, each scores its last stride tokens).",
     )
     max_windows: int | None = Field(None, ge=1, description="Score only the first N windows.")
     precision: Precision = Field(

@@ -2,8 +2,15 @@
 
 One plan serves every protocol, every shard and every worker, so that val_bpb is a sum
 over the same scored targets however the work is split. The canonical plan scores each
-target exactly once; the legacy plan reproduces the reference scripts (and their tail
-over-count) only so old logs can be compared.
+target exactly once; the others reproduce the records' own sliding evaluations only so
+their logs can be compared (N targets, window length L, stride S):
+
+- `legacy`: starts 0, S, 2S, … < N, windows down to one token; each scores
+  `[max(len − S, 0), len)`, the first all of it (the tail is over-counted);
+- `legacy-stride`: the same without the windows shorter than S (but the first);
+- `full`: only whole windows (start + L ≤ N); the first scores `[0, L)`, the others
+  `[L − S, L)` (the tail past the last whole window is not scored);
+- `full-last`: the same windows, each scoring only `[L − S, L)`, the first too.
 """
 
 from __future__ import annotations
@@ -70,8 +77,16 @@ def make_plan(
         count = max(1, -(-(n_targets - context) // stride))
     elif kind == "legacy":
         count = -(-n_targets // stride)
+    elif kind == "legacy-stride":  # windows of at least S targets, and the first
+        count = max(1, (n_targets - stride) // stride + 1)
+    elif kind in ("full", "full-last"):
+        if n_targets < seq_len:
+            raise ConfigError(f"plan {kind} needs at least L={seq_len} targets, got {n_targets}")
+        count = (n_targets - seq_len) // stride + 1
     else:
-        raise ConfigError(f"unknown plan {kind!r}; expected 'canonical' or 'legacy'")
+        raise ConfigError(
+            f"unknown plan {kind!r}; expected canonical, legacy, legacy-stride, full or full-last"
+        )
     if max_windows is not None:
         count = min(count, max_windows)
     starts = np.arange(count, dtype=np.int64) * stride
@@ -80,7 +95,8 @@ def make_plan(
         score_from = np.full(count, context, dtype=np.int64)
     else:
         score_from = np.maximum(lengths - stride, 0)
-    score_from[0] = 0
+    if kind != "full-last":
+        score_from[0] = 0
     for array in (starts, lengths, score_from):
         array.flags.writeable = False
     return WindowPlan(kind, n_targets, seq_len, stride, starts, lengths, score_from)

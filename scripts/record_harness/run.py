@@ -36,8 +36,10 @@ import shim  # noqa: E402
 import table  # noqa: E402
 
 PIN = "4908dc46f21ed3fdd08d2fdca285deb2194b9599"
+# "<tag> val_loss:X val_bpb:Y"; a tag may be several words ("diagnostic quantized").
 _NUMBERS = re.compile(
-    r"^(?P<tag>[\w.\-]+)\s+val_loss:(?P<loss>[-\d.eE+na]+)\s+val_bpb:(?P<bpb>[-\d.eE+na]+)"
+    r"^(?P<tag>[\w.\-]+(?: [\w.\-]+)*?)\s+"
+    r"val_loss:(?P<loss>[-\d.eE+na]+)\s+val_bpb:(?P<bpb>[-\d.eE+na]+)"
 )
 
 
@@ -97,7 +99,24 @@ def child(args: argparse.Namespace) -> None:
             compile(source, spec["script"], "exec"), namespace
         )  # harness only: the record's own code
         namespace[spec["entry"]]()
-    print(json.dumps({"stdout": buf.getvalue()}))
+    print(json.dumps({"stdout": buf.getvalue(), "hparams": _resolved(namespace)}))
+
+
+def _resolved(namespace: dict) -> dict:
+    """The record's Hyperparameters as they resolved under the run's environment (plain
+    values only): what a test needs to rebuild the model without the record's code."""
+    cls = namespace.get("Hyperparameters")
+    if cls is None:
+        return {}
+    out = {}
+    for key in dir(cls):
+        value = getattr(cls, key, None)
+        if key.startswith("_") or not isinstance(value, (bool, int, float, str)):
+            continue
+        if any(part in key for part in ("path", "dir", "file", "run_id")):
+            continue
+        out[key] = value
+    return out
 
 
 def run_record(record: Path, demo: Path, work_root: Path, fixtures: Path | None) -> dict:
@@ -110,8 +129,17 @@ def run_record(record: Path, demo: Path, work_root: Path, fixtures: Path | None)
     work = work_root / "runs" / folder
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
+    # The SP4096/SP8192 lineage finds its data under DATA_DIR in the official layout
+    # (datasets/fineweb10B_sp<V>/, tokenizers/fineweb_<V>_bpe.model): the same files there.
+    tree = data / "tree"
+    (tree / "datasets" / f"fineweb10B_sp{drv.vocab}").mkdir(parents=True, exist_ok=True)
+    (tree / "tokenizers").mkdir(parents=True, exist_ok=True)
+    for name in ("fineweb_train_000000.bin", "fineweb_val_000000.bin"):
+        shutil.copyfile(data / name, tree / "datasets" / f"fineweb10B_sp{drv.vocab}" / name)
+    shutil.copyfile(data / data_info["tokenizer"], tree / "tokenizers" / data_info["tokenizer"])
     env = {
         **table.TINY_ENV,
+        "DATA_DIR": f"{tree}/",
         "DATA_PATH": str(data),
         "TOKENIZER_PATH": str(data / data_info["tokenizer"]),
         "VOCAB_SIZE": str(drv.vocab),
@@ -140,14 +168,16 @@ def run_record(record: Path, demo: Path, work_root: Path, fixtures: Path | None)
             **os.environ,
             "PYTHONHASHSEED": "0",
             "OMP_NUM_THREADS": "1",
-            "PATH": f"{fake_bin}:{os.environ.get('PATH', '')}",
+            # the venv's bin too: some records run its tools (pyminify) as subprocesses
+            "PATH": f"{fake_bin}:{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
         },
     )
     (work / "stderr.txt").write_text(proc.stderr)
     if proc.returncode != 0:
         tail = "\n".join(proc.stderr.strip().splitlines()[-25:])
         raise SystemExit(f"{folder}: the record's code failed (rc {proc.returncode}):\n{tail}")
-    stdout = json.loads(proc.stdout.strip().splitlines()[-1])["stdout"]
+    reply = json.loads(proc.stdout.strip().splitlines()[-1])
+    stdout = reply["stdout"]
     if drv.artifact:
         artifact = work / drv.artifact
     else:
@@ -168,7 +198,9 @@ def run_record(record: Path, demo: Path, work_root: Path, fixtures: Path | None)
         "source_sha256": hashlib.sha256(original.encode()).hexdigest(),
         "source_edits": edits,
         "entry": drv.entry,
-        "env": {k: v for k, v in env.items() if k not in ("DATA_PATH", "TOKENIZER_PATH")},
+        "env": {
+            k: v for k, v in env.items() if k not in ("DATA_DIR", "DATA_PATH", "TOKENIZER_PATH")
+        },
         "data": {
             "vocab_size": drv.vocab,
             "tokenizer": data_info["tokenizer"],
@@ -180,6 +212,7 @@ def run_record(record: Path, demo: Path, work_root: Path, fixtures: Path | None)
             "sha256": hashlib.sha256(blob).hexdigest(),
         },
         "printed": parse_numbers(stdout),
+        "hparams": reply.get("hparams", {}),
         "python": sys.version.split()[0],
         "torch": torch.__version__,
         "harness": "CPU fp32 (autocast, bf16 casts off), torch.compile identity, flash-attn->SDPA",

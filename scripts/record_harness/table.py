@@ -73,6 +73,109 @@ class Driver:
     notes: str = ""
 
 
+LOOPED_ENV = {
+    "NUM_LAYERS": "3",
+    "LOOP_START": "1",
+    "LOOP_END": "1",
+    "NUM_LOOPS": "2",
+    "EMBEDDING_DIM": "64",
+    "MLP_MULT": "2",
+    "TIED_EMBED_INIT_STD": "0.1",
+    "ITERATIONS": "40",
+    "MATRIX_LR": "0.1",
+    "SCALAR_LR": "0.1",
+    "TIED_EMBED_LR": "0.1",
+    "MATRIX_CLIP_SIGMAS": "40",
+    "EMBED_CLIP_SIGMAS": "60",
+    "ENABLE_LOOPING_AT": "0.5",
+    "VAL_BATCH_TOKENS": "32768",
+    "GPTQ_CALIBRATION_BATCHES": "2",
+    "GPTQ_RESERVE_SECONDS": "0",
+    "WARMDOWN_FRAC": "0.5",
+    "TTT_ENABLED": "0",
+    "ETLB_ENABLED": "0",
+    "NGRAM_TILT_ENABLED": "0",
+}
+"""The looped SP8192 stack (04-05 … 04-09) at three layers: block 1 runs three times
+(virtual layers 0,1,1,1,2: encoder 0,1, decoder 1,1,2), so the loop, the encoder/decoder
+cut over virtual indices and the skip count all differ from the plain stack; the parallel
+residual (GPT-J or two lanes) starts at layer 1, inside the loop. TTT and the n-gram
+tilt are off: the fixture checks the pre-TTT numbers. MLP ×2 and wide GPTQ clips (few
+distinct integers) keep each artifact at tens of KB; a wide tied-embedding init gives
+logits far from uniform, so a wrong block changes the loss well past the tolerance."""
+
+
+MINIFIED_SCALE_EDITS = (
+    (r"numel\(\)\s*<=\s*65536", "numel()<=1024"),
+    (r"numel\(\)\s*>\s*65536", "numel()>1024"),
+)
+"""SCALE_EDITS for minified sources (the shims of the SP8192 lineage drop the spaces)."""
+
+
+def _looped(**env: str) -> Driver:
+    return Driver(
+        vocab=512,
+        env=LOOPED_ENV | env,
+        edits=MINIFIED_SCALE_EDITS,
+        notes="looped family (golf/models/looped.py)",
+    )
+
+
+VARLEN_ENV = LOOPED_ENV | {
+    "PARALLEL_START_LAYER": "1",
+    "SLIDING_WINDOW_ENABLED": "1",
+    "VAL_BATCH_TOKENS": "32768",
+    "TTT_ENABLED": "0",
+    "FUSED_CE_ENABLED": "0",
+    "GATE_WINDOW": "12",
+    "LQER_ENABLED": "0",
+}
+"""The document-bounded stack (04-10 … 04-29) at the looped tiny shape, two residual lanes
+from layer 1 (inside the loop); sliding eval on (04-14 and later leave it off by
+default), TTT and the Triton fused CE off; LQER only where a driver turns it on."""
+
+VARLEN_EDITS = (
+    *MINIFIED_SCALE_EDITS,
+    (r"self\.use_fused = True", "self.use_fused = False"),
+    (r"\.pin_memory\(\)", ""),
+)
+"""The fused LeakyReLU² MLP is a Triton (CUDA) kernel used only while training: the
+unfused path computes the same function; pinned host memory needs a CUDA driver."""
+
+
+GATED = {
+    "NUM_HEADS": "4",
+    "NUM_KV_HEADS": "2",
+    "EMBED_BITS": "7",
+    "CASEOPS_ENABLED": "0",
+    "GATED_ATTN_QUANT_GATE": "1",
+}
+"""The gated CaseOps records at four heads, so that even the sparse gate (heads × 12)
+has the 32+ elements their int8 gate-row quantizer takes; CaseOps off: the model is the
+same, the byte sidecar is a dataset matter (golf.data)."""
+
+LQER = GATED | {
+    "GATED_ATTN_QUANT_GATE": "0",
+    "SPARSE_ATTN_GATE_ENABLED": "1",
+    "SMEAR_GATE_ENABLED": "1",
+    "LQER_ENABLED": "1",
+    "LQER_ASYM_ENABLED": "1",
+    "LQER_RANK": "4",
+    "LQER_TOP_K": "3",
+    "LQER_ASYM_GROUP": "64",
+}
+"""The BOS-fixed SmearGate + sparse gate + asymmetric LQER records, as their logs run."""
+
+
+def _varlen(**env: str) -> Driver:
+    return Driver(
+        vocab=512,
+        env=VARLEN_ENV | env,
+        edits=VARLEN_EDITS,
+        notes="varlen family (golf/models/varlen.py)",
+    )
+
+
 TTT_ENV = {
     "TTT_ENABLED": "1",
     "EVAL_STRIDE": "32",
@@ -90,6 +193,29 @@ DRIVERS: dict[str, Driver] = {
     "2026-03-23_LeakyReLU_LegalTTT_ParallelMuon": Driver(
         env=TTT_ENV, notes="golden fixture of the `ttt` protocol (legal_ttt_exact)"
     ),
+    "2026-04-05_SP8192_GPTQ-Embeddings_SDClip_Loop45x2": _looped(),
+    "2026-04-06_SP8192_HessianSDClip_ProgressiveRecurrence": _looped(PARALLEL_RESIDUAL_START="1"),
+    "2026-04-06_SP8192_QK5_LegalTTT_1.0828": _looped(),
+    "2026-04-08_SP8192_ParallelResid_ScoreFirstTTT": _looped(PARALLEL_START_LAYER="1"),
+    "2026-04-09_A2_Muon097_3Seed": _looped(PARALLEL_RESIDUAL_START="1"),
+    "2026-04-09_SP8192_3LayerRecur_ParResid_QK525_LegalTTT": _looped(PARALLEL_RESIDUAL_START="1"),
+    "2026-04-10_VarLenAttn": _varlen(),
+    "2026-04-13_VarLenAttn_PhasingTTT2000": _varlen(),
+    "2026-04-14_MultiPhaseGlobalSGD_PhasedTTT": _varlen(EMBED_BITS="7"),
+    "2026-04-16_SmearGate_AttentionOutputGate_ScoreFirstTTT": _varlen(
+        SMEAR_GATE_ENABLED="1", GATE_ATTN_OUT="1", EMBED_BITS="7"
+    ),
+    "2026-04-19_SP8192_CaseOps_GatedAttn_QuantGate_Loop45_PhasedTTT": _varlen(
+        **GATED, GATED_ATTN_ENABLED="1"
+    ),
+    "2026-04-22_SP8192_CaseOps_GatedAttn_QuantGate_Loop45_PhasedTTT_MLPClip12": _varlen(
+        **GATED, GATED_ATTN_ENABLED="1"
+    ),
+    "2026-04-23_SP8192_CaseOps_SparseGate_QuantGate_Loop45_PhasedTTT_PolarNS_MinLR_FusedCE": (
+        _varlen(**GATED, SPARSE_ATTN_GATE_ENABLED="1")
+    ),
+    "2026-04-27_SmearGateBOSFix_PR1787Base_LQERAsym_PhasedTTT": _varlen(**LQER),
+    "2026-04-29_SmearGateBOSFix_3Seed_1.06141": _varlen(**LQER),
 }
 
 
