@@ -67,13 +67,14 @@ def lora_shape(module: nn.Module, params: EvalParams) -> LoRAShape:
     layers = cfg.num_virtual_layers if recur else cfg.num_layers
     sites = tuple(s for s in params.lora_sites.split(",") if s)
     return LoRAShape(
-        layers,
-        cfg.model_dim,
-        cfg.kv_dim,
-        cfg.vocab_size,
-        params.lora_rank,
-        sites,
-        params.lora_alpha,
+        layers=layers,
+        model_dim=cfg.model_dim,
+        kv_dim=cfg.kv_dim,
+        vocab_size=cfg.vocab_size,
+        rank=params.lora_rank,
+        head_dim=int(module.head_weight.shape[1]),  # type: ignore[attr-defined]
+        sites=sites,
+        alpha=params.lora_alpha,
     )
 
 
