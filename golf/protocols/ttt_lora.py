@@ -121,6 +121,10 @@ class TTTLoRA(StreamProtocol):
         stride = params.stride or self.default_stride(params.seq_len)
         return 3.0 * stride / params.lora_chunk
 
+    def shardable(self, params: EvalParams) -> bool:
+        """Canonical ttt-lora: a batch's draws and documents are its own."""
+        return params.ttt_mode == "canonical"
+
     def steps(self, n_tokens: int, tokens: np.ndarray | None, params: EvalParams) -> int:
         if tokens is None:
             return 1
