@@ -72,6 +72,14 @@ def _job(job_id: str, tail: str = "") -> str:
     return f"/v1/jobs/{quote(job_id, safe='')}{tail}"
 
 
+JOB_PAGE = 1_000
+"""Jobs asked for per page of `GET /v1/jobs` (the service's largest page)."""
+
+
+def _page(cursor: str | None) -> dict[str, Any]:
+    return {"limit": JOB_PAGE} | ({"cursor": cursor} if cursor is not None else {})
+
+
 def _job_body(
     artifact: str,
     dataset: str,
@@ -148,8 +156,15 @@ class Client:
         return self._call("GET", _job(job_id))
 
     def jobs(self) -> list[dict[str, Any]]:
-        """The caller's jobs (an admin's: everyone's), newest first, without shards."""
-        return self._call("GET", "/v1/jobs")["jobs"]
+        """The caller's jobs (an admin's: everyone's), newest first, without shards (every
+        page of the listing)."""
+        found: list[dict[str, Any]] = []
+        cursor: str | None = None
+        while True:
+            page = self._call("GET", "/v1/jobs", params=_page(cursor))
+            found += page["jobs"]
+            if (cursor := page.get("next_cursor")) is None:
+                return found
 
     def datasets(self) -> list[dict[str, Any]]:
         """The datasets the service can score against."""
@@ -265,8 +280,15 @@ class AsyncClient:
         return await self._call("GET", _job(job_id))
 
     async def jobs(self) -> list[dict[str, Any]]:
-        """The caller's jobs (an admin's: everyone's), newest first, without shards."""
-        return (await self._call("GET", "/v1/jobs"))["jobs"]
+        """The caller's jobs (an admin's: everyone's), newest first, without shards (every
+        page of the listing)."""
+        found: list[dict[str, Any]] = []
+        cursor: str | None = None
+        while True:
+            page = await self._call("GET", "/v1/jobs", params=_page(cursor))
+            found += page["jobs"]
+            if (cursor := page.get("next_cursor")) is None:
+                return found
 
     async def datasets(self) -> list[dict[str, Any]]:
         """The datasets the service can score against."""

@@ -455,6 +455,45 @@ def audit_causality(
     )
 
 
+@app.command("review")
+@user_errors
+def review(
+    folder: Annotated[
+        Path | None, typer.Argument(help="A record folder.", show_default=False)
+    ] = None,
+    board: Annotated[
+        Path | None,
+        typer.Option(help="Review every folder of RECORDS_DIR into one table.", show_default=False),
+    ] = None,
+    artifact: Annotated[
+        Path | None, typer.Option(help="The record's .golf artifact: dynamic checks.")
+    ] = None,
+    data: Annotated[Path | None, typer.Option(help="Dataset folder for --artifact.")] = None,
+    against: Annotated[
+        Path | None, typer.Option(help="Baseline record folder for the significance test.")
+    ] = None,
+    against_bpb: Annotated[float | None, typer.Option(help="Baseline mean val_bpb.")] = None,
+    against_loss: Annotated[
+        float | None, typer.Option(help="Baseline mean val_loss (nats).")
+    ] = None,
+    sets: Annotated[
+        list[str] | None, typer.Option("--set", help="KEY=VALUE hyperparameter override.")
+    ] = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="md or json.")] = "md",
+    max_windows: Annotated[
+        int | None, typer.Option(help="Re-score only the first N windows (--artifact).")
+    ] = None,
+    tokenizer: TokenizerOpt = None,
+    device: DeviceOpt = "auto",
+) -> None:
+    """Check a record folder against the rules: size, claims, time, significance, legality."""
+    from golf.review.command import review_text
+
+    text = review_text(folder, board, fmt, artifact, data, tokenizer, device, against,
+                       against_bpb, against_loss, sets, max_windows)  # fmt: skip
+    typer.echo(text, nl=False)
+
+
 def _moved(result: dict[str, Any], kind: str) -> str:
     return (
         f"{result[f'{kind}_violations']:,} of {result[f'{kind}_pairs']:,} "

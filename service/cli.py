@@ -8,13 +8,16 @@ from __future__ import annotations
 import errno
 import socket
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from pydantic import ValidationError
 
 from golf.spec.console import err, fail, user_errors
 from golf.spec.errors import ConfigError, validation_message
+
+if TYPE_CHECKING:
+    from service.settings import Settings
 
 
 def serve_command(
@@ -68,8 +71,25 @@ def serve_command(
             f"[bold yellow]no --api-keys: development mode.[/] Admin API key for owner 'dev': "
             f"{key}  (kept in {keys.dev_file}; pass a keys file before sharing this server)"
         )
-    config = uvicorn.Config(create_app(settings, keys), host=settings.host, port=settings.port)
+    config = uvicorn_config(create_app(settings, keys), settings)
     uvicorn.Server(config).run(sockets=[sock])
+
+
+def uvicorn_config(app: Any, settings: Settings) -> Any:
+    """uvicorn's config with the service's connection limits (service/http.py): a request
+    head deadline, a connection cap (and uvicorn's own 503 past it), short keep-alive."""
+    import uvicorn
+
+    from service.http import limited_protocol
+
+    return uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        http=limited_protocol(settings.header_timeout_s, settings.max_connections),
+        limit_concurrency=settings.max_connections,
+        timeout_keep_alive=5,
+    )
 
 
 def bind_port(host: str, port: int) -> socket.socket:

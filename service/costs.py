@@ -15,9 +15,16 @@ from golf.spec.registry import get_protocol
 from service.errors import http_error
 from service.settings import Settings
 
+MAX_WINDOWS = 10**9
+"""Largest `max_windows` accepted (FineWeb val has about 6.5e5 windows at stride 96)."""
+
 
 def check_params(params: EvalParams, protocols: list[str], s: Settings) -> None:
     """422 naming the first bound the parameters break; cheap, so it runs before planning."""
+    if params.max_windows is not None and params.max_windows > MAX_WINDOWS:
+        raise http_error(
+            422, f"max_windows {params.max_windows} exceeds this service's maximum {MAX_WINDOWS}"
+        )
     if params.seq_len < s.min_seq_len:
         raise http_error(
             422, f"seq_len {params.seq_len} is below this service's minimum {s.min_seq_len}"
@@ -44,6 +51,7 @@ def check_plan(plan: JobPlan, artifact: ArtifactSummary, s: Settings) -> None:
             num_layers=cfg["num_layers"],
             num_heads=cfg["num_heads"],
             vocab_size=cfg["vocab_size"],
+            protocol=protocol.protocol,
         )
         if need > s.max_batch_bytes:
             raise http_error(

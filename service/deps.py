@@ -11,7 +11,9 @@ from fastapi import Depends, Request
 from service.auth import ApiKeys
 from service.datasets import Datasets
 from service.events import Hub
+from service.health import DbHealth
 from service.metrics import Metrics
+from service.reads import ReadPool
 from service.scheduler import Scheduler
 from service.settings import Settings
 from service.store import Store
@@ -30,6 +32,9 @@ class AppState:
     scheduler: Scheduler
     validations: asyncio.Semaphore
     """Artifacts validated at once: each may inflate up to max_decompressed_bytes."""
+    reads: ReadPool
+    """Store reads off the event loop, each thread on its own read-only connection."""
+    health: DbHealth
 
 
 def get_state(request: Request) -> AppState:

@@ -3,8 +3,9 @@
 A pure ASGI middleware, so it acts before FastAPI reads a byte of the body:
 - a request with a body to the API must carry a known key, else 401 at once (an
   unauthenticated client never makes the server read, parse or store its upload);
-- a body that is not a multipart upload may hold at most `max_json_bytes` (413, by
-  Content-Length up front, else while it streams in);
+- multipart bodies are accepted on the upload routes (UPLOAD_PATHS) only, 415 unread
+  elsewhere; every other body may hold at most `max_json_bytes` whatever its
+  Content-Type says (413, by Content-Length up front, else while it streams in);
 - the whole body must arrive within a deadline (408): a client that stalls mid-body
   holds a connection, never a temp file or a parser, for longer than that.
 """
@@ -27,6 +28,8 @@ Receive = Callable[[], Any]
 Send = Callable[[Message], Any]
 
 BODY_METHODS = {b"POST", b"PUT", b"PATCH", "POST", "PUT", "PATCH"}
+UPLOAD_PATHS = frozenset({"/v1/artifacts"})
+"""Where a multipart body (an artifact upload, capped by max_upload_bytes) is accepted."""
 
 
 class BodyRejected(HTTPException):
@@ -64,7 +67,11 @@ class RequestLimits:
         if self._caller(headers) is None:
             await _answer(send, 401, "missing or unknown API key: send `Authorization: Bearer KEY`")
             return
-        upload = headers.get(b"content-type", b"").startswith(b"multipart/")
+        multipart = headers.get(b"content-type", b"").lower().lstrip().startswith(b"multipart/")
+        upload = multipart and scope["path"].rstrip("/") in UPLOAD_PATHS
+        if multipart and not upload:
+            await _answer(send, 415, "multipart bodies are accepted on artifact uploads only")
+            return
         cap = None if upload else self.max_json_bytes
         declared = headers.get(b"content-length", b"")
         if cap is not None and declared.isdigit() and int(declared) > cap:

@@ -20,11 +20,13 @@ from ray.exceptions import RayActorError, RayError
 from golf import __version__
 from golf.engine.evaluate import WindowRecord
 from service.datasets import Datasets
-from service.errors import one_line
+from service.errors import one_line, public, worker_death
 from service.events import Hub
 from service.metrics import Metrics
 from service.objects import ObjectCache
+from service.reads import ReadPool
 from service.reports import build_report
+from service.results import Results, job_snapshot
 from service.store import QueuedShard, ShardKey, Store
 from workers.pool import Worker, WorkerPool
 from workers.task import ShardTask
@@ -43,6 +45,8 @@ class Scheduler:
         metrics: Metrics,
         max_decompressed: int,
         max_attempts: int = 3,
+        reads: ReadPool | None = None,
+        results: Results | None = None,
     ):
         self.store = store
         self.pool = pool
@@ -52,12 +56,16 @@ class Scheduler:
         self.metrics = metrics
         self.max_decompressed = max_decompressed
         self.max_attempts = max_attempts
+        self.reads = reads or ReadPool(store.path, threads=1, record_key=store.record_key)
+        self.results = results
         self._wake = asyncio.Event()
         self._engine: asyncio.Task | None = None
         self._running: dict[ShardKey, asyncio.Task] = {}
         self._workers: dict[ShardKey, Worker] = {}
+        self._streams: dict[ShardKey, Any] = {}  # each running shard's batch stream
         self._stopped_jobs: set[str] = set()
         self._last_owner: str | None = None
+        self._closing = False
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -69,6 +77,7 @@ class Scheduler:
         self._engine = asyncio.create_task(self._loop())
 
     async def stop(self) -> None:
+        self._closing = True
         tasks = [t for t in (self._engine, *self._running.values()) if t is not None]
         for task in tasks:
             task.cancel()
@@ -77,15 +86,24 @@ class Scheduler:
     def wake(self) -> None:
         self._wake.set()
 
-    def stop_job(self, job_id: str) -> None:
-        """Stop a cancelled or failed job now: its running batches are interrupted by
-        killing their actors (a fresh actor takes each one's place), so the GPU is free
-        within seconds instead of after the batch in flight."""
+    def stop_job(self, job_id: str, interrupt: bool = True) -> None:
+        """Stop a cancelled or failed job now.
+
+        With `interrupt` (a cancel) its running batches are interrupted by killing their
+        actors, so the GPU is free within seconds instead of after the batch in flight;
+        each killed slot stays busy until a fresh actor answers in its place (`_run`), so
+        no other owner's shard is ever sent to a dead actor. Without (a failed job: the
+        workers are healthy) each shard's stream is cancelled: its actor finishes the batch
+        in flight, runs no other, and stays."""
         self._stopped_jobs.add(job_id)
         for key, worker in list(self._workers.items()):
-            if key.job == job_id:
-                with contextlib.suppress(Exception):
-                    ray.kill(worker.actor, no_restart=True)
+            if key.job != job_id:
+                continue
+            if interrupt:
+                self.pool.kill(worker)
+            elif (stream := self._streams.get(key)) is not None:
+                with contextlib.suppress(RayError):
+                    ray.cancel(stream)
         self.wake()
 
     def environment(self) -> dict[str, Any]:
@@ -129,37 +147,68 @@ class Scheduler:
             self._running[shard.key] = asyncio.create_task(self._run(worker, shard))
 
     async def _run(self, worker: Worker, shard: QueuedShard) -> None:
-        """Run one shard on one worker, persisting each batch as it arrives."""
+        """Run one shard on one worker, persisting each batch as it arrives.
+
+        However it ends, the shard leaves `stopping` (a failed or cancelled job's shards
+        stop counting against the owner's budget) and the slot is idle again only with a
+        live actor: one that died or that the service killed is replaced first."""
         key = shard.key
         started = time.monotonic()
+        died = False
         try:
             task = await asyncio.to_thread(self._task, shard)
             await self._stream(worker, task, key)
         except RayActorError as e:
+            died = True
+            self._workers.pop(key, None)
+            if key.job not in self._stopped_jobs:
+                # A death the service caused (it killed the actor) is not the shard's fault.
+                log.warning("%s died under %s: %s", worker.name, key, one_line(e))
+                self._lost(worker, shard, worker_death(e), counts=not worker.doomed)
+        except Exception as e:
+            # The task failed, not the actor (an integrity error, settings the worker cannot
+            # run): the worker stays, and the job's other shards stop after their batch.
             self._workers.pop(key, None)
             if key.job in self._stopped_jobs:
-                self.store.end_stopped_shard(key)
+                log.info("%s of a stopped job ended: %s", key, one_line(e))
             else:
-                self._lost(worker, shard, one_line(e))
-            try:
-                await self.pool.replace(worker)
-            except Exception:
-                log.exception("replacing %s failed; retrying on its next shard", worker.name)
-        except Exception as e:
-            log.exception("%s failed", key)
-            self._fail(key.job, one_line(e))
+                log.exception("%s failed", key)
+                self._fail(key.job, public(one_line(e)))
         finally:
             self.metrics.worker_busy(worker.name, time.monotonic() - started)
             self._workers.pop(key, None)
             self._running.pop(key, None)
+            self.store.end_stopped_shard(key)
+            if (died or worker.doomed) and not self._closing:
+                await self._replace(worker)
             worker.busy = False
             self.hub.publish(key.job)
             self.wake()
 
+    async def _replace(self, worker: Worker) -> None:
+        """A fresh actor in the worker's slot, retried with backoff until one answers (the
+        slot stays busy meanwhile, so no shard is lost to a dead actor)."""
+        delay = 0.5
+        while True:
+            try:
+                await self.pool.replace(worker)
+                return
+            except Exception as e:
+                log.warning("replacing %s failed (%s); retrying in %.1f s", worker.name, e, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+
     async def _stream(self, worker: Worker, task: ShardTask, key: ShardKey) -> None:
+        stream = self._streams[key] = worker.actor.run_shard.remote(task)
+        try:
+            await self._consume(stream, task, key)
+        finally:
+            self._streams.pop(key, None)
+
+    async def _consume(self, stream: Any, task: ShardTask, key: ShardKey) -> None:
         seconds = 0.0
         engine: dict[str, Any] | None = None
-        stream = worker.actor.run_shard.remote(task)
+        digest: str | None = None
         async for ref in stream:
             if key.job in self._stopped_jobs:
                 await _abandon(stream)
@@ -168,6 +217,7 @@ class Scheduler:
             batch = await ref
             seconds += batch["seconds"]
             engine = batch.get("engine") or engine
+            digest = batch.get("digest", digest)
             rows = batch["records"]
             added = self.store.add_windows(
                 key,
@@ -178,7 +228,10 @@ class Scheduler:
             if added:  # the running val_bpb series the dashboard draws (GET …/series)
                 self.store.add_series_point(key.job, key.protocol)
             self.hub.publish(key.job)
-        self.store.finish_shard(key, seconds, engine)
+        if key.job in self._stopped_jobs:  # its stream was cancelled before a batch came
+            self.store.end_stopped_shard(key)
+            return
+        self.store.finish_shard(key, seconds, engine, digest)
 
     def _task(self, shard: QueuedShard) -> ShardTask:
         """The shard's inputs as object-store refs (put once per content hash)."""
@@ -201,26 +254,38 @@ class Scheduler:
             max_decompressed=self.max_decompressed,
             tokens=self.objects.tokens(dataset, params.seq_len),
             byte_lut=self.objects.byte_lut(dataset, artifact.vocab_size),
+            record_key=self.store.record_key or b"",
         )
 
     async def _finalize(self) -> None:
-        """Check and report every job whose shards are all done."""
-        for job_id in self.store.finished_jobs():
+        """Check and report every job whose shards are all done. The report and the job's
+        window records are written as a content-addressed file (service/results.py), and
+        only then does the database mark the job succeeded and fold its WAL in."""
+        for job_id in await self.reads(lambda store: store.finished_jobs()):
             try:
-                report = await asyncio.to_thread(
-                    build_report, self.store, job_id, self.environment()
-                )
-                self.store.succeed_job(job_id, report)
+                report = await self.reads(build_report, job_id, self.environment())
+                if self.results is not None:
+                    snapshot = await self.reads(job_snapshot, job_id, report)
+                    await asyncio.to_thread(self.results.save, job_id, snapshot)
+                if self.store.succeed_job(job_id, report):
+                    await asyncio.to_thread(self.store.checkpoint)
+                elif self.results is not None:  # cancelled meanwhile: no result to keep
+                    self.results.forget(job_id)
             except Exception as e:
                 log.exception("finalizing %s failed", job_id)
-                self._fail(job_id, one_line(e))
+                self._fail(job_id, public(one_line(e)))
             self.hub.publish(job_id)
 
-    def _lost(self, worker: Worker, shard: QueuedShard, cause: str) -> None:
+    def _lost(self, worker: Worker, shard: QueuedShard, cause: str, counts: bool = True) -> None:
         """A worker died under a shard: run it again, unless it has killed
-        `max_attempts` workers already (out of memory, say): then the job fails naming it."""
-        attempts = self.store.shard_attempts(shard.key)
+        `max_attempts` workers already (out of memory, say): then the job fails naming it.
+        A death that does not count (the service killed the actor) gives the attempt back."""
         key = shard.key
+        if not counts:
+            log.info("%s was stopped by the service under %s; requeued", worker.name, key)
+            self.store.requeue_shard(key, refund=True)
+            return
+        attempts = self.store.shard_attempts(key)
         if attempts >= self.max_attempts:
             self._fail(
                 key.job,
@@ -235,7 +300,7 @@ class Scheduler:
 
     def _fail(self, job_id: str, message: str) -> None:
         if self.store.fail_job(job_id, message):
-            self.stop_job(job_id)
+            self.stop_job(job_id, interrupt=False)
 
 
 async def _abandon(stream: Any) -> None:

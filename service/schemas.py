@@ -70,7 +70,7 @@ class JobCreate(BaseModel):
     dataset: str = Field(max_length=255)
     protocols: list[str] = Field(min_length=1, max_length=16)
     params: dict[str, Any] = Field(default_factory=dict)
-    priority: int = Field(0, ge=-1000, le=1000)
+    priority: int = Field(0, ge=-1000, le=1000, strict=True)
     group: str | None = Field(None, max_length=64, pattern=GROUP_PATTERN)
     """A submission's name, shared by the jobs of its seeds (`golf compare --group`) and
     ranked as one entry by the leaderboard."""
@@ -132,6 +132,8 @@ class JobOut(JobSummary):
 
 class JobList(BaseModel):
     jobs: list[JobSummary]
+    next_cursor: str | None = None
+    """Pass as `cursor` for the next (older) page; null on the last one."""
 
 
 class SeriesOut(BaseModel):
@@ -219,6 +221,9 @@ class Health(BaseModel):
     workers: int
     ray: bool
     db: bool
+    """False when the last periodic `PRAGMA quick_check` found the database damaged."""
+    db_error: str | None = None
+    db_checked_at: float | None = None
 
 
 def job_object(

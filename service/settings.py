@@ -64,6 +64,23 @@ class Settings(BaseSettings):
     batches_per_shard: int = Field(8, ge=1)
     """Shard size: a dead worker costs at most this many batches of re-run."""
 
+    max_streams: int = Field(1024, ge=1, le=100_000)
+    """Open streaming responses (job events, windows.ndjson) of all owners together."""
+    max_streams_per_owner: int = Field(64, ge=1, le=100_000)
+    """Open streaming responses one owner may hold (429 past it)."""
+    read_threads: int = Field(4, ge=1, le=64)
+    """Threads (each with its own read-only SQLite connection) that serve store reads."""
+    quick_check_s: float = Field(300.0, gt=0)
+    """Seconds between `PRAGMA quick_check` runs whose result /healthz reports."""
+    record_key_file: Path | None = None
+    """The secret that keys window-record checksums (HMAC), outside the database; default
+    STATE_DIR/record-key, made on first start (mode 600)."""
+    header_timeout_s: float = Field(10.0, gt=0, le=3600)
+    """A connection must send a complete request head within this many seconds of opening
+    (or of its previous response), else it is closed."""
+    max_connections: int = Field(1024, ge=1, le=1_000_000)
+    """Open client connections; past it, new ones are closed at once."""
+
     @property
     def db_path(self) -> Path:
         return self.state_dir / "golf.sqlite"
@@ -75,3 +92,12 @@ class Settings(BaseSettings):
     @property
     def uploads_dir(self) -> Path:
         return self.state_dir / "uploads"
+
+    @property
+    def results_dir(self) -> Path:
+        """Finished reports and their window records, as content-addressed files."""
+        return self.state_dir / "results"
+
+    @property
+    def record_key_path(self) -> Path:
+        return self.record_key_file or self.state_dir / "record-key"

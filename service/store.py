@@ -8,7 +8,9 @@ counted once.
 
 from __future__ import annotations
 
+import hmac
 import json
+import math
 import secrets
 import sqlite3
 import threading
@@ -24,7 +26,7 @@ from golf.engine.evaluate import WindowRecord
 from golf.spec.jobplan import JobPlan, ProtocolPlan
 from golf.spec.params import EvalParams
 from golf.spec.records import ArtifactSummary
-from workers.integrity import IntegrityError, record_checksum
+from workers.integrity import IntegrityError, record_checksum, shard_digest
 
 ACTIVE = ("queued", "running")
 TERMINAL = ("succeeded", "failed", "cancelled")
@@ -81,6 +83,7 @@ MIGRATIONS = (
     ("artifact_owners", "filename", "TEXT"),
     ("jobs", "filename", "TEXT"),
     ("jobs", "grp", "TEXT"),  # `group` is an SQL keyword
+    ("shards", "digest", "TEXT"),
 )
 
 
@@ -175,6 +178,7 @@ class ShardRow:
     attempts: int
     elapsed_s: float
     engine: str | None  # JSON of the golf.engine.EngineInfo its worker ran
+    digest: str | None = None  # workers.integrity.shard_digest of its records
 
 
 @dataclass(frozen=True)
@@ -191,9 +195,26 @@ class QueuedShard:
 
 
 class Store:
-    """One SQLite connection shared by the event loop and the thread pool, behind a lock."""
+    """One SQLite connection behind a lock. The service's writer is shared by the event
+    loop and the scheduler's threads; `Store.reader` opens a read-only one for a read
+    thread (service/reads.py), so reads never wait on the writer's lock (WAL: readers and
+    the writer do not block each other)."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, *, readonly: bool = False, record_key: bytes | None = None):
+        self.path = path
+        self.record_key = record_key
+        """Keys the window checksums (workers/integrity.py); reports need it."""
+        if readonly:
+            self._db = sqlite3.connect(
+                f"{path.resolve().as_uri()}?mode=ro",
+                uri=True,
+                check_same_thread=False,
+                isolation_level=None,
+            )
+            self._db.row_factory = sqlite3.Row
+            self._db.execute("PRAGMA query_only=1")
+            self._lock = threading.RLock()
+            return
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
@@ -205,6 +226,11 @@ class Store:
             if column not in have:
                 self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
         self._lock = threading.RLock()
+
+    @classmethod
+    def reader(cls, path: Path, record_key: bytes | None = None) -> Store:
+        """A read-only connection to the database at `path` (which must exist)."""
+        return cls(path, readonly=True, record_key=record_key)
 
     def close(self) -> None:
         with self._lock:
@@ -227,6 +253,80 @@ class Store:
 
     def ping(self) -> bool:
         return self._all("SELECT 1 AS ok")[0]["ok"] == 1
+
+    def quick_check(self) -> str | None:
+        """None if `PRAGMA quick_check` finds the database sound, else its first finding."""
+        try:
+            rows = [next(iter(row.values())) for row in self._all("PRAGMA quick_check")]
+        except sqlite3.DatabaseError as e:
+            return f"{type(e).__name__}: {e}"
+        return None if rows == ["ok"] else "; ".join(map(str, rows[:3]))
+
+    def checkpoint(self) -> None:
+        """Fold the WAL into the database file (what is checkpointed no longer depends on
+        the WAL's frames)."""
+        with self._lock:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    # ------------------------------------------------------------------ snapshots
+
+    SNAPSHOT_TABLES = ("shards", "totals", "series")
+
+    def snapshot(self, job_id: str, report: dict[str, Any]) -> dict[str, Any]:
+        """A job's rows as plain data (service/results.py), its state set to succeeded
+        with `report`; window rows by protocol as [window, nll_sum, tokens, bytes, checksum]."""
+        with self._lock:
+            job = dict(self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone())
+            job |= {"state": "succeeded", "report": json.dumps(report)}
+            job["finished_at"] = job["finished_at"] or time.time()
+            doc: dict[str, Any] = {"job": job}
+            for table in self.SNAPSHOT_TABLES:
+                doc[table] = [
+                    dict(r)
+                    for r in self._db.execute(f"SELECT * FROM {table} WHERE job = ?", (job_id,))
+                ]
+            doc["artifact"] = [
+                dict(r)
+                for r in self._db.execute(
+                    "SELECT * FROM artifacts WHERE id = ?", (job["artifact"],)
+                )
+            ]
+            doc["artifact_owners"] = [
+                dict(r)
+                for r in self._db.execute(
+                    "SELECT * FROM artifact_owners WHERE artifact = ? AND owner = ?",
+                    (job["artifact"], job["owner"]),
+                )
+            ]
+            windows: dict[str, list[list[Any]]] = {}
+            for r in self._db.execute(
+                "SELECT protocol, window, nll_sum, tokens, bytes, checksum FROM windows"
+                " WHERE job = ? ORDER BY protocol, window",
+                (job_id,),
+            ):
+                windows.setdefault(r[0], []).append(list(r[1:]))
+            doc["windows"] = windows
+        return doc
+
+    def restore(self, doc: dict[str, Any]) -> None:
+        """Put a snapshot's rows back (the job and its shards replaced, the rest kept)."""
+        job = doc["job"]
+        with self._tx() as db:
+            _insert(db, "jobs", [job], "OR REPLACE")
+            for table in self.SNAPSHOT_TABLES:
+                _insert(db, table, doc[table], "OR REPLACE")
+            _insert(db, "artifacts", doc["artifact"], "OR IGNORE")
+            _insert(db, "artifact_owners", doc["artifact_owners"], "OR IGNORE")
+            for protocol, rows in doc["windows"].items():
+                db.executemany(
+                    "INSERT OR REPLACE INTO windows (job, protocol, window, nll_sum, tokens,"
+                    " bytes, checksum) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [(job["id"], protocol, *row) for row in rows],
+                )
+
+    def job_state(self, job_id: str) -> str | None:
+        rows = self._all("SELECT state FROM jobs WHERE id = ?", (job_id,))
+        return rows[0]["state"] if rows else None
 
     # ------------------------------------------------------------------ artifacts
 
@@ -339,12 +439,26 @@ class Store:
             row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return JobRow.from_row(row) if row is not None else None
 
-    def jobs(self, owner: str | None = None) -> list[JobRow]:
-        """Jobs newest first, all of them or one owner's."""
-        where, args = ("WHERE owner = ?", (owner,)) if owner is not None else ("", ())
+    def jobs(
+        self,
+        owner: str | None = None,
+        limit: int | None = None,
+        before: tuple[float, str] | None = None,
+    ) -> list[JobRow]:
+        """Jobs newest first (created_at descending, then id), all of them or one owner's;
+        with `before` = (created_at, id) of a job, only those listed after it."""
+        clauses, args = [], []
+        if owner is not None:
+            clauses.append("owner = ?")
+            args.append(owner)
+        if before is not None:
+            clauses.append("(created_at < ? OR (created_at = ? AND id > ?))")
+            args += [before[0], before[0], before[1]]
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         with self._lock:
             rows = self._db.execute(
-                f"SELECT * FROM jobs {where} ORDER BY created_at DESC, id", args
+                f"SELECT * FROM jobs {where} ORDER BY created_at DESC, id LIMIT ?",
+                (*args, -1 if limit is None else limit),
             ).fetchall()
         return [JobRow.from_row(row) for row in rows]
 
@@ -532,14 +646,19 @@ class Store:
         return added
 
     def finish_shard(
-        self, key: ShardKey, elapsed_s: float, engine: dict[str, Any] | None = None
+        self,
+        key: ShardKey,
+        elapsed_s: float,
+        engine: dict[str, Any] | None = None,
+        digest: str | None = None,
     ) -> None:
-        """Mark a shard done, with the engine (golf.engine.EngineInfo) its worker ran."""
+        """Mark a shard done, with the engine (golf.engine.EngineInfo) its worker ran and
+        the digest its worker computed over its records (workers.integrity)."""
         with self._tx() as db:
             db.execute(
-                "UPDATE shards SET state = 'done', elapsed_s = ?, engine = ?"
-                " WHERE job = ? AND protocol = ? AND shard = ?",
-                (elapsed_s, json.dumps(engine), key.job, key.protocol, key.shard),
+                "UPDATE shards SET state = 'done', elapsed_s = ?, engine = ?, digest = ?"
+                " WHERE job = ? AND protocol = ? AND shard = ? AND state = 'running'",
+                (elapsed_s, json.dumps(engine), digest, key.job, key.protocol, key.shard),
             )
 
     def add_series_point(self, job_id: str, protocol: str) -> None:
@@ -609,11 +728,14 @@ class Store:
                 (key.job, key.protocol, key.shard),
             )
 
-    def requeue_shard(self, key: ShardKey) -> None:
+    def requeue_shard(self, key: ShardKey, refund: bool = False) -> None:
+        """Queue a shard again; with `refund`, its last dispatch is not counted as an attempt
+        (the service itself stopped the worker)."""
         with self._tx() as db:
             db.execute(
-                "UPDATE shards SET state = 'queued' WHERE job = ? AND protocol = ? AND shard = ?",
-                (key.job, key.protocol, key.shard),
+                "UPDATE shards SET state = 'queued', attempts = attempts - ?"
+                " WHERE job = ? AND protocol = ? AND shard = ? AND state = 'running'",
+                (int(refund), key.job, key.protocol, key.shard),
             )
 
     def requeue_interrupted(self) -> int:
@@ -649,29 +771,109 @@ class Store:
         return [WindowRecord(*row) for row in rows]
 
     def verified_windows(self, job_id: str, protocol: str) -> list[WindowRecord]:
-        """The records of `windows`, each checked against the checksum its worker made;
-        IntegrityError naming the rows that were edited, torn or never checksummed."""
+        """The records of `windows`, checked before a report may use them: each row against
+        the HMAC its worker made (under this store's record key), each shard's rows against
+        the shard digest its worker sent, and the running totals (per shard and per
+        protocol) against the rows. IntegrityError naming what disagrees."""
+        if self.record_key is None:
+            raise IntegrityError("no record key: window records cannot be verified")
         with self._lock:
             rows = self._db.execute(
                 "SELECT window, nll_sum, tokens, bytes, checksum FROM windows"
                 " WHERE job = ? AND protocol = ? ORDER BY window",
                 (job_id, protocol),
             ).fetchall()
+            shards = self._db.execute(
+                "SELECT shard, windows_total, windows_done, tokens, bytes, nll_sum, digest"
+                " FROM shards WHERE job = ? AND protocol = ? ORDER BY shard",
+                (job_id, protocol),
+            ).fetchall()
+            totals = self._db.execute(
+                "SELECT windows_done, bytes, nll_sum FROM totals WHERE job = ? AND protocol = ?",
+                (job_id, protocol),
+            ).fetchone()
         records = [WindowRecord(*row[:4]) for row in rows]
+        checksums = [row["checksum"] for row in rows]
         bad = [
             r.window
-            for r, row in zip(records, rows, strict=True)
-            if row["checksum"] != record_checksum(job_id, protocol, *astuple(r))
+            for r, checksum in zip(records, checksums, strict=True)
+            if checksum is None
+            or not hmac.compare_digest(
+                checksum, record_checksum(self.record_key, job_id, protocol, *astuple(r))
+            )
         ]
         if bad:
             raise IntegrityError(
                 f"{protocol}: {len(bad)} stored window records fail their checksum "
                 f"(first: window {bad[0]}); the report is withheld"
             )
+        if len(records) == sum(s["windows_total"] for s in shards):
+            _check_shards(protocol, records, checksums, shards)
+        if totals is not None:
+            _check_sums(
+                f"{protocol}: the running totals",
+                records,
+                (totals["windows_done"], None, totals["bytes"], totals["nll_sum"]),
+            )
         return records
 
     def dispatches(self) -> list[dict[str, Any]]:
         return self._all("SELECT * FROM dispatches ORDER BY seq")
+
+
+def _insert(db: sqlite3.Connection, table: str, rows: list[dict[str, Any]], verb: str) -> None:
+    """Insert row dicts (column names from the snapshot, which this schema wrote)."""
+    known = {row["name"] for row in db.execute(f"PRAGMA table_info({table})")}
+    for row in rows:
+        cols = [c for c in row if c in known]
+        db.execute(
+            f"INSERT {verb} INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+            [row[c] for c in cols],
+        )
+
+
+def _check_sums(
+    what: str, records: list[WindowRecord], sums: tuple[int, int | None, int, float]
+) -> None:
+    """IntegrityError unless stored running sums (windows, tokens or None, bytes, NLL)
+    match the records. Counts must match exactly; the NLL sum was accumulated batch by
+    batch in floating point, so it may differ from the exact sum by at most n·u·Σ|x|
+    (u = 2⁻⁵³, n additions of nonnegative terms), and by nothing more."""
+    windows, tokens, n_bytes, nll = sums
+    exact = math.fsum(r.nll_sum for r in records)
+    bound = (len(records) + 1) * 2.0**-53 * math.fsum(abs(r.nll_sum) for r in records)
+    found = (
+        len(records),
+        None if tokens is None else sum(r.tokens for r in records),
+        sum(r.bytes for r in records),
+    )
+    if (windows, tokens, n_bytes) != found or abs(nll - exact) > bound:
+        raise IntegrityError(
+            f"{what} (windows, tokens, bytes, nll) = {(windows, tokens, n_bytes, nll)} do not "
+            f"match the stored records {(*found, exact)}; the report is withheld"
+        )
+
+
+def _check_shards(
+    protocol: str, records: list[WindowRecord], checksums: list[str], shards: list[sqlite3.Row]
+) -> None:
+    """Each shard's rows (consecutive, in window order) against its digest and sums."""
+    start = 0
+    for shard in shards:
+        end = start + shard["windows_total"]
+        if shard["digest"] is None or not hmac.compare_digest(
+            shard["digest"], shard_digest(checksums[start:end])
+        ):
+            raise IntegrityError(
+                f"{protocol}#{shard['shard']}: stored window records do not match the "
+                "shard digest its worker sent; the report is withheld"
+            )
+        _check_sums(
+            f"{protocol}#{shard['shard']}: the shard sums",
+            records[start:end],
+            (shard["windows_done"], shard["tokens"], shard["bytes"], shard["nll_sum"]),
+        )
+        start = end
 
 
 def _close_shards(db: sqlite3.Connection, job_id: str, state: str) -> None:

@@ -418,8 +418,8 @@ def test_ports_agree_with_golf_serve_default() -> None:
     assert exposed == {port}, f"EXPOSE {exposed} but `golf serve` listens on {port}"
     healthcheck = image.last("HEALTHCHECK")
     assert healthcheck is not None and f":{port}/healthz" in healthcheck.args
-    published = [str(p) for p in services()["service"]["ports"]]
-    assert published and all(int(p.rsplit(":", 1)[1]) == port for p in published)
+    assert "ports" not in services()["service"], "the service is reached through the proxy only"
+    assert [str(p) for p in services()["service"]["expose"]] == [str(port)]
 
 
 def test_python_and_ray_agree_across_images() -> None:
@@ -504,3 +504,116 @@ def test_workers_reserve_gpus() -> None:
         for d in devices
     ), "the worker reserves no NVIDIA GPU"
     assert int(interpolate(str(deploy["replicas"]))) >= 1
+
+
+# ------------------------------------------------------------------ tests: reverse proxy
+
+
+NGINX = DOCKER / "nginx.conf"
+
+
+def parse_nginx(text: str) -> list[tuple[str, list[str], list | None]]:
+    """nginx's configuration syntax: `name args;` and `name args { ... }`, `#` comments,
+    quoted strings. Returns (name, args, children or None) in order."""
+    tokens = re.findall(r'"[^"]*"|\'[^\']*\'|[{};]|[^\s{};]+', re.sub(r"#[^\n]*", "", text))
+
+    def block(i: int) -> tuple[list, int]:
+        out: list = []
+        words: list[str] = []
+        while i < len(tokens):
+            token = tokens[i]
+            if token == ";":
+                assert words, "empty directive"
+                out.append((words[0], words[1:], None))
+                words = []
+            elif token == "{":
+                children, i = block(i + 1)
+                out.append((words[0], words[1:], children))
+                words = []
+            elif token == "}":
+                assert not words, f"directive {words} not closed by ;"
+                return out, i
+            else:
+                words.append(token.strip("\"'"))
+            i += 1
+        assert not words, f"directive {words} not closed"
+        return out, i
+
+    tree, end = block(0)
+    assert end == len(tokens), "unbalanced }"
+    return tree
+
+
+def directives(tree: list, name: str) -> list[tuple[list[str], list | None]]:
+    return [(args, children) for n, args, children in tree if n == name]
+
+
+def one(tree: list, name: str) -> list[str]:
+    (found,) = directives(tree, name)
+    return found[0]
+
+
+def seconds(value: str) -> float:
+    number, unit = re.fullmatch(r"(\d+)(ms|s|m|h)?", value).groups()
+    return int(number) * {"ms": 0.001, "s": 1, None: 1, "m": 60, "h": 3600}[unit]
+
+
+def size(value: str) -> int:
+    number, unit = re.fullmatch(r"(\d+)([kKmMgG])?", value).groups()
+    return int(number) * {None: 1, "k": 2**10, "m": 2**20, "g": 2**30}[(unit or "").lower() or None]
+
+
+def test_compose_puts_a_reverse_proxy_in_front_of_the_service() -> None:
+    proxy = services()["proxy"]
+    assert proxy["image"].startswith("nginx:")
+    assert "service" in depends_on(proxy)
+    (mount,) = [m for m in volume_mounts(proxy) if m[2] == "/etc/nginx/nginx.conf"]
+    assert mount[0] == "bind" and (COMPOSE.parent / mount[1]).resolve() == NGINX
+    (published,) = [str(p) for p in proxy["ports"]]
+    listen = one(directives(one_http(), "server")[0][1], "listen")
+    assert published.rsplit(":", 1)[1] == listen[0]
+    (upstream,) = directives(one_http(), "upstream")
+    assert one(upstream[1], "server") == [f"service:{default_port()}"]
+
+
+def one_http() -> list:
+    tree = parse_nginx(NGINX.read_text())
+    ((_, http),) = directives(tree, "http")
+    return http
+
+
+def test_the_proxy_bounds_heads_bodies_and_connections() -> None:
+    """N5 (issue 14): deadlines for request heads and bodies, a body cap that fits the
+    service's largest upload and no more, per-client connection and request limits."""
+    from service.settings import Settings
+    from service.uploads import MULTIPART_SLACK
+
+    http = one_http()
+    settings = Settings()
+    assert seconds(one(http, "client_header_timeout")[0]) <= settings.header_timeout_s
+    assert seconds(one(http, "client_body_timeout")[0]) <= 60
+    assert seconds(one(http, "keepalive_timeout")[0]) <= 60
+    cap = size(one(http, "client_max_body_size")[0])
+    assert settings.max_upload_bytes + MULTIPART_SLACK <= cap <= 2 * settings.max_upload_bytes
+    assert size(one(http, "large_client_header_buffers")[1]) <= 64 * 2**10
+    zones = {args[1].split("=")[1].split(":")[0] for args, _ in directives(http, "limit_conn_zone")}
+    (server,) = [children for _, children in directives(http, "server")]
+    (conn,) = directives(server, "limit_conn")
+    assert conn[0][0] in zones and 0 < int(conn[0][1]) <= 256
+    assert directives(server, "limit_req")
+    assert one(server, "proxy_request_buffering") == ["off"]  # the service's caps apply
+    # Event streams pass through unbuffered, with a read timeout above the keep-alive.
+    (streams,) = [
+        children for args, children in directives(server, "location") if "events" in args[-1]
+    ]
+    assert re.fullmatch(args_of(server, "events")[-1], "/v1/jobs/j_0123/events")
+    assert re.fullmatch(args_of(server, "events")[-1], "/v1/jobs/j_0123/windows.ndjson")
+    assert one(streams, "proxy_buffering") == ["off"]
+    from service.events import KEEPALIVE_S
+
+    assert seconds(one(streams, "proxy_read_timeout")[0]) > KEEPALIVE_S
+
+
+def args_of(server: list, fragment: str) -> list[str]:
+    (args,) = [args for args, _ in directives(server, "location") if fragment in args[-1]]
+    return args

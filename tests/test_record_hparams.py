@@ -124,3 +124,20 @@ def test_literal_constructor_arguments_are_listed(tmp_path: Path) -> None:
     rec = read_record(make_record(tmp_path / "r"))
     found = [(a.callee, a.keyword, a.value) for a in rec.literal_call_args(["Rotary"])]
     assert found == [("Rotary", "train_seq_len", 1024)]
+
+
+def test_deep_expressions_are_unresolved_not_a_crash() -> None:
+    import sys
+
+    code = "def f(x):\n    return " + "(" * 90 + "x" + "+1)" * 90 + "\n"
+    code += "class Hyperparameters:\n    a = f(f(f(f(f(f(f(1)))))))\n    b = 2\n"
+    tree = parse_python(code, "t.py")
+    assert code_defaults(tree).values == {"a": 1 + 7 * 90, "b": 2}
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(len(__import__("inspect").stack()) + 150)
+    try:
+        h = code_defaults(tree)
+    finally:
+        sys.setrecursionlimit(limit)
+    assert h.unresolved == {"a": "too deep to evaluate (RecursionError)"}
+    assert h.values == {"b": 2}

@@ -119,3 +119,21 @@ def test_long_lines_are_skipped_and_counted(tmp_path: Path) -> None:
     path = _write(tmp_path, "train.log", "x" * 200_000 + "\nquantized val_loss:2 val_bpb:1\n")
     run = parse_log(tmp_path, path)
     assert run.long_lines == 1 and run.headline.val_bpb == 1.0
+
+
+def test_exact_headline_takes_its_twins_eval_time(tmp_path: Path) -> None:
+    text = (
+        "legal_ttt val_loss:1.8898 val_bpb:1.1192 eval_time:409562ms\n"
+        "legal_ttt_exact val_loss:1.88979844 val_bpb:1.11922988\n"
+    )
+    run = parse_log(tmp_path, _write(tmp_path, "train_seed1.log", text))
+    assert run.headline.kind == "legal_ttt_exact" and run.eval_s == 409.562
+
+
+def test_a_folder_with_too_many_files_is_refused(tmp_path: Path) -> None:
+    sub = tmp_path / "junk"
+    sub.mkdir()
+    for i in range(10_001):
+        (sub / f"{i}").touch()
+    with pytest.raises(RecordError, match="more than 10,000 files"):
+        find_logs(tmp_path)

@@ -131,3 +131,16 @@ def test_read_record_collects_problems_instead_of_failing(tmp_path: Path) -> Non
         "train_gpt.py: is binary, not text (NUL bytes)",
         f"{tmp_path.name}: no submission.json",
     ]
+
+
+def test_a_crash_of_the_312_parser_is_one_line() -> None:
+    # one 3.12 f-string gets past ast.parse's tokenizer error into libcst; the chain of
+    # unary minuses then overflows libcst's native stack: the child dies, we do not
+    code = 'x = f"{", ".join(a)}"\ny = ' + "-" * 200_000 + "1\n"
+    with pytest.raises(RecordError, match=r"^t.py: the 3.12 parser crashed \(signal \d+\)$"):
+        parse_python(code, "t.py")
+
+
+def test_a_312_syntax_error_names_the_file_and_line() -> None:
+    with pytest.raises(RecordError, match=r"^t.py:2: does not parse"):
+        parse_python('x = f"{", ".join(a)}"\ndef (:\n', "t.py")

@@ -59,9 +59,16 @@ def test_only_val_loss_and_seed_scores() -> None:
 
 
 def test_wrong_types_are_ignored_not_errors() -> None:
-    s = parse_submission({"val_bpb": "1.1", "bytes_total": True, "seeds": "x", "compliance": []})
+    s = parse_submission({"val_bpb": "1.1x", "bytes_total": True, "seeds": "x", "compliance": []})
     assert s.val_bpb is None and s.bytes_total is None and s.seeds == [] and s.compliance == {}
     assert s.unknown == {}
+
+
+def test_numbers_as_strings_and_val_bpb_seeds() -> None:
+    s = parse_submission({"val_bpb": "0.9300", "bytes_total": "15560230",
+                          "val_bpb_seeds": {"1337": "0.9294", "42": "0.9306"}})  # fmt: skip
+    assert (s.val_bpb, s.bytes_total) == (0.93, 15560230)
+    assert [(c.seed, c.val_bpb) for c in s.per_seed] == [("1337", 0.9294), ("42", 0.9306)]
 
 
 def test_renamed_file_is_found(tmp_path: Path) -> None:

@@ -286,7 +286,15 @@ def test_malformed_uploads_are_4xx_and_harmless(
         assert response.status_code in (413, 415, 422) and "\n" not in response.json()["detail"]
     missing = client.post("/v1/artifacts", files={"other": ("a", valid)}, headers=auth("dave"))
     assert missing.status_code == 422 and "`file`" in missing.json()["detail"]
-    assert client.get("/healthz").json() == {"ok": True, "workers": 2, "ray": True, "db": True}
+    health = client.get("/healthz").json()
+    assert health | {"db_checked_at": None} == {
+        "ok": True,
+        "workers": 2,
+        "ray": True,
+        "db": True,
+        "db_error": None,
+        "db_checked_at": None,
+    }
     assert list(settings.uploads_dir.iterdir()) == []
     assert wait_job(client, job["id"], owner="dave")["state"] == "succeeded"
     report = client.get(f"/v1/jobs/{job['id']}/report", headers=auth("dave")).json()

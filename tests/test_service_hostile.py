@@ -206,7 +206,9 @@ def test_multipart_headers_and_other_fields_are_capped(client) -> None:
         ({"seq_len": 2048, "stride": 8}, "stride 8 is below this service's minimum 16"),
         ({"slot_steps": 10_000}, "slot_steps 10000 exceeds this service's maximum"),
         ({"seq_len": 2048, "batch_windows": 4096}, "max_batch_bytes"),
-        ({"seq_len": 1024, "stride": 16, "slot_steps": 200}, "max_job_cost"),
+        # batch_windows 8: a batch fits max_batch_bytes (SLOT holds [B, T, V] buffers), so
+        # the job's size is what is refused.
+        ({"seq_len": 1024, "stride": 16, "slot_steps": 200, "batch_windows": 8}, "max_job_cost"),
     ],
 )
 def test_hostile_parameters_are_refused_naming_the_limit(

@@ -20,9 +20,11 @@ from torch import nn
 from golf.engine.engine import Engine, EngineModel
 from golf.engine.evaluate import batch_nll, device_tokens, window_records
 from golf.formats.artifact import load_model, read_artifact
+from golf.models.attention import flash_attn_available
+from golf.protocols.slot_kernels import resolve_slot_kernel
 from golf.spec.registry import get_protocol
 from workers.cache import LRU
-from workers.integrity import record_checksum, verified
+from workers.integrity import ShardDigest, record_checksum, verified
 from workers.synthetic import synthetic_shard
 from workers.task import ShardTask
 
@@ -55,12 +57,16 @@ class EvalWorker:
             "pid": os.getpid(),
             "device_name": (torch.cuda.get_device_name() if self.device == "cuda" else self.device),
             "engine": self.last_engine,
+            # What the service checks a job's engine settings against at submission.
+            "flash_attention": flash_attn_available(),
+            "triton": resolve_slot_kernel("auto", torch.device(self.device)) == "triton",
         }
 
     @ray.method(num_returns="streaming")
     def run_shard(self, task: ShardTask) -> Iterator[dict[str, Any]]:
-        """Yield `{"batch", "seconds", "records", "engine"}` for each batch of the shard, in
-        order; `engine` is the `EngineInfo` (JSON) of what ran the batch."""
+        """Yield `{"batch", "seconds", "records", "engine", "digest"}` for each batch of the
+        shard, in order; `engine` is the `EngineInfo` (JSON) of what ran the batch, `digest`
+        the shard digest of the records so far (the last one is the shard's)."""
         if self.scorer != "model":
             yield from synthetic_shard(task, self.scorer)
             return
@@ -85,11 +91,17 @@ class EvalWorker:
         byte_lut = self.luts.get(task.byte_lut.key, lambda: ray.get(task.byte_lut.ref))
         protocol = get_protocol(task.protocol)
         plan = protocol.plan(tokens.numel() - 1, task.params)
+        digest = ShardDigest()
         for k in range(task.batch_lo, task.batch_hi):
             started = time.perf_counter()
             batch, nll = batch_nll(model, tokens, plan, protocol, task.params, k)
             records = [
-                asdict(r) | {"checksum": record_checksum(task.job, task.protocol, *astuple(r))}
+                asdict(r)
+                | {
+                    "checksum": record_checksum(
+                        task.record_key, task.job, task.protocol, *astuple(r)
+                    )
+                }
                 for r in window_records(batch, nll, byte_lut)
             ]
             self.last_engine = model.info().model_dump(mode="json")
@@ -98,4 +110,5 @@ class EvalWorker:
                 "seconds": time.perf_counter() - started,
                 "records": records,
                 "engine": self.last_engine,
+                "digest": digest.update(r["checksum"] for r in records),
             }

@@ -20,6 +20,11 @@ class Worker:
     actor: Any = None
     info: dict[str, Any] = field(default_factory=dict)
     busy: bool = True  # until the actor answered its first call
+    known: dict[str, Any] = field(default_factory=dict)
+    """The latest `info` any actor of this slot gave (kept while a replacement starts)."""
+    doomed: bool = False
+    """Set when the service kills the actor (a cancel, a failed job): the slot is not idle
+    again until a fresh actor has answered in its place."""
 
 
 class WorkerPool:
@@ -50,12 +55,24 @@ class WorkerPool:
     async def replace(self, worker: Worker) -> None:
         """Kill what is left of a worker's actor and start a fresh one in its slot."""
         worker.busy = True
+        worker.doomed = True
         with contextlib.suppress(Exception):
             ray.kill(worker.actor, no_restart=True)
         await self._spawn(worker)
 
+    def kill(self, worker: Worker) -> None:
+        """Interrupt what the worker runs by killing its actor; the slot stays out of
+        `idle()` until `replace` has put a fresh actor in it."""
+        worker.doomed = True
+        with contextlib.suppress(Exception):
+            ray.kill(worker.actor, no_restart=True)
+
     def idle(self) -> Worker | None:
-        return next((worker for worker in self.workers if not worker.busy), None)
+        return next((w for w in self.workers if not w.busy and not w.doomed), None)
+
+    def capabilities(self) -> list[dict[str, Any]]:
+        """What each ready actor reported it can run (device, flash attention, Triton)."""
+        return [worker.known for worker in self.workers if worker.known]
 
     @property
     def ready(self) -> int:
@@ -72,5 +89,6 @@ class WorkerPool:
         worker.actor = EvalWorker.options(**self.options).remote(
             worker.name, self.threads, self.cache_size, self.scorer
         )
-        worker.info = await worker.actor.info.remote()
+        worker.info = worker.known = await worker.actor.info.remote()
+        worker.doomed = False
         worker.busy = False

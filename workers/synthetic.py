@@ -20,7 +20,7 @@ import ray
 
 from golf.spec.params import EvalParams
 from golf.spec.registry import get_protocol
-from workers.integrity import record_checksum
+from workers.integrity import ShardDigest, record_checksum
 from workers.task import ShardTask
 
 ENGINE = {
@@ -60,6 +60,7 @@ def synthetic_shard(task: ShardTask, scorer: str) -> Iterator[dict[str, Any]]:
         _n_tokens[key] = int(ray.get(task.tokens.ref).size)
     scored = _scored(task.protocol, _n_tokens[key] - 1, task.params)
     B = task.params.batch_windows
+    digest = ShardDigest()
     for k in range(task.batch_lo, task.batch_hi):
         started = time.perf_counter()
         records = []
@@ -73,7 +74,9 @@ def synthetic_shard(task: ShardTask, scorer: str) -> Iterator[dict[str, Any]]:
                     "nll_sum": nll,
                     "tokens": tokens,
                     "bytes": n_bytes,
-                    "checksum": record_checksum(task.job, task.protocol, w, nll, tokens, n_bytes),
+                    "checksum": record_checksum(
+                        task.record_key, task.job, task.protocol, w, nll, tokens, n_bytes
+                    ),
                 }
             )
         if rate:
@@ -83,4 +86,5 @@ def synthetic_shard(task: ShardTask, scorer: str) -> Iterator[dict[str, Any]]:
             "seconds": time.perf_counter() - started,
             "records": records,
             "engine": ENGINE,
+            "digest": digest.update(r["checksum"] for r in records),
         }

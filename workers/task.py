@@ -35,3 +35,4 @@ class ShardTask:
     max_decompressed: int
     tokens: Blob  # the N + 1 val tokens (uint16 ndarray) for params.seq_len
     byte_lut: Blob  # golf.data.bytes.ByteLUT sized for the artifact's vocabulary
+    record_key: bytes = b""  # keys the window checksums (workers/integrity.py)

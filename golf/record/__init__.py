@@ -20,8 +20,9 @@ Stable API (used by `golf review` and by `golf import RECORD_DIR`):
                                         # .values, .unresolved (name -> reason), .require()
     rec.literal_call_args(["Rotary"])   # hard-coded constants, e.g. Rotary(train_seq_len=1024)
 
-Modules: `source` (script, shim decode, stub detection), `parse` (3.11 + libcst fallback
-for Python 3.12 f-strings, with limits), `hparams` (AST interpreter of the
+Modules: `source` (script, shim decode, stub detection), `parse` (3.11 `ast`, with a
+libcst rewrite of Python 3.12 f-strings run in a child process by `fstrings`; limits),
+`hparams` (AST interpreter of the
 Hyperparameters class), `logs` (train logs line by line), `submission` (submission.json
 in every seen shape), `files` (capped, in-folder reads), `errors`.
 """

@@ -124,6 +124,9 @@ def _class_body(
         except Unresolved as e:
             out.values.pop(name, None)
             out.unresolved[name] = str(e)
+        except (RecursionError, MemoryError) as e:
+            out.values.pop(name, None)
+            out.unresolved[name] = f"too deep to evaluate ({type(e).__name__})"
         if ev.env_name is not None:
             out.env[name] = ev.env_name
 

@@ -26,6 +26,7 @@ cap (`MAX_LOG_BYTES`, lines over `MAX_LINE_CHARS` skipped and counted) and keeps
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,8 @@ MAX_LOG_BYTES = 64_000_000
 """One log; the board's largest is 3.2 MB (phased-TTT progress lines)."""
 MAX_LINE_CHARS = 100_000
 MAX_LOGS = 64
+MAX_ENTRIES = 10_000
+"""Names looked at in a record folder and its sub-folders."""
 MAX_UNPARSED = 200
 """Unparsed lines kept per log (the count of the rest is kept too)."""
 
@@ -74,6 +77,7 @@ _SCORE = re.compile(
 _EVAL_MS = re.compile(rf"eval_time[:=]\s*(?P<v>{_NUM})ms")
 _ELAPSED_S = re.compile(rf"elapsed[:=]\s*(?P<v>{_NUM})s")
 _TRAIN_MS = re.compile(rf"train_time[:=]\s*(?P<v>{_NUM})ms")
+_STEP_AVG = re.compile(rf"step_avg[:=]\s*(?P<v>{_NUM})ms")
 _TOTAL_EVAL = re.compile(rf"^total_eval_time[:=]\s*(?P<v>{_NUM})s\s*$")
 _SIZE = re.compile(
     r"^(?P<what>Serialized model|Code size|Total submission size)"
@@ -131,6 +135,7 @@ class LogRun:
     sizes: list[SizeLine] = field(default_factory=list)
     train_time_ms: float | None = None
     train_time_line: int | None = None
+    step_avg_ms: float | None = None
     total_eval_s: float | None = None
     total_eval_line: int | None = None
     hparams: dict[str, str] = field(default_factory=dict)
@@ -179,31 +184,56 @@ class LogRun:
 
     @property
     def eval_s(self) -> float | None:
-        """Evaluation wall time: `total_eval_time` when logged, else the headline's own."""
+        """Evaluation wall time: `total_eval_time` when logged, else the headline's own
+        (an `_exact` headline takes its twin's). Other evaluations in the log (diagnostics,
+        the roundtrip before a sliding or TTT score) are not added: the logs do not say
+        which of them a run's evaluation budget covers."""
         if self.total_eval_s is not None:
             return self.total_eval_s
         h = self.headline
-        return None if h is None or h.eval_time_ms is None else h.eval_time_ms / 1000
+        if h is None:
+            return None
+        ms = h.eval_time_ms
+        if ms is None:  # an `_exact` line repeats its twin's number without the time
+            twins = [s for s in self.scores if s.kind == h.kind.removesuffix("_exact")]
+            ms = twins[-1].eval_time_ms if twins else None
+        return None if ms is None else ms / 1000
 
 
 def find_logs(folder: Path) -> list[Path]:
-    """The log files of a record folder (see the module doc), sorted, at most MAX_LOGS."""
-    found = []
-    for path in sorted(folder.rglob("*")):
-        rel = path.relative_to(folder)
-        if len(rel.parts) > 2 or any(p.startswith(".") for p in rel.parts):
+    """The log files of a record folder (see the module doc), sorted, at most MAX_LOGS.
+
+    Walks the folder and its direct sub-folders only, looking at most at MAX_ENTRIES
+    names, so a hostile tree costs nothing deeper."""
+    found: list[Path] = []
+    seen = 0
+    stack = [(folder, 0)]
+    while stack:
+        here, depth = stack.pop()
+        try:
+            entries = sorted(os.scandir(here), key=lambda e: e.name)
+        except OSError:
             continue
-        name = path.name.lower()
-        if name.endswith(".log") or (
-            name.endswith(".txt")
-            and re.search(r"train|log|seed", name)
-            and not name.startswith("requirements")
-        ):
-            if path.is_symlink() or path.is_file():
-                found.append(path)
+        for entry in entries:
+            seen += 1
+            if seen > MAX_ENTRIES:
+                raise RecordError(f"{folder.name}: more than {MAX_ENTRIES:,} files")
+            if entry.name.startswith("."):
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                if depth == 0:
+                    stack.append((Path(entry.path), 1))
+                continue
+            name = entry.name.lower()
+            if name.endswith(".log") or (
+                name.endswith(".txt")
+                and re.search(r"train|log|seed", name)
+                and not name.startswith("requirements")
+            ):
+                found.append(Path(entry.path))
     if len(found) > MAX_LOGS:
         raise RecordError(f"{folder.name}: more than {MAX_LOGS} log files")
-    return found
+    return sorted(found, key=lambda p: str(p.relative_to(folder)))
 
 
 def parse_log(folder: Path, path: Path, limit: int = MAX_LOG_BYTES) -> LogRun:
@@ -283,6 +313,8 @@ def _line(run: LogRun, text: str, n: int) -> None:
         ms = float(t.group("v"))
         if run.train_time_ms is None or ms >= run.train_time_ms:
             run.train_time_ms, run.train_time_line = ms, n
+            if avg := _STEP_AVG.search(stripped):
+                run.step_avg_ms = float(avg.group("v"))
         return
     if m := _TOTAL_EVAL.match(stripped):
         run.total_eval_s, run.total_eval_line = float(m.group("v")), n

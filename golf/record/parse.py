@@ -9,7 +9,11 @@ reads all 46. So: `ast.parse` first (fast, and what most records need); on a Syn
 `libcst` parses the file and every f-string is rewritten to the 3.11-parsable call
 `__fstring__(part, (expr), …)` that keeps its literal parts and its expressions (nested
 f-strings included) and the same number of lines, so every other node keeps its line
-number; then `ast.parse` reads the result. Other 3.12-only syntax (`type X = …`, generic
+number; then `ast.parse` reads the result. libcst's parser is native code that
+overflows its stack (SIGSEGV, not an exception) on deeply chained unary operators,
+`not`s or lambdas, which a hostile file can pair with one 3.12 f-string to get past
+`ast.parse`: so libcst runs in a child process (golf.record.fstrings) under a time and
+memory limit, and a crash there is a RecordError here. Other 3.12-only syntax (`type X = …`, generic
 `def f[T]()`) is not rewritten and is a RecordError. Analyses see an f-string from a 3.12
 file as `Call(func=Name("__fstring__"))` instead of `JoinedStr`; none of them relies on it.
 
@@ -23,6 +27,9 @@ RecordError too.
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
+import sys
 
 from golf.record.errors import RecordError
 
@@ -32,6 +39,9 @@ MAX_BRACKET_DEPTH = 100
 """Open brackets at once in the raw text; the records reach 11."""
 MAX_AST_DEPTH = 200
 """Nested AST nodes; the records reach 30-odd."""
+REWRITE_TIMEOUT_S = 60
+REWRITE_MEMORY_BYTES = 4 << 30
+"""Limits of the child process that runs libcst (see `_rewrite_fstrings`)."""
 FSTRING = "__fstring__"
 """The name an f-string of a 3.12-only file becomes a call to."""
 
@@ -84,66 +94,31 @@ def ast_depth(tree: ast.AST) -> int:
 
 
 def _rewrite_fstrings(source: str, name: str, first: SyntaxError) -> str:
-    """`source` with every f-string replaced by an `__fstring__(…)` call (see module doc)."""
+    """`source` with every f-string replaced by an `__fstring__(…)` call (see module doc),
+    computed by golf.record.fstrings in a child process."""
+    if "f-string" not in first.msg and "f'" not in source and 'f"' not in source:
+        raise first  # not the 3.12 f-string syntax: a plain syntax error
     try:
-        import libcst as cst
-    except ImportError:  # pragma: no cover - installed with golf-eval[review]
-        raise RecordError(
-            f"{name}:{first.lineno}: does not parse with Python 3.11 ({first.msg}); "
-            "Python 3.12 syntax needs libcst: pip install 'golf-eval[review]'"
-        ) from None
-    try:
-        module = cst.parse_module(source)
-    except cst.ParserSyntaxError as e:
-        raise RecordError(f"{name}:{e.raw_line}: does not parse ({e.message})") from None
-    except (RecursionError, MemoryError) as e:
-        raise RecordError(f"{name}: does not parse ({type(e).__name__})") from None
-    empty = cst.Module(body=[])
+        done = subprocess.run(
+            [sys.executable, "-c", "from golf.record.fstrings import main; main()"],
+            input=source.encode("utf-8", "surrogatepass"),
+            capture_output=True,
+            timeout=REWRITE_TIMEOUT_S,
+            preexec_fn=_limit_child if os.name == "posix" else None,
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+        )
+    except subprocess.TimeoutExpired:
+        raise RecordError(f"{name}: the 3.12 parser ran past {REWRITE_TIMEOUT_S} s") from None
+    if done.returncode == 0:
+        return done.stdout.decode("utf-8", "surrogatepass")
+    reason = done.stderr.decode("utf-8", "replace").strip().splitlines()
+    if done.returncode < 0:
+        raise RecordError(f"{name}: the 3.12 parser crashed (signal {-done.returncode})")
+    why = reason[-1] if reason else f"<file>: the 3.12 parser failed (exit {done.returncode})"
+    raise RecordError(why.replace("<file>", name, 1))
 
-    class Rewrite(cst.CSTTransformer):
-        def leave_FormattedString(self, original, updated):  # type: ignore[no-untyped-def]
-            args = []
-            for part in _parts(updated.parts):
-                if isinstance(part, str):
-                    args.append(cst.Arg(cst.SimpleString(repr(part))))
-                else:
-                    args.append(
-                        cst.Arg(part.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()]))
-                    )
-            call = cst.Call(func=cst.Name(FSTRING), args=args)
-            lines = empty.code_for_node(updated).count("\n")
-            if lines:  # keep the line count: the newlines go inside the call's parentheses
-                code = empty.code_for_node(call)
-                return cst.parse_expression(code[:-1] + "\n" * lines + ")")
-            return call
 
-        def leave_ConcatenatedString(self, original, updated):  # type: ignore[no-untyped-def]
-            # "a" f"b": after the rewrite one side is a call, which cannot be juxtaposed
-            left, right = updated.left, updated.right
-            if isinstance(left, cst.Call) or isinstance(right, cst.Call):
-                return cst.BinaryOperation(
-                    left=left,
-                    operator=cst.Add(),
-                    right=right,
-                    lpar=[cst.LeftParen()],
-                    rpar=[cst.RightParen()],
-                )
-            return updated
+def _limit_child() -> None:  # pragma: no cover - runs in the child
+    import resource
 
-    def _parts(parts):  # type: ignore[no-untyped-def]
-        for part in parts:
-            if isinstance(part, cst.FormattedStringText):
-                yield part.value
-            else:
-                yield part.expression
-                if part.format_spec:
-                    yield from _parts(part.format_spec)
-
-    try:
-        return module.visit(Rewrite()).code
-    except (RecursionError, MemoryError) as e:
-        raise RecordError(f"{name}: does not parse ({type(e).__name__})") from None
-    except Exception as e:  # libcst refusing a rewritten expression: still one line
-        raise RecordError(
-            f"{name}: cannot rewrite its 3.12 f-strings ({type(e).__name__})"
-        ) from None
+    resource.setrlimit(resource.RLIMIT_AS, (REWRITE_MEMORY_BYTES, REWRITE_MEMORY_BYTES))

@@ -4,7 +4,9 @@ Seen shapes (official board at 4908dc4): the headline as `val_bpb`, `mean_val_bp
 `mean_bpb` (one record states only `val_loss`-like fields beside it); its spread as
 `val_bpb_std` or `std_bpb`; bytes as `bytes_total`, `artifact_size_bytes`, top-level
 `artifact_bytes`, or only per seed; per-seed results as `seed_results` (seed → fields),
-`seeds` as such a mapping, or `seed_scores` (a list); seeds as a list in `seeds`;
+`seeds` or `val_bpb_seeds` as such a mapping (seed → val_bpb), or `seed_scores` (a list);
+seeds as a list in `seeds`; numbers written as JSON strings (`"val_bpb": "0.9300"`, seen in
+the seed lineage) are read as numbers;
 times as `eval_time_s(_mean)`, `eval_time_seconds` (a number or a list), `train_time_s_mean`,
 `train_time_seconds`, `wallclock_seconds`, per seed `eval_time_s`, `ttt_eval_time_s`,
 `eval_time_ms`, `ttt_time_ms`, `train_time_s`, `train_time_ms`; `compliance` flags;
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +32,7 @@ from golf.record.errors import RecordError
 from golf.record.files import read_text
 
 MAX_SUBMISSION_BYTES = 1_000_000
+_NUMERIC = re.compile(r"^-?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?$")
 
 _BPB_KEYS = ("val_bpb", "mean_val_bpb", "mean_bpb")
 _LOSS_KEYS = ("val_loss", "mean_val_loss", "val_loss_nats", "mean_val_loss_nats")
@@ -41,6 +45,7 @@ _READ = set(_BPB_KEYS + _LOSS_KEYS + _BPB_STD_KEYS + _LOSS_STD_KEYS + _BYTES_KEY
             + _TRAIN_KEYS) | {
     "seeds", "seed_results", "seed_scores", "compliance", "submission_type", "track", "name",
     "author", "github_id", "bytes_code", "code_bytes", "date", "blurb", "seed",
+    "val_bpb_seeds",
 }  # fmt: skip
 _SEED_BYTES = ("artifact_bytes", "bytes_total", "total_bytes", "artifact_size_bytes")
 _SEED_EVAL = (("eval_time_s", 1.0), ("ttt_eval_time_s", 1.0), ("eval_time_ms", 1e-3),
@@ -160,8 +165,9 @@ def parse_submission(doc: dict[str, Any], name: str = "submission.json") -> Subm
 
 def _per_seed(doc: dict[str, Any]) -> list[SeedClaim]:
     table = doc.get("seed_results")
-    if not isinstance(table, dict) and isinstance(doc.get("seeds"), dict):
-        table = doc["seeds"]
+    for alt in ("seeds", "val_bpb_seeds"):
+        if not isinstance(table, dict) and isinstance(doc.get(alt), dict):
+            table = doc[alt]
     out = []
     if isinstance(table, dict):
         for seed, fields in table.items():
@@ -216,6 +222,8 @@ def _time(doc: dict[str, Any], keys: tuple[str, ...], key_of: dict[str, str], wh
 
 
 def _number(v: Any, kind: type) -> Any:
+    if isinstance(v, str) and _NUMERIC.match(v.strip()):
+        v = float(v) if kind is float or not v.strip().lstrip("-").isdigit() else int(v)
     if isinstance(v, bool) or not isinstance(v, int | float):
         return None
     if isinstance(v, float) and not math.isfinite(v):

@@ -74,20 +74,41 @@ class JobPlan(BaseModel):
         return sum(plan.cost for plan in self.protocols)
 
 
-def batch_bytes(
-    params: EvalParams, *, model_dim: int, num_layers: int, num_heads: int, vocab_size: int
-) -> int:
-    """Rough peak activation bytes of one batch (fp32): attention scores of a layer, the
-    residual stream of every layer, and SLOT's three [rows, V] buffers per window.
+HEAD_FACTORS = {"frozen": 2.4, "slot": 6.2, "slot-reference": 5.0}
+"""fp32 [B, T, V] buffers one batch holds at its peak, per path: calibrated from
+`scripts/batch_memory.py` (peak resident growth of one CPU batch, tiny model, vocab
+1,024 and 4,096, L 64 and 128): the vocabulary-dependent part grows as B·T·V times
+1.8–2.0 for a frozen model (sliding, plain), 5.1 for the SLOT fast path and 4.1 for its
+reference path (`tests/test_batch_memory.py` holds the estimate to the measurement).
+Each factor is the measured one plus 20 %; protocols not known to be frozen or SLOT
+(test-time training) get the largest."""
 
-    An upper estimate for refusing batches no worker can hold, not a measurement.
-    """
+FROZEN = frozenset({"plain", "sliding"})
+
+
+def batch_bytes(
+    params: EvalParams,
+    *,
+    model_dim: int,
+    num_layers: int,
+    num_heads: int,
+    vocab_size: int,
+    protocol: str | None = None,
+) -> int:
+    """Estimated peak activation bytes of one batch (fp32): attention scores of a layer,
+    the residual stream of every layer, and the head's [B, T, V] buffers of the path the
+    protocol runs (HEAD_FACTORS). An upper estimate for refusing batches no worker can
+    hold; `protocol` None is priced as the costliest path."""
     B, T = params.batch_windows, params.seq_len
-    rows = min(T, params.stride or T)
     attention = B * num_heads * T * T
     stream = B * T * model_dim * (num_layers + 8)
-    slot = 3 * B * rows * vocab_size
-    return 4 * (attention + stream + slot)
+    if protocol in FROZEN:
+        factor = HEAD_FACTORS["frozen"]
+    elif protocol is not None and protocol.startswith("slot"):
+        factor = HEAD_FACTORS["slot-reference" if params.reference else "slot"]
+    else:
+        factor = max(HEAD_FACTORS.values())
+    return int(4 * (attention + stream + factor * B * T * vocab_size))
 
 
 def plan_protocol(name: str, n_tokens: int, params: EvalParams) -> ProtocolPlan:

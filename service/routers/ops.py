@@ -14,11 +14,20 @@ router = APIRouter(tags=["operations"])
 
 @router.get("/healthz", response_model=Health)
 async def healthz(s: StateDep) -> Health:
-    db = s.store.ping()
+    """Touches no database page: `db` is the last periodic quick check (service/health.py)."""
+    db = s.health.error is None
     up = ray.is_initialized()
-    return Health(ok=db and up, workers=s.pool.ready, ray=up, db=db)
+    return Health(
+        ok=db and up,
+        workers=s.pool.ready,
+        ray=up,
+        db=db,
+        db_error=s.health.error,
+        db_checked_at=s.health.checked_at,
+    )
 
 
 @router.get("/metrics", response_class=Response)
 async def metrics(s: StateDep) -> Response:
-    return Response(s.metrics.render(s.store), media_type=CONTENT_TYPE_LATEST)
+    text = await s.reads(s.metrics.render)
+    return Response(text, media_type=CONTENT_TYPE_LATEST)
