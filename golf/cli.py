@@ -417,6 +417,23 @@ def audit_causality(
     proto = get_protocol(protocol)
     params = proto.resolve(params)
     inputs = EvalInputs.load(str(artifact), str(data), tokenizer, pick_device(device))
+    if proto.sequential:  # a chain: the stream flip audit on a prefix, `samples` flips
+        from golf.audit.causality import audit_report
+
+        val = inputs.dataset.val_tokens(params.seq_len)
+        flips = params.model_copy(update={"ttt_audit_flips": samples})
+        with err.status(f"auditing {proto.name} with {samples} flips"):
+            report = audit_report(inputs.model, val, proto, flips)  # type: ignore[arg-type]
+        if as_json:
+            print_json(report)
+            return
+        out.print(
+            f"{proto.name} over {report['tokens']:,} tokens, {report['flips']} flips: "
+            f"{report['violations']:,} of {report['pairs_tested']:,} earlier scores moved "
+            f"→ {report['verdict']}",
+            soft_wrap=True,
+        )
+        return
     with err.status(f"auditing {proto.name} on {samples} windows"):
         result = audit(
             inputs.model,

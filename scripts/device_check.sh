@@ -19,8 +19,10 @@
 #   5. the fused Triton SLOT test, tests/test_slot_triton.py    -> slot_triton.log
 #      (on CUDA with TRITON_INTERPRET unset; on DEVICE=cpu under TRITON_INTERPRET=1)
 #   6. bench/gpu.py, bf16 compiled, 2048 windows (CUDA only)    -> bench_gpu_compiled.json
+#   7. bench/ttt.py: sliding, ttt, ttt-lora, ttt-phased         -> bench_ttt.json
+#      (CUDA: seed shape, 16,384 tokens; DEVICE=cpu: tiny preset, --quick)
 #   bench/gpu.py's tables and progress go to bench.log.
-# At most 7 files under $OUT. The exit code is 0 when every step ran and passed; a step
+# At most 8 files under $OUT. The exit code is 0 when every step ran and passed; a step
 # skipped by design (install on a CPU with pydantic, compiled bench on a CPU) or whose
 # test file is not in the tree yet is recorded, not failed; one the budget left no time
 # for ("no_time") fails the run.
@@ -117,7 +119,7 @@ if torch.cuda.is_available():
     print("device", torch.cuda.get_device_name(0), "capability", torch.cuda.get_device_capability(0))
     print("flash sdp", torch.backends.cuda.flash_sdp_enabled(),
           "cudnn sdp", torch.backends.cuda.cudnn_sdp_enabled())
-from golf.model import flash_attn_available
+from golf.models.attention import flash_attn_available
 
 print("flash-attn package", flash_attn_available())
 EOF
@@ -155,6 +157,16 @@ else
         --out "$OUT/bench_gpu_compiled.json"
 fi
 
+# 7. score-first TTT beside sliding (bench/ttt.py): the seed shape on CUDA; the tiny
+# preset on DEVICE=cpu (the seed shape takes minutes on a CPU; docs/PERFORMANCE.md)
+if [ "$DEVICE" = cpu ]; then
+    run_step bench_ttt 120 "$OUT/bench.log" \
+        sh -c "\"$PYTHON\" bench/ttt.py --preset tiny --quick > \"$OUT/bench_ttt.json\""
+else
+    run_step bench_ttt 150 "$OUT/bench.log" \
+        sh -c "\"$PYTHON\" bench/ttt.py --device cuda --tokens 16384 > \"$OUT/bench_ttt.json\""
+fi
+
 # summary -------------------------------------------------------------------------
 python3 - "$OUT" "$DEVICE" "$SECONDS" "${STEPS[@]}" <<'EOF'
 import json
@@ -185,6 +197,13 @@ for name in ("bench_gpu", "bench_gpu_compiled"):
             "ratios": report["ratios"],
             "targets": report["targets"],
         }
+ttt = out / "bench_ttt.json"
+if ttt.is_file():
+    report = json.loads(ttt.read_text())
+    summary["bench_ttt"] = {
+        k: {"s_per_1k_tokens": r["s_per_1k_tokens"], "ratio_to_sliding": r["ratio_to_sliding"]}
+        for k, r in report["protocols"].items()
+    }
 summary["ok"] = all(s["status"] in ("ok", "skipped", "missing") for s in steps.values())
 (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
 print(json.dumps(summary, indent=2))

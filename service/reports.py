@@ -69,6 +69,9 @@ def build_report(store: Store, job_id: str, environment: dict[str, Any]) -> dict
     elapsed: dict[str, float] = {}
     for shard in store.shards(job_id):
         elapsed[shard.protocol] = elapsed.get(shard.protocol, 0.0) + shard.elapsed_s
+    artifact = store.artifact(job.artifact)
+    assert artifact is not None
+    own_flags = artifact.flags()
     reports = []
     ran: dict[str, EngineInfo] = {}
     for protocol in job.protocols:
@@ -93,11 +96,9 @@ def build_report(store: Store, job_id: str, environment: dict[str, Any]) -> dict
                 artifact_sha256=job.artifact,
                 dataset_sha256=job.dataset_sha256,
                 engine=ran[protocol],
+                flags=[*own_flags, *protocol_flags([protocol])],  # as golf eval's reports
             )
         )
-    artifact = store.artifact(job.artifact)
-    assert artifact is not None
-    own_flags = artifact.flags()
     first = reports[0].val_bpb
     return {
         "job": job_id,

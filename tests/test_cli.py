@@ -345,3 +345,16 @@ def test_eval_ttt_reports_its_audit(artifact: Path, demo_data: Path) -> None:
     audit = ttt["audit"]
     assert audit["verdict"] == "score-first" and audit["violations"] == 0
     assert audit["flips"] == 2 and audit["pairs_tested"] > 0 and audit["tokens"] == 257
+
+
+def test_audit_causality_of_a_chain_protocol(artifact: Path, demo_data: Path) -> None:
+    """`golf audit causality --protocol ttt-lora` runs the stream flip audit."""
+    args = ["--protocol", "ttt-lora", "--samples", "2", "--seq-len", "64"]
+    small = ["--lora-rank", "2", "--ttt-audit-tokens", "256"]
+    code, stdout, _ = golf(
+        "audit", "causality", artifact, "--data", demo_data, *args, *small, "--json"
+    )
+    assert code == 0
+    report = json.loads(stdout)
+    assert report["verdict"] == "score-first" and report["flips"] == 2
+    assert report["pairs_tested"] > 0 and report["violations"] == 0

@@ -102,6 +102,28 @@ def test_lora_batches_shard_bit_identically(model, data) -> None:
     assert all(np.array_equal(whole[j], parts[j]) for j in whole)
 
 
+def test_evaluate_runs_lora_document_batches_as_shards(model, data) -> None:
+    """What a worker runs: `evaluate(..., batches=...)` over document batches; the shards'
+    records are the whole run's, bit for bit. Chains refuse it."""
+    tokens, lut = data
+    whole = evaluate(model, tokens, lut, "ttt-lora", LORA_PARAMS)
+    n = TTTLoRA().steps(len(tokens), tokens, LORA_PARAMS)
+    shards = [
+        evaluate(model, tokens, lut, "ttt-lora", LORA_PARAMS, batches=r)
+        for r in (range(n // 2, n), range(n // 2))
+    ]
+    assert sorted(shards[0] + shards[1], key=lambda r: r.window) == sorted(
+        whole, key=lambda r: r.window
+    )
+    assert summarize(shards[0] + shards[1]) == summarize(whole)
+    for name, params in (
+        ("ttt-phased", PHASED_PARAMS),
+        ("ttt-lora", LORA_PARAMS.model_copy(update={"ttt_mode": "record"})),
+    ):
+        with pytest.raises(ConfigError, match="runs whole"):
+            evaluate(model, tokens, lut, name, params, batches=[0])
+
+
 def test_record_mode_draws_another_stream(model, data) -> None:
     canonical = bpb(model, data, "ttt-lora", LORA_PARAMS)
     record = bpb(model, data, "ttt-lora", LORA_PARAMS.model_copy(update={"ttt_mode": "record"}))

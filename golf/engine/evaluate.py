@@ -58,9 +58,9 @@ def evaluate(
     model = prepare(model, params)
     tokens = device_tokens(tokens, model)
     if isinstance(protocol, StreamProtocol):
-        if batches is not None:
+        if batches is not None and not protocol.shardable(params):
             raise ConfigError(f"protocol {protocol.name!r} runs whole, not by batch")
-        return stream_records(model, tokens, byte_lut, protocol, params, progress)
+        return stream_records(model, tokens, byte_lut, protocol, params, progress, batches)
     plan = protocol.plan(tokens.numel() - 1, params)
     n_batches = plan.n_batches(params.batch_windows)
     batches = range(n_batches) if batches is None else batches
@@ -81,8 +81,10 @@ def stream_records(
     protocol: StreamProtocol,
     params: EvalParams,
     progress: Progress | None = None,
+    batches: Sequence[int] | None = None,
 ) -> list[WindowRecord]:
-    """A stream protocol's units as per-window records, in the order they were scored."""
+    """A stream protocol's units as per-window records, in the order they were scored
+    (`batches`: only those steps, for protocols whose steps stand alone)."""
     host = tokens.cpu().numpy()
 
     def records(units: list[Scored]) -> list[WindowRecord]:
@@ -92,7 +94,9 @@ def stream_records(
         if progress is not None:
             progress(k, records(units))
 
-    return records(protocol.score(model, tokens, params, step))
+    if batches is None:
+        return records(protocol.score(model, tokens, params, step))
+    return records(protocol.score(model, tokens, params, step, only=batches))  # type: ignore[call-arg]
 
 
 def scored_record(unit: Scored, tokens: np.ndarray, byte_lut: ByteLUT) -> WindowRecord:

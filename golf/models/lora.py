@@ -28,6 +28,8 @@ class LoRAShape:
     kv_dim: int
     vocab_size: int
     rank: int
+    head_dim: int
+    """Width of the hidden the head reads (the embedding width when a family projects)."""
     sites: tuple[str, ...] = ("q", "k", "v", "o", "mlp")
     alpha: float | None = None
     """Output scale α/rank (later records); None: unscaled (2026-04-10 .. 04-16)."""
@@ -35,7 +37,7 @@ class LoRAShape:
     def features(self, site: str) -> tuple[int, int]:
         d = self.model_dim
         return {"q": (d, d), "k": (d, self.kv_dim), "v": (d, self.kv_dim), "o": (d, d)}.get(
-            site, (d, self.vocab_size) if site == "head" else (d, d)
+            site, (self.head_dim, self.vocab_size) if site == "head" else (d, d)
         )
 
 

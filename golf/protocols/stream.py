@@ -67,6 +67,11 @@ class StreamProtocol(Protocol):
         """How many chain steps (progress calls) a run has: what a progress bar counts."""
         return 1
 
+    def shardable(self, params: EvalParams) -> bool:
+        """True when each step depends on nothing before it, so any subset of the steps
+        (`score(..., only=...)`) can run anywhere and the union is the whole run."""
+        return False
+
 
 def trainable_copy(model: Scorer) -> Trainable:
     """A private, trainable copy of a prepared model (`golf.engine.prepare`): TTT changes

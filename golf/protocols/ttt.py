@@ -17,6 +17,7 @@ agree at world size 1. `reference=True` scores each window alone with full logit
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,7 +54,8 @@ class ChainState:
     scored: list[Scored] = field(default_factory=list)
 
 
-Checkpoint = Any  # Callable[[ChainState], None]
+Checkpoint = Callable[[ChainState], None]
+"""Where a chain hands its state every `every` chunks (a file, the object store)."""
 
 
 class TTT(StreamProtocol):

@@ -67,13 +67,14 @@ def lora_shape(module: nn.Module, params: EvalParams) -> LoRAShape:
     layers = cfg.num_virtual_layers if recur else cfg.num_layers
     sites = tuple(s for s in params.lora_sites.split(",") if s)
     return LoRAShape(
-        layers,
-        cfg.model_dim,
-        cfg.kv_dim,
-        cfg.vocab_size,
-        params.lora_rank,
-        sites,
-        params.lora_alpha,
+        layers=layers,
+        model_dim=cfg.model_dim,
+        kv_dim=cfg.kv_dim,
+        vocab_size=cfg.vocab_size,
+        rank=params.lora_rank,
+        head_dim=int(module.head_weight.shape[1]),  # type: ignore[attr-defined]
+        sites=sites,
+        alpha=params.lora_alpha,
     )
 
 
@@ -119,6 +120,10 @@ class TTTLoRA(StreamProtocol):
         backward (~3×), against the sliding window's L / stride."""
         stride = params.stride or self.default_stride(params.seq_len)
         return 3.0 * stride / params.lora_chunk
+
+    def shardable(self, params: EvalParams) -> bool:
+        """Canonical ttt-lora: a batch's draws and documents are its own."""
+        return params.ttt_mode == "canonical"
 
     def steps(self, n_tokens: int, tokens: np.ndarray | None, params: EvalParams) -> int:
         if tokens is None:

@@ -67,6 +67,9 @@ class TTTPhased(TTTLoRA):
     def cost_factor(self, params: EvalParams) -> float:
         return super().cost_factor(params) + 0.5
 
+    def shardable(self, params: EvalParams) -> bool:
+        return False  # the phases chain the batches
+
     def score(
         self,
         model: Scorer,
