@@ -110,6 +110,12 @@ def render(table: list[dict], official: Path) -> str:
         "`golf import` + `golf eval` within 1e-5 (`tests/test_board_golden.py`). TTT numbers are "
         "the TTT protocols' issue; for TTT rows the pre-TTT numbers are checked.",
         "",
+        "The fixtures are imported as a user would: `golf import RECORD_DIR --artifact F "
+        "--set KEY=VALUE …` with the environment the harness ran the record under. For a real "
+        "artifact the same holds: a record whose run set variables its README or log states "
+        "but its code does not default to (2026-03-21's ROPE_DIMS=16, LN_SCALE=1, "
+        "XSA_LAST_N=4) needs them as `--set`, since its code defaults say otherwise.",
+        "",
         f"- folders: {len(table)}",
         f"- supported (golden fixture reproduced): {len(supported)}",
         f"- checks: {len(checks)} (plain {sum(c['protocol'] == 'plain' for c in checks)}, "
