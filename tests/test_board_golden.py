@@ -16,6 +16,7 @@ fixtures: ≤ 2.1e-7 plain, ≤ 1.2e-7 sliding (docs/COVERAGE.md lists each).
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -25,7 +26,9 @@ from golf.formats.board import RecordFacts, import_artifact, read_facts
 from golf.spec.params import EvalParams
 
 FIXTURES = Path(__file__).parent / "fixtures" / "records"
-OFFICIAL = Path("/work/pg/official/records/track_10min_16mb")
+OFFICIAL = Path(
+    os.environ.get("GOLF_OFFICIAL_RECORDS", "/work/pg/official/records/track_10min_16mb")
+)
 TOLERANCE = 1e-5
 CASES = sorted(p.parent.name for p in FIXTURES.glob("*/facts.json"))
 
