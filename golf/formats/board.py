@@ -43,7 +43,7 @@ from golf.formats.detect import read_reference
 from golf.formats.families import FAMILIES, family_config, family_of, traits
 from golf.formats.pg import BANKS, infer_config
 from golf.formats.quant import QMAX, QTensor, Scheme
-from golf.models.registry import DEFAULT_ARCH, RELU2_ARCH
+from golf.models.registry import DEFAULT_ARCH, PAIRHASH_ARCH, RELU2_ARCH
 from golf.spec.errors import ConfigError, DataError
 
 NO_NTK = 1 << 20
@@ -154,6 +154,12 @@ def import_artifact(
         raise DataError(f"cannot read tokenizer {tokenizer}: {e.strerror or e}") from None
     entries = unbank(ref.entries)
     shapes = {name: tuple(e.values.shape) for name, e in entries.items()}
+    if facts.arch == PAIRHASH_ARCH:  # its modules size the config's bigram/smear fields
+        renames = {
+            "bigram_hash.table.weight": "bigram.embed.weight",
+            "smeargate.gate": "smear.gate",
+        }
+        shapes = {renames.get(k, k): v for k, v in shapes.items()}
     if facts.arch in FAMILIES:
         config = family_config(facts.arch, facts.blind, shapes)
     else:
@@ -222,6 +228,12 @@ def _arch(tree: ast.Module) -> str:
             return DEFAULT_ARCH
         raise ConfigInvalid("MLP uses a LeakyReLU other than LeakyReLU(0.5)²: no family for it")
     if "relu" in text and ("square" in text or "** 2" in text):
+        pair_hash = _class(tree, "BigramHash")
+        if pair_hash is not None and "92821" in ast.unparse(pair_hash):
+            smear = _class(tree, "SmearGate")
+            if smear is None or "g * x + (1.0 - g)" not in ast.unparse(smear):
+                raise ConfigInvalid("BigramHash(92821) without the keep-gate SmearGate: no family")
+            return PAIRHASH_ARCH
         return RELU2_ARCH
     raise ConfigInvalid("MLP activation is neither relu² nor LeakyReLU(0.5)²: no family for it")
 

@@ -335,6 +335,18 @@ class GPT(nn.Module):
         """[V, d]: the tied token embedding, or the separate head."""
         return self.tok_emb.weight if self.config.tie_embeddings else self.lm_head.weight
 
+    def embed(self, ids: Tensor) -> Tensor:
+        """[B,T] ids -> the stack's input x0: token (+ BigramHash) embedding, RMS-normed,
+        then smeared. A family that builds its input otherwise overrides only this."""
+        cfg = self.config
+        x = self.tok_emb(ids)
+        if cfg.bigram_vocab_size:
+            x = x + self.bigram(bigram_hash(ids, cfg.bigram_vocab_size))
+        x = rms_norm(x)
+        if cfg.smear:
+            x = self.smear(x)
+        return x
+
     def forward_hidden(
         self, ids: Tensor, rows: Tensor | None = None, attention: AttentionContext | None = None
     ) -> Tensor:
@@ -348,13 +360,7 @@ class GPT(nn.Module):
         """
         cfg = self.config
         ctx = attention if attention is not None else AttentionContext()
-        x = self.tok_emb(ids)
-        if cfg.bigram_vocab_size:
-            x = x + self.bigram(bigram_hash(ids, cfg.bigram_vocab_size))
-        x = rms_norm(x)
-        if cfg.smear:
-            x = self.smear(x)
-        x0 = x
+        x0 = x = self.embed(ids)
         rope = rotary(cfg, ids.size(1), ids.device)
         ve_base = self.ve_shared(ids) if cfg.ve_enabled else None
         skips: list[Tensor] = []

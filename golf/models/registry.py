@@ -17,7 +17,7 @@ from torch import nn
 from golf.models.gpt import GPT
 from golf.models.looped import LoopedGPT
 from golf.models.recur import RecurGPT
-from golf.models.relu2 import Relu2GPT
+from golf.models.relu2 import PairHashRelu2GPT, Relu2GPT
 from golf.models.roles import Role
 from golf.models.varlen import VarlenGPT
 from golf.spec.config import ModelConfig
@@ -30,9 +30,13 @@ DEFAULT_ARCH = "gpt-sp1024"
 # The early board (NaiveBaseline .. 2026-03-22): the same blocks with relu² MLPs.
 RELU2_ARCH = "gpt-relu2"
 
+# 2026-03-19_smeargate_orthoinit_muonwd: relu² with its own pair hash and keep-gate.
+PAIRHASH_ARCH = "gpt-relu2-pairhash"
+
 ARCHITECTURES: dict[str, type[nn.Module]] = {
     DEFAULT_ARCH: GPT,
     RELU2_ARCH: Relu2GPT,
+    PAIRHASH_ARCH: PairHashRelu2GPT,
     "looped-sp8192": LoopedGPT,  # records 2026-04-05 … 2026-04-09
     "varlen-sp8192": VarlenGPT,  # records 2026-04-10 … 2026-04-29
     "recur-sp4096": RecurGPT,  # records 2026-04-03, 2026-04-04
