@@ -5,7 +5,9 @@ Prints one JSON object: the batch's peak resident-set growth beside
 are loaded and a small batch is run first (lazy allocations are not the batch's); then
 the kernel's peak counter is reset (`5` to /proc/self/clear_refs), and the growth is
 VmHWM after the batch minus VmRSS before it, so an earlier, higher peak (imports) cannot
-hide the batch's. tests/test_batch_memory.py holds the estimate to it. Linux only.
+hide the batch's. Run it with MALLOC_MMAP_THRESHOLD_=65536 (as tests/test_batch_memory.py
+does, holding the estimate to it) or glibc's adaptive threshold keeps freed buffers in the
+heap and the peak depends on what ran before. Linux only.
 
     python scripts/batch_memory.py PROTOCOL PARAMS_JSON [CONFIG_JSON]
 """

@@ -88,7 +88,14 @@ def test_lora_reaches_every_site_of_every_virtual_layer(arch: str) -> None:
         pytest.skip("no record adapts this family with LoRA")
     model = _model(arch)
     cfg = model.config
-    shape = LoRAShape(cfg.num_virtual_layers, cfg.model_dim, cfg.kv_dim, cfg.vocab_size, 2)
+    shape = LoRAShape(
+        cfg.num_virtual_layers,
+        cfg.model_dim,
+        cfg.kv_dim,
+        cfg.vocab_size,
+        2,
+        model.head_weight.shape[1],
+    )
     lora = BatchedLoRA(shape, 1)
     ids = torch.randint(2, 64, (1, 16))
     with torch.no_grad():

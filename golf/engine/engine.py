@@ -203,8 +203,7 @@ class EngineModel:
         with torch.autocast(hidden.device.type, enabled=False):
             if adapter is None:
                 return self.model.logits(hidden.float())
-            ctx = self.attention_context.for_call(adapter=adapter)
-            return self.model.logits(hidden.float(), attention=ctx)  # type: ignore[call-arg]
+            return self.model.logits(hidden.float(), adapter=adapter)  # type: ignore[call-arg]
 
     def info(self) -> EngineInfo:
         device = self.engine.device

@@ -386,12 +386,12 @@ class GPT(nn.Module):
                 skips.append(x)
         return rms_norm(x)
 
-    def logits(self, hidden: Tensor, attention: AttentionContext | None = None) -> Tensor:
-        """softcap * tanh((hidden @ W.T + the context adapter's head update) / softcap)."""
+    def logits(self, hidden: Tensor, adapter: Adapter | None = None) -> Tensor:
+        """softcap * tanh((hidden @ W.T + the adapter's head update) / softcap)."""
         c = self.config.logit_softcap
         raw = F.linear(hidden, self.head_weight.to(hidden.dtype))
-        if attention is not None and attention.adapter is not None:
-            raw = _adapt(attention.adapter, "head", -1, hidden, raw)
+        if adapter is not None:
+            raw = _adapt(adapter, "head", -1, hidden, raw)
         return c * torch.tanh(raw / c)
 
     def forward(self, ids: Tensor, targets: Tensor) -> Tensor:

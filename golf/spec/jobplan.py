@@ -74,12 +74,13 @@ class JobPlan(BaseModel):
         return sum(plan.cost for plan in self.protocols)
 
 
-HEAD_FACTORS = {"frozen": 2.4, "slot": 6.2, "slot-reference": 5.0}
+HEAD_FACTORS = {"frozen": 3.3, "slot": 6.2, "slot-reference": 5.0}
 """fp32 [B, T, V] buffers one batch holds at its peak, per path: calibrated from
 `scripts/batch_memory.py` (peak resident growth of one CPU batch, tiny model, vocab
-1,024 and 4,096, L 64 and 128): the vocabulary-dependent part grows as B·T·V times
-1.8–2.0 for a frozen model (sliding, plain), 5.1 for the SLOT fast path and 4.1 for its
-reference path (`tests/test_batch_memory.py` holds the estimate to the measurement).
+1,024 and 4,096, L 64 and 128, glibc's mmap threshold pinned so that freed buffers leave
+the resident set): the vocabulary-dependent part grows as B·T·V times 2.1–2.7 for a
+frozen model (sliding, plain), 5.1 for the SLOT fast path and 4.1 for its reference
+path (`tests/test_batch_memory.py` holds the estimate to the measurement).
 Each factor is the measured one plus 20 %; protocols not known to be frozen or SLOT
 (test-time training) get the largest."""
 
