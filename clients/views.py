@@ -17,6 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from golf.spec.tables import (
+    CI_NOTE,
     REPORT_COLUMNS,
     Report,
     artifact_words,
@@ -217,7 +218,7 @@ def report_table(report: Report, dataset: str | None = None) -> Table:
     if env:
         caption.append(f"{env.get('device')} · torch {env.get('torch')}")
     _, notes = scored_alike(report)
-    text = Text("  ·  ".join(caption))
+    text = Text("  ·  ".join(caption) + "\n" + CI_NOTE)
     for note in notes:  # loud: a partial run must not pass for a full one
         text.append("\n" + note, style="bold yellow")
     table = Table(

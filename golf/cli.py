@@ -320,14 +320,23 @@ def eval_cmd(
         f"({inputs.dataset.sha256[:12]}), L={params.seq_len}",
         title_justify="left",
     )
-    for name in ("protocol", "stride", "val_bpb", "Δ bpb", "val_loss", "windows", "tokens"):
+    for name in (
+        "protocol",
+        "stride",
+        "val_bpb",
+        "95% CI",
+        "Δ bpb",
+        "val_loss",
+        "windows",
+        "tokens",
+    ):
         table.add_column(name, justify="left" if name == "protocol" else "right")
     table.add_column("seconds", justify="right")
-    from golf.spec.tables import scored_alike
+    from golf.spec.tables import CI_NOTE, ci_words, scored_alike
 
     comparable, notes = scored_alike(doc)
+    table.caption, table.caption_justify = "\n".join([*notes, CI_NOTE]), "left"
     if notes:
-        table.caption, table.caption_justify = "\n".join(notes), "left"
         table.caption_style = "bold yellow"
     first = reports[0].val_bpb
     for r in reports:
@@ -335,6 +344,7 @@ def eval_cmd(
             r.protocol,
             str(r.params.stride),
             f"{r.val_bpb:.6f}",
+            ci_words(r.model_dump(mode="json")),
             f"{r.val_bpb - first:+.6f}" if comparable else "—",
             f"{r.val_loss:.6f}",
             f"{r.windows:,}",

@@ -12,6 +12,7 @@ from golf.engine.engine import Engine, EngineInfo
 from golf.engine.report import make_report
 from golf.spec.params import EvalParams
 from golf.spec.records import protocol_flags
+from golf.spec.tables import scored_alike
 from service.store import JobRow, Store
 
 
@@ -97,14 +98,21 @@ def build_report(store: Store, job_id: str, environment: dict[str, Any]) -> dict
                 dataset_sha256=job.dataset_sha256,
                 engine=ran[protocol],
                 flags=[*own_flags, *protocol_flags([protocol])],  # as golf eval's reports
+                windows_total=plan.windows_total,
             )
         )
     first = reports[0].val_bpb
+    dumped = [r.model_dump(mode="json") for r in reports]
+    comparable, _ = scored_alike({"reports": dumped})
     return {
         "job": job_id,
-        "reports": [r.model_dump(mode="json") for r in reports],
+        "reports": dumped,
         "table": [
-            {"protocol": r.protocol, "val_bpb": r.val_bpb, "delta_bpb": r.val_bpb - first}
+            {
+                "protocol": r.protocol,
+                "val_bpb": r.val_bpb,
+                "delta_bpb": r.val_bpb - first if comparable else None,
+            }
             for r in reports
         ],
         "artifact": {

@@ -147,7 +147,9 @@ class SeriesOut(BaseModel):
 class TableRow(BaseModel):
     protocol: str
     val_bpb: float
-    delta_bpb: float
+    delta_bpb: float | None
+    """To the first protocol; null when they scored different targets or the run is
+    partial (golf.spec.tables.scored_alike)."""
 
 
 class ArtifactBrief(BaseModel):

@@ -18,6 +18,9 @@ from golf.spec.params import EvalParams
 runner = CliRunner()
 SMALL = ["--seq-len", "64", "--stride", "32", "--batch-windows", "8", "--max-windows", "24"]
 REPORT_KEYS = {
+    "windows_total",
+    "partial",
+    "ci95",
     "protocol",
     "val_bpb",
     "val_loss",
@@ -103,14 +106,16 @@ def test_eval_json_reports_equal_a_direct_evaluation(artifact: Path, demo_data: 
     assert by_name["slot"]["val_bpb"] < by_name["sliding"]["val_bpb"]
 
 
-def test_eval_table_has_a_row_per_protocol_and_deltas(artifact: Path, demo_data: Path) -> None:
+def test_eval_table_has_a_row_per_protocol_and_no_deltas_when_partial(
+    artifact: Path, demo_data: Path
+) -> None:
     code, stdout, _ = golf(
         "eval", artifact, "--data", demo_data, "--protocol", "sliding", "--protocol", "slot",
         *SMALL, "--slot-steps", "4",
     )  # fmt: skip
     assert code == 0
     rows = [line for line in stdout.splitlines() if "sliding" in line or " slot " in line]
-    assert len(rows) == 2 and "+0.000000" in rows[0] and "-0." in rows[1]
+    assert len(rows) == 2 and all("│     — │" in row for row in rows)  # partial: no Δ
 
 
 def test_audit_separates_causal_from_standard_slot(artifact: Path, demo_data: Path) -> None:
@@ -249,11 +254,37 @@ def test_a_partial_eval_says_so_and_gives_no_delta_across_different_targets(
         *SMALL,
     )  # fmt: skip
     assert code == 0
-    assert "PARTIAL RUN: max_windows 24" in stdout
-    assert "no Δ: the protocols scored different targets" in stdout
+    assert "PARTIAL RUN: scored only the first windows (24 of " in stdout
+    assert "no Δ: a partial run" in stdout
     cells = [[c.strip() for c in line.split("│")[1:-1]] for line in stdout.splitlines()]
     rows = [row for row in cells if row and row[0] in ("plain", "sliding")]
-    assert len(rows) == 2 and all(row[3] == "—" for row in rows), stdout  # the Δ column
+    assert len(rows) == 2 and all(row[4] == "—" for row in rows), stdout  # the Δ column
+
+
+def test_a_max_windows_covering_the_whole_val_is_not_partial(
+    artifact: Path, demo_data: Path
+) -> None:
+    """Partial is decided from the counts: max_windows past the plan's end scores the
+    whole val, so no PARTIAL RUN and a Δ; each score carries its within-run CI."""
+    whole = ["--seq-len", "256", "--stride", "256", "--batch-windows", "64"]
+    code, stdout, _ = golf(
+        "eval", artifact, "--data", demo_data, "--protocol", "plain", "--protocol", "sliding",
+        *whole, "--max-windows", "999999999", "--json",
+    )  # fmt: skip
+    assert code == 0
+    reports = json.loads(stdout)["reports"]
+    n_targets = Dataset.open(demo_data).val_tokens(256).size - 1
+    for r in reports:
+        assert r["windows"] == r["windows_total"] == -(-n_targets // 256)
+        assert r["partial"] is False and r["tokens"] == n_targets
+        lo, hi = r["ci95"]
+        assert lo < r["val_bpb"] < hi and hi - lo < 0.5
+    code, stdout, _ = golf(
+        "eval", artifact, "--data", demo_data, "--protocol", "plain", "--protocol", "sliding",
+        *whole, "--max-windows", "999999999",
+    )  # fmt: skip
+    assert code == 0 and "PARTIAL" not in stdout and "+0.000000" in stdout
+    assert "95% CI: within-run" in stdout
 
 
 @pytest.mark.parametrize(
@@ -325,7 +356,10 @@ def test_eval_format_md_is_the_report_markdown(artifact: Path, demo_data: Path) 
     args = ["eval", artifact, "--data", demo_data, "--protocol", "sliding", *SMALL]
     code, stdout, _ = golf(*args, "-f", "md")
     assert code == 0
-    assert stdout.splitlines()[2].startswith("| protocol | val_bpb | Δ bpb |")
+    assert stdout.splitlines()[2].startswith("| protocol | val_bpb | 95% CI | Δ bpb |")
+    assert stdout.rstrip().endswith(
+        "95% CI: within-run (bootstrap over this run's windows), not seed variance"
+    )
     assert "local `golf eval` · artifact" in stdout and "max_windows 24" in stdout
     doc = json.loads(golf(*args, "--json")[1])
     expected = report_markdown(doc, demo_data.name)

@@ -644,17 +644,39 @@ def test_views_mark_a_partial_run_and_give_no_delta_across_different_targets() -
     from clients.views import report_markdown, report_rows, report_table
 
     full = _report([("plain", 1000, 256, None), ("sliding", 1000, 128, None)])
-    assert [row[2] for row in report_rows(full)] == ["+0.000000", "+0.100000"]
+    assert [row[3] for row in report_rows(full)] == ["+0.000000", "+0.100000"]
     assert not report_markdown(full).startswith(">")
     partial = _report([("plain", 10240, 256, 40), ("sliding", 5248, 128, 40)])
-    assert [row[2] for row in report_rows(partial)] == ["—", "—"]
+    assert [row[3] for row in report_rows(partial)] == ["—", "—"]
     md = report_markdown(partial)
-    assert md.startswith("> **PARTIAL RUN**: max_windows 40") and "> **no Δ**" in md
+    assert md.startswith("> **PARTIAL RUN**: scored only the first windows (max_windows 40)")
+    assert "> **no Δ**: a partial run" in md
     buffer = io.StringIO()
     Console(file=buffer, width=200, color_system=None).print(report_table(partial))
-    assert "PARTIAL RUN: max_windows 40" in buffer.getvalue()
+    assert "PARTIAL RUN: scored only the first windows" in buffer.getvalue()
+    # a partial run has no Δ even where both protocols scored the same first windows
     same = _report([("sliding", 5248, 128, 40), ("slot", 5248, 128, 40)])
-    assert [row[2] for row in report_rows(same)] == ["+0.000000", "+0.100000"]
+    assert [row[3] for row in report_rows(same)] == ["—", "—"]
+
+
+def test_partial_is_decided_from_the_counts() -> None:
+    """A max_windows that covers every window of the whole val is no partial run; one
+    that cuts it is, and says how much it scored."""
+    from golf.spec.tables import is_partial, report_rows, scored_alike
+
+    whole = _report([("sliding", 5248, 128, 999_999_999), ("slot", 5248, 128, 999_999_999)])
+    for r in whole["reports"]:
+        r |= {"windows_total": 40, "partial": False}
+    assert not any(is_partial(r) for r in whole["reports"])
+    assert scored_alike(whole) == (True, [])
+    assert [row[3] for row in report_rows(whole)] == ["+0.000000", "+0.100000"]
+    cut = _report([("sliding", 5248, 128, 40)])
+    cut["reports"][0] |= {"windows_total": 858, "partial": True}
+    comparable, notes = scored_alike(cut)
+    assert notes == [
+        "PARTIAL RUN: scored only the first windows (40 of 858); these are not val_bpb of "
+        "the whole validation set"
+    ]
 
 
 def test_cli_datasets_cancel_and_report_advice(server: str, client: Client, artifact: Path) -> None:

@@ -16,6 +16,7 @@ from golf.engine.engine import EngineInfo
 from golf.engine.evaluate import WindowRecord, summarize
 from golf.spec.params import EvalParams
 from golf.spec.records import Flag
+from golf.spec.stats import Windows, score_ci
 
 
 class ProtocolReport(BaseModel):
@@ -41,6 +42,15 @@ class ProtocolReport(BaseModel):
     """For protocols that adapt as they score: the stream flip audit's verdict and sample
     size (golf.audit.causality.audit_stream), when it was run."""
     byte_source: str = "sentencepiece-luts"  # or "sidecar" (CaseOps datasets)
+    windows_total: int | None = None
+    """Windows of the whole val's plan under these params (max_windows aside); None in
+    reports made before it was recorded."""
+    partial: bool = False
+    """Scored fewer windows than the whole val's plan (max_windows cut it): decided from
+    the counts, so a max_windows that covers every window is not partial."""
+    ci95: tuple[float, float] | None = None
+    """Within-run 95 % CI of val_bpb, from resampling this run's windows (golf.spec.stats.
+    score_ci): how much the score depends on which text was scored, not seed variance."""
 
 
 def make_report(
@@ -54,11 +64,18 @@ def make_report(
     engine: EngineInfo,
     flags: Sequence[Flag] = (),
     byte_source: str = "sentencepiece-luts",
+    windows_total: int | None = None,
 ) -> ProtocolReport:
-    """A report from per-window records, however and wherever they were computed."""
+    """A report from per-window records, however and wherever they were computed;
+    `windows_total` is the uncut plan's window count (to tell a partial run)."""
+    summary = summarize(records)
+    partial = windows_total is not None and summary["windows"] < windows_total
     return ProtocolReport(
         protocol=protocol,
-        **summarize(records),
+        **summary,
+        windows_total=windows_total,
+        partial=partial,
+        ci95=score_ci(Windows.of(records)) if records else None,
         elapsed_s=elapsed_s,
         params=params,
         artifact_sha256=artifact_sha256,

@@ -16,6 +16,7 @@ from golf.engine.evaluate import Progress, evaluate
 from golf.engine.report import ProtocolReport, make_report
 from golf.formats.artifact import Artifact, load_model, read_artifact
 from golf.protocols.base import Scorer
+from golf.spec.jobplan import plan_protocol
 from golf.spec.params import EvalParams
 from golf.spec.records import protocol_flags
 from golf.spec.registry import get_protocol
@@ -58,6 +59,9 @@ def run_protocol(
     protocol = get_protocol(protocol_name)
     params = protocol.resolve(params)
     tokens = inputs.dataset.val_tokens(params.seq_len)
+    # The whole val's window count tells a partial run; a chain (score-first TTT) has no
+    # window plan to count, so its reports fall back on max_windows (golf.spec.tables).
+    whole = None if protocol.sequential else plan_protocol(protocol.name, tokens.size, params)
     model = prepare(inputs.model, params)
     started = time.perf_counter()
     records = evaluate(model, tokens, inputs.byte_lut, protocol, params, progress=progress)
@@ -75,4 +79,5 @@ def run_protocol(
             *protocol_flags([protocol.name]),
         ],
         byte_source=inputs.byte_lut.source,
+        windows_total=whole.windows_total if whole is not None else None,
     )

@@ -27,6 +27,13 @@ class ProtocolPlan(BaseModel):
     params: EvalParams  # resolved: the stride that is used, never None
     windows: int
     scored_tokens: int
+    windows_total: int | None = None
+    """Windows of the uncut plan (max_windows aside); None in plans stored before."""
+
+    @property
+    def partial(self) -> bool | None:
+        """Whether max_windows cut the plan short of the whole val; None if unknown."""
+        return None if self.windows_total is None else self.windows < self.windows_total
 
     @property
     def batches(self) -> int:
@@ -122,11 +129,15 @@ def plan_protocol(name: str, n_tokens: int, params: EvalParams) -> ProtocolPlan:
         )
     resolved = protocol.resolve(params)
     plan = protocol.plan(n_tokens - 1, resolved)
+    whole = plan
+    if resolved.max_windows is not None:
+        whole = protocol.plan(n_tokens - 1, resolved.model_copy(update={"max_windows": None}))
     return ProtocolPlan(
         protocol=name,
         params=resolved,
         windows=len(plan),
         scored_tokens=plan.scored_tokens,
+        windows_total=len(whole),
     )
 
 

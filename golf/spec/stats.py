@@ -301,3 +301,113 @@ def _betacf(a: float, b: float, x: float, eps: float = 1e-15, max_iter: int = 10
         if abs(d * c - 1.0) < eps:
             return h
     raise ArithmeticError(f"incomplete beta did not converge (a={a}, b={b}, x={x})")
+
+
+# ---- one run's score -------------------------------------------------------------------
+
+SCORE_RESAMPLES = 1000
+"""Resamples of a report's within-run CI: ~8 s for a million windows on one core."""
+
+
+def score_ci(
+    run: Windows,
+    resamples: int = SCORE_RESAMPLES,
+    seed: int = SEED,
+    chunk_elements: int = CHUNK_ELEMENTS,
+) -> tuple[float, float]:
+    """95 % CI of one run's val_bpb from resampling its windows (byte-weighted, as the
+    score). Within-run: it says how much the number depends on which text was scored,
+    nothing of how another seed would train; never the basis of a record verdict."""
+    np = _numpy()
+    rng = np.random.default_rng(seed)
+    columns = np.stack([run.nll, run.bytes.astype(np.float64)])
+    sums = _resampled_sums(rng, columns, resamples, chunk_elements)
+    lo, hi = np.quantile(sums[:, 0] / LN2 / sums[:, 1], [0.025, 0.975])
+    return float(lo), float(hi)
+
+
+# ---- the record rule -------------------------------------------------------------------
+
+RECORD_MARGIN_NATS = 0.005
+RECORD_ALPHA = 0.01
+
+
+def t_upper_p(t: float, dof: float) -> float:
+    """P(T ≥ t) for Student's t with `dof` degrees of freedom (one-sided)."""
+    half = t_two_sided_p(t, dof) / 2
+    return half if t >= 0 else 1.0 - half
+
+
+def t_quantile(q: float, dof: float) -> float:
+    """The t with P(T ≤ t) = q, by bisection on `t_upper_p` (monotone in t)."""
+    if not 0.0 < q < 1.0:
+        raise ValueError(f"q must be in (0, 1), got {q}")
+    lo, hi = -1e6, 1e6
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        if 1.0 - t_upper_p(mid, dof) < q:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
+
+
+@dataclass(frozen=True)
+class RecordTest:
+    """Does B beat A by more than `margin` nats, at one-sided level `alpha`?
+
+    improvement = mean(A) − mean(B) of the seeds' val_loss (nats per token; lower is
+    better, so positive means B is better). H0: improvement ≤ margin; Welch's t with
+    the Welch–Satterthwaite dof; p = P(T ≥ t). `ci95` is the two-sided 95 % Welch CI of
+    the improvement. `verdict` is "record" when p < alpha, "not a record" otherwise, and
+    "undecided" when a group has fewer than 2 seeds or no spread at all (no t).
+    """
+
+    improvement: float
+    ci95: tuple[float, float] | None
+    t: float | None
+    dof: float | None
+    p: float | None
+    margin: float
+    alpha: float
+    seeds: tuple[int, int]
+    verdict: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "improvement_nats": self.improvement,
+            "ci95": list(self.ci95) if self.ci95 else None,
+            "t": self.t,
+            "dof": self.dof,
+            "p": self.p,
+            "margin_nats": self.margin,
+            "alpha": self.alpha,
+            "seeds": list(self.seeds),
+            "verdict": self.verdict,
+        }
+
+
+def record_test(
+    a: Sequence[float],
+    b: Sequence[float],
+    margin: float = RECORD_MARGIN_NATS,
+    alpha: float = RECORD_ALPHA,
+) -> RecordTest:
+    """Parameter Golf's record rule over two seed groups' val_loss (A the standing
+    record, B the challenger): one-sided Welch test that B improves on A by > margin."""
+    if margin < 0 or not 0 < alpha < 1:
+        raise ConfigError(f"margin must be ≥ 0 and alpha in (0, 1), got {margin}, {alpha}")
+    (ma, sa), (mb, sb) = mean_std(a), mean_std(b)
+    improvement = ma - mb
+    seeds = (len(a), len(b))
+    if sa is None or sb is None or sa == sb == 0:
+        return RecordTest(improvement, None, None, None, None, margin, alpha, seeds, "undecided")
+    va, vb = sa * sa / len(a), sb * sb / len(b)
+    se = math.sqrt(va + vb)
+    dof = (va + vb) ** 2 / (va * va / (len(a) - 1) + vb * vb / (len(b) - 1))
+    t = (improvement - margin) / se
+    p = t_upper_p(t, dof)
+    half = t_quantile(0.975, dof) * se
+    verdict = "record" if p < alpha else "not a record"
+    ci = (improvement - half, improvement + half)
+    return RecordTest(improvement, ci, t, dof, p, margin, alpha, seeds, verdict)

@@ -12,7 +12,10 @@ from typing import Any
 
 Report = dict[str, Any]
 
-REPORT_COLUMNS = ("protocol", "val_bpb", "Δ bpb", "val_loss", "tokens", "windows", "seconds")
+REPORT_COLUMNS = (
+    "protocol", "val_bpb", "95% CI", "Δ bpb", "val_loss", "tokens", "windows", "seconds"
+)  # fmt: skip
+CI_NOTE = "95% CI: within-run (bootstrap over this run's windows), not seed variance"
 
 
 def flag_codes(report: Report, protocol: str) -> list[str]:
@@ -24,22 +27,51 @@ def flag_codes(report: Report, protocol: str) -> list[str]:
     return [f["code"] for f in flags if f.get("protocol") in (None, protocol)]
 
 
+def is_partial(r: dict[str, Any]) -> bool:
+    """Whether one protocol report scored fewer windows than the whole val's plan: its
+    `partial` (from the counts); a report made before the counts were kept is partial
+    when max_windows was set, since nothing says it covered the whole val."""
+    if r.get("windows_total") is not None:
+        return bool(r.get("partial"))
+    return r["params"].get("max_windows") is not None
+
+
+def partial_protocols(report: Report) -> list[str]:
+    return [r["protocol"] for r in report["reports"] if is_partial(r)]
+
+
 def scored_alike(report: Report) -> tuple[bool, list[str]]:
     """Whether the protocols' val_bpb can be set against each other (Δ): they scored the
-    same targets; and the notes a view of the report must carry (partial run, no Δ)."""
+    same targets of the whole val; and the notes a view of the report must carry
+    (partial run, no Δ). A partial run gets no Δ: its first windows are no sample of
+    the val, so a difference there says nothing of the whole."""
     reports = report["reports"]
-    capped = sorted({m for r in reports if (m := r["params"].get("max_windows"))})
-    plans = {(r["params"].get("seq_len"), r["params"].get("stride")) for r in reports}
-    same = len({r["tokens"] for r in reports}) == 1 and (not capped or len(plans) == 1)
+    partial = [r for r in reports if is_partial(r)]
+    same = len({r["tokens"] for r in reports}) == 1 and not partial
     notes = []
-    if capped:
+    if partial:
+        cut = "/".join(
+            dict.fromkeys(
+                f"{r['windows']:,} of {r['windows_total']:,}"
+                if r.get("windows_total")
+                else f"max_windows {r['params'].get('max_windows')}"
+                for r in partial
+            )
+        )
         notes.append(
-            f"PARTIAL RUN: max_windows {'/'.join(map(str, capped))} scored only the first "
-            "windows; these are not val_bpb of the whole validation set"
+            f"PARTIAL RUN: scored only the first windows ({cut}); these are not val_bpb "
+            "of the whole validation set"
         )
     if not same and len(reports) > 1:
-        notes.append("no Δ: the protocols scored different targets (see tokens)")
+        why = "a partial run" if partial else "the protocols scored different targets"
+        notes.append(f"no Δ: {why} (see tokens)")
     return same, notes
+
+
+def ci_words(r: dict[str, Any]) -> str:
+    """`[1.2301, 1.2355]` (within-run 95 % CI of val_bpb), or — when not recorded."""
+    ci = r.get("ci95")
+    return f"[{ci[0]:.4f}, {ci[1]:.4f}]" if ci else "—"
 
 
 def report_rows(report: Report) -> list[list[str]]:
@@ -51,6 +83,7 @@ def report_rows(report: Report) -> list[list[str]]:
         [
             r["protocol"],
             f"{r['val_bpb']:.6f}",
+            ci_words(r),
             f"{r['val_bpb'] - first:+.6f}" if comparable else "—",
             f"{r['val_loss']:.6f}",
             f"{r['tokens']:,}",
@@ -120,5 +153,5 @@ def report_markdown(report: Report, dataset: str | None = None) -> str:
         line.append(f"digest `{report['digest'][:16]}`")
     _, notes = scored_alike(report)
     warn = [f"> **{n.split(':', 1)[0]}**:{n.split(':', 1)[1]}" for n in notes]
-    body = [*md_table(header, align, rows), "", " · ".join(line)]
+    body = [*md_table(header, align, rows), "", " · ".join(line) + "  ", CI_NOTE]
     return "\n".join([*warn, *([""] if warn else []), *body]) + "\n"

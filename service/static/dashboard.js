@@ -725,6 +725,7 @@ function reportTable(report) {
   const heads = [
     "Protocol",
     "val_bpb",
+    "95% CI",
     "Δ bpb",
     "val_loss",
     "tokens",
@@ -743,7 +744,12 @@ function reportTable(report) {
       el("td", { class: "num val-bpb" }, fmtBpb(row.val_bpb)),
       el(
         "td",
-        { class: "num delta", title: comparable ? null : "the protocols scored different targets" },
+        { class: "num ci", title: "within-run: bootstrap over this run's windows, not seeds" },
+        r.ci95 ? `${r.ci95[0].toFixed(4)}–${r.ci95[1].toFixed(4)}` : "—",
+      ),
+      el(
+        "td",
+        { class: "num delta", title: comparable ? null : "partial run, or different targets" },
         comparable ? fmtDelta(row.delta_bpb) : "—",
       ),
       el("td", { class: "num" }, r.val_loss.toFixed(6)),
@@ -769,26 +775,42 @@ function reportTable(report) {
   );
 }
 
-/** Whether Δ between protocols means anything: they scored the same targets (same token
- * count, and with max_windows also the same window plan). */
+/** Whether a protocol's report scored fewer windows than the whole val (golf.tables.
+ * is_partial): from the counts; an old report without them is partial if capped. */
+function isPartial(r) {
+  if (r.windows_total != null) return Boolean(r.partial);
+  return r.params.max_windows != null;
+}
+
+/** Whether Δ between protocols means anything: they scored the same targets of the whole
+ * val (same token count, no partial run). */
 function scoredAlike(report) {
-  const capped = report.reports.some((r) => r.params.max_windows);
   const tokens = new Set(report.reports.map((r) => r.tokens));
-  const plans = new Set(report.reports.map((r) => `${r.params.seq_len}/${r.params.stride}`));
-  return tokens.size === 1 && (!capped || plans.size === 1);
+  return tokens.size === 1 && !report.reports.some(isPartial);
 }
 
 function partialNote(report) {
-  const capped = [...new Set(report.reports.map((r) => r.params.max_windows).filter(Boolean))];
+  const partial = report.reports.filter(isPartial);
   const notes = [];
-  if (capped.length) {
+  if (partial.length) {
+    const cut = [
+      ...new Set(
+        partial.map((r) =>
+          r.windows_total != null
+            ? `${fmtInt(r.windows)} of ${fmtInt(r.windows_total)} windows`
+            : `max_windows ${r.params.max_windows}`,
+        ),
+      ),
+    ];
     notes.push(
-      `Partial run: max_windows ${capped.join("/")} scored only the first windows; ` +
+      `Partial run: scored only the first windows (${cut.join("/")}); ` +
         "these are not val_bpb of the whole validation set.",
     );
   }
   if (report.reports.length > 1 && !scoredAlike(report)) {
-    notes.push("No Δ: the protocols scored different targets.");
+    notes.push(
+      partial.length ? "No Δ: a partial run." : "No Δ: the protocols scored different targets.",
+    );
   }
   return notes.length ? el("p", { id: "partial-note", class: "warning" }, notes.join(" ")) : null;
 }
