@@ -204,6 +204,8 @@ def import_pg(
         raise ConfigError(f"{hparams} must hold a JSON object of hyperparameters")
     artifact = import_reference(ptz, doc, tokenizer, out_path, code_bytes=code_bytes)
     summary = artifact.summary()
+    if defaulted := summary.provenance["notes"].get("hparams_defaulted"):
+        err.print(f"note: --hparams left {defaulted}: golf's defaults kept", markup=False)
     out.print(
         f"{out_path}: {summary.tensors} tensors, {summary.total_bytes:,} bytes "
         f"({summary.verdict}), sha256 {artifact.sha256}"

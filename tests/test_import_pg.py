@@ -252,6 +252,39 @@ def test_recurrence_needs_hparams(tmp_path: Path) -> None:
         _import(tmp_path, obj)
 
 
+@pytest.mark.parametrize(
+    ("left_out", "named"),
+    [
+        (("logit_softcap", "rope_base"), "logit_softcap, rope_base"),
+        (("ve_layers",), "ve_layers"),
+        (tuple(k for k in HPARAMS if k != "seed"), "logit_softcap, rope_base, rope_dims, "
+         "rope_train_seq_len, ln_scale, xsa_last_n, ve_layers"),
+    ],
+)  # fmt: skip
+def test_a_missing_hparam_the_scores_depend_on_is_named(
+    tmp_path: Path, left_out: tuple[str, ...], named: str
+) -> None:
+    """No silent default: `{"seed": 1}` names every key the tensors cannot tell, not a
+    later symptom (ve_layers [9, 10] out of range)."""
+    config = _config(ve_enabled=True, ve_layers=(2, 3))
+    obj = _reference_quantize(_weights(config), False, config.num_layers)
+    hparams = {k: v for k, v in HPARAMS.items() if k not in left_out}
+    with pytest.raises(ConfigInvalid) as info:
+        _import(tmp_path, obj, hparams)
+    assert str(info.value).startswith(f"--hparams lacks {named}: the tensors cannot tell")
+
+
+def test_init_only_hparams_are_defaulted_and_said(tmp_path: Path) -> None:
+    """qk_gain_init (a q_gain tensor holds the gains) and tied_embed_init_std change no
+    score: defaulted, and the provenance says which were."""
+    config = _config()
+    obj = _reference_quantize(_weights(config), False, config.num_layers)
+    hparams = {k: v for k, v in HPARAMS.items() if k != "qk_gain_init"}
+    art = _import(tmp_path, obj, hparams)
+    notes = art.summary().provenance["notes"]
+    assert notes["hparams_defaulted"] == "tied_embed_init_std, qk_gain_init (no effect on scores)"
+
+
 def test_hostile_pickle_is_never_executed(tmp_path: Path) -> None:
     marker = Path(tempfile.gettempdir()) / f"golf-import-marker-{id(tmp_path)}"
     with pytest.raises(NotAnArtifact, match="weights-only"):

@@ -86,13 +86,16 @@ def import_reference(
     config = infer_config(shapes, hparams)
     tensors = {name: _to_qtensor(name, e) for name, e in entries.items()}
     seed = hparams.get("seed")
+    notes = {
+        "imported_from": Path(ptz_path).name,
+        "imported_sha256": hashlib.sha256(ptz).hexdigest(),
+    }
+    if defaulted := defaulted_hparams(shapes, hparams):
+        notes["hparams_defaulted"] = ", ".join(defaulted) + " (no effect on scores)"
     provenance = Provenance(
         trainer_version="reference train_gpt.py",
         seeds=(int(seed),) if str(seed).isdigit() else (),
-        notes={
-            "imported_from": Path(ptz_path).name,
-            "imported_sha256": hashlib.sha256(ptz).hexdigest(),
-        },
+        notes=notes,
     )
     write_artifact(
         out_path,
@@ -198,9 +201,12 @@ def _exact_fp16(name: str, t: Tensor) -> Tensor:
     return half
 
 
-# Config fields no tensor reveals, taken from the reference hyperparameters (same names;
-# absent ones keep the seed defaults). num_heads is only a fallback for files without
-# q_gain; every other structural field comes from the tensors.
+# Config fields no tensor reveals, taken from the reference hyperparameters (same names).
+# Those that change the scores are required: a record that left one at its default still
+# states it in its Hyperparameters (or its log's dump), and a silent default scored a
+# record differently (softcap 30 vs its 20). `qk_gain_init` and `num_heads` only matter
+# without a `q_gain` tensor; `ve_layers` only with value embeddings; `recur_layers` only
+# when the tensors hold more virtual layers than physical ones.
 TENSOR_BLIND = (
     "logit_softcap",
     "rope_base",
@@ -214,10 +220,46 @@ TENSOR_BLIND = (
     "recur_layers",
     "num_heads",
 )
+REQUIRED = (
+    "logit_softcap",
+    "rope_base",
+    "rope_dims",
+    "rope_train_seq_len",
+    "ln_scale",
+    "xsa_last_n",
+)
+INIT_ONLY = ("tied_embed_init_std",)
+"""Used only to initialise training weights: defaulted, since a score never depends on it."""
+
+
+def missing_hparams(shapes: Mapping[str, tuple[int, ...]], hparams: Mapping[str, Any]) -> list[str]:
+    """The keys the scores depend on that neither the tensors nor `hparams` give."""
+    needed = list(REQUIRED)
+    if "blocks.0.attn.q_gain" not in shapes:
+        needed += ["num_heads", "qk_gain_init"]
+    if "ve_shared.embed.weight" in shapes:
+        needed.append("ve_layers")
+    return [key for key in needed if key not in hparams]
+
+
+def defaulted_hparams(
+    shapes: Mapping[str, tuple[int, ...]], hparams: Mapping[str, Any]
+) -> list[str]:
+    """Keys left at golf's defaults because no score depends on them (said, not silent)."""
+    unused = [*INIT_ONLY, *(("qk_gain_init",) if "blocks.0.attn.q_gain" in shapes else ())]
+    return [key for key in unused if key not in hparams]
 
 
 def infer_config(shapes: Mapping[str, tuple[int, ...]], hparams: Mapping[str, Any]) -> ModelConfig:
-    """Model config from tensor names and shapes, plus what only the hparams can tell."""
+    """Model config from tensor names and shapes, plus what only the hparams can tell;
+    ConfigInvalid naming every missing key the scores depend on (never a silent default)."""
+    if missing := missing_hparams(shapes, hparams):
+        raise ConfigInvalid(
+            f"--hparams lacks {', '.join(missing)}: the tensors cannot tell "
+            f"{'it' if len(missing) == 1 else 'them'} and the scores depend on "
+            f"{'it' if len(missing) == 1 else 'them'}; copy the record's values from its "
+            "train_gpt.py Hyperparameters or its log"
+        )
     doc = {key: hparams[key] for key in TENSOR_BLIND if key in hparams}
     for key in ("ve_layers", "recur_layers"):
         if isinstance(doc.get(key), str):  # the reference spells them "9,10"
@@ -226,8 +268,8 @@ def infer_config(shapes: Mapping[str, tuple[int, ...]], hparams: Mapping[str, An
     virtual = _count(shapes, "blocks.{}.attn_scale")
     if virtual != doc["num_layers"] and "recur_layers" not in doc:
         raise ConfigInvalid(
-            f"tensors hold {virtual} layers over {doc['num_layers']} physical ones: "
-            "recur_layers must come from the hparams"
+            f"--hparams lacks recur_layers: tensors hold {virtual} layers over "
+            f"{doc['num_layers']} physical ones"
         )
     # The reference runs XSA on layers max(0, n - xsa_last_n) .. n-1, so larger means all.
     xsa = doc.get("xsa_last_n", ModelConfig().xsa_last_n)
