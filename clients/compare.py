@@ -123,7 +123,7 @@ def load_side(spec: str, name: str, job: JobLoader) -> Side:
         doc = _read_json(path, HINT)
         if not _is_report(doc):
             fail(f"{spec}: not a job report; {HINT}")
-        label = f"{doc['job']} ({path.name})" if doc.get("job") else path.name
+        label = f"{doc['job']} ({spec})" if doc.get("job") else spec
         return Side(name, label, normalize(doc), lambda _: None, _dataset_name(doc))
     if spec.startswith("j_"):
         report, dataset, windows_of = job(spec)
@@ -210,6 +210,7 @@ def compare_sides(
     """The comparison document: the sides, what differs from the first, and one row per
     protocol and later side with Δ vs the first side (`pair`)."""
     from clients.views import differences
+    from golf.spec.tables import partial_protocols
 
     first = sides[0]
     return {
@@ -222,6 +223,7 @@ def compare_sides(
                 "total_bytes": s.report["artifact"].get("total_bytes"),
                 "verdict": s.report["artifact"].get("verdict"),
                 "val_bpb": {r["protocol"]: r["val_bpb"] for r in s.report["reports"]},
+                "partial": partial_protocols(s.report),
             }
             for s in sides
         ],

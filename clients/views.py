@@ -222,8 +222,7 @@ def report_table(report: Report, dataset: str | None = None) -> Table:
     for note in notes:  # loud: a partial run must not pass for a full one
         text.append("\n" + note, style="bold yellow")
     table = Table(
-        title=f"job {report['job']}: artifact {art['id'][:12]} "
-        f"({art['total_bytes']:,} bytes, {art['verdict']})",
+        title=f"job {report['job']}: artifact {art['id'][:12]} {artifact_words(art)}",
         title_justify="left",
         caption=text,
         caption_justify="left",
@@ -345,6 +344,12 @@ def compare_rows(doc: dict[str, Any]) -> list[list[str]]:
 def compare_notes(doc: dict[str, Any]) -> list[str]:
     """Why a Δ has no CI (plans differ, no windows), and how the CI was made."""
     notes = [
+        f"PARTIAL RUN: {s['name']} scored only the first windows of "
+        f"{', '.join(s['partial'])}; not val_bpb of the whole validation set"
+        for s in doc["sides"]
+        if s.get("partial")
+    ]
+    notes += [
         f"{r['protocol']} {r['side']}: unpaired, no CI: {r['unpaired_reason']}"
         for r in doc["rows"]
         if r["delta_bpb"] is not None and r["unpaired_reason"]

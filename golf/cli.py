@@ -72,6 +72,15 @@ FormatOpt = Annotated[
     typer.Option("--format", "-f", help="table, json (the reports) or md (a table for a PR)."),
 ]
 DeviceOpt = Annotated[str, typer.Option(help="torch device; auto = cuda when available.")]
+CodeOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--code",
+        help="The submission's code file (train_gpt.py as submitted): its bytes count with "
+        "the artifact's against the 16,000,000-byte cap.",
+        show_default=False,
+    ),
+]
 
 AUDIT_EXCLUDES = frozenset({"max_windows", "plan"})
 """EvalParams fields `golf audit causality` does not offer: `--samples` picks the windows
@@ -138,13 +147,22 @@ def artifact_random(
 
 @app.command("inspect")
 @user_errors
-def inspect(artifact: ArtifactArg, as_json: JsonOpt = False) -> None:
+def inspect(artifact: ArtifactArg, as_json: JsonOpt = False, code: CodeOpt = None) -> None:
     """Validate an artifact and show its config, size and budget verdict."""
     from golf.formats.artifact import read_artifact
+    from golf.spec.records import code_file, size_block
 
     summary = read_artifact(artifact).summary().model_dump(mode="json")
+    declared = code_file(code)[0] if code is not None else summary["code_bytes"] or None
+    size = size_block(summary["artifact_bytes"], declared)
+    summary |= {
+        "code_bytes": size["code_bytes"],
+        "total_bytes": size["total_bytes"],
+        "verdict": size["verdict"],
+        "headroom_bytes": summary["budget_bytes"] - size["total_bytes"],
+    }
     if as_json:
-        print_json(summary)
+        print_json(summary | {"code_declared": size["code_declared"]})
         return
     cfg = summary["config"]
     table = Table(title=str(artifact), show_header=False, title_justify="left")
@@ -155,7 +173,8 @@ def inspect(artifact: ArtifactArg, as_json: JsonOpt = False) -> None:
         "tensors": f"{summary['tensors']} ({summary['parameters']:,} parameters)",
         "schemes": ", ".join(f"{k} {n}" for k, n in summary["schemes"].items()),
         "bytes": f"{summary['artifact_bytes']:,} artifact + {summary['code_bytes']:,} code"
-        f" = {summary['total_bytes']:,} of {summary['budget_bytes']:,}",
+        f" = {summary['total_bytes']:,} of {summary['budget_bytes']:,}"
+        + ("" if size["code_declared"] else " (code size not declared: pass --code FILE)"),
         "verdict": f"{summary['verdict']} ({summary['headroom_bytes']:,} bytes headroom)",
         "tokenizer": summary["tokenizer_sha256"],
         "provenance": provenance_line(summary["provenance"]),
@@ -253,6 +272,7 @@ def eval_cmd(
     params: EvalParams,
     tokenizer: TokenizerOpt = None,
     device: DeviceOpt = "auto",
+    code: CodeOpt = None,
     fmt: FormatOpt = "table",
     as_json: Annotated[bool, typer.Option("--json", help="Same as --format json.")] = False,
     save: Annotated[
@@ -268,10 +288,12 @@ def eval_cmd(
     from golf.engine.engine import pick_device
     from golf.engine.runner import EvalInputs, run_protocol
     from golf.spec.jobplan import plan_protocol
+    from golf.spec.records import code_file
     from golf.spec.registry import get_protocol
 
     fmt = _eval_format(fmt, as_json)
     protocols = [get_protocol(name) for name in protocol]  # fail before loading anything
+    code_bytes = code_file(code)[0] if code is not None else None
     inputs = EvalInputs.load(str(artifact), str(data), tokenizer, pick_device(device))
     n_tokens = inputs.dataset.val_tokens(params.seq_len).size
     reports = []
@@ -306,7 +328,7 @@ def eval_cmd(
                 audit = audit_report(inputs.model, val, proto, report.params)  # type: ignore[arg-type]
                 report = report.model_copy(update={"audit": audit})
             reports.append(report)
-    doc = eval_doc(reports, inputs)
+    doc = eval_doc(reports, inputs, code_bytes)
     if save is not None:
         save_eval(save, doc, windows)
     if fmt == "json":
@@ -368,24 +390,49 @@ def _eval_format(fmt: str, as_json: bool) -> str:
     return "json" if as_json else fmt
 
 
-def eval_doc(reports: list[Any], inputs: Any) -> dict[str, Any]:
+def eval_doc(reports: list[Any], inputs: Any, code_bytes: int | None = None) -> dict[str, Any]:
     """What `golf eval --json` prints: the reports, and the artifact (bytes, verdict, flags)
     and dataset they were measured on, in the shape of a job report's."""
-    from golf.spec.records import protocol_flags
+    from golf.engine.report import digest
+    from golf.spec.records import protocol_flags, size_block, time_flags
 
     summary = inputs.artifact.summary()
     own = summary.flags()
+    dumped = [r.model_dump(mode="json") for r in reports]
+    code = code_bytes if code_bytes is not None else summary.code_bytes or None
     return {
-        "reports": [r.model_dump(mode="json") for r in reports],
+        "reports": dumped,
         "artifact": {
             "id": summary.sha256,
-            "total_bytes": summary.total_bytes,
-            "code_bytes": summary.code_bytes,
-            "verdict": summary.verdict,
+            **size_block(summary.artifact_bytes, code),
             "flags": [f.model_dump() for f in own],
         },
-        "flags": [f.model_dump() for f in own + protocol_flags(r.protocol for r in reports)],
+        "flags": [
+            f.model_dump()
+            for f in own + protocol_flags(r.protocol for r in reports) + time_flags(dumped)
+        ],
         "dataset": {"name": inputs.dataset.name, "sha256": inputs.dataset.sha256},
+        "environment": local_environment(reports),
+        "digest": digest(
+            summary.sha256,
+            inputs.dataset.sha256,
+            {r.protocol: r.params.model_dump(mode="json") for r in reports},
+            {r.protocol: r.engine.precision for r in reports},
+        ),
+    }
+
+
+def local_environment(reports: list[Any]) -> dict[str, Any]:
+    """The `environment` of a job report, for this process: device, torch, version."""
+    from golf import __version__
+
+    engine = reports[0].engine
+    return {
+        "device": engine.device,
+        "device_name": engine.device_name,
+        "torch": engine.torch,
+        "workers": 1,
+        "golf_eval": __version__,
     }
 
 

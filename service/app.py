@@ -157,6 +157,7 @@ def create_app(settings: Settings, keys: ApiKeys | None = None) -> FastAPI:
     )
     for module in (artifacts, datasets, jobs, leaderboard, ops, reviews, dashboard):
         app.include_router(module.router)
+    app.include_router(leaderboard.publish_router)
     app.mount("/static", dashboard.static, name="static")
     document_errors(app)
     return app

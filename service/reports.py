@@ -3,15 +3,13 @@ so it carries the same numbers, to the bit, as `golf eval --json` on the same in
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import Any
 
-from golf import __version__
 from golf.engine.engine import Engine, EngineInfo
+from golf.engine.report import digest as report_digest
 from golf.engine.report import make_report
 from golf.spec.params import EvalParams
-from golf.spec.records import protocol_flags
+from golf.spec.records import ArtifactSummary, protocol_flags, size_block, time_flags
 from golf.spec.tables import scored_alike
 from service.store import JobRow, Store
 
@@ -45,18 +43,21 @@ class MixedEngines(Exception):
 
 
 def digest(job: JobRow, engines: dict[str, EngineInfo] | None = None) -> str:
-    """sha256 of everything that determines the numbers: inputs, protocols, params (engine
-    settings included), the precision that ran (`auto` resolves per device), code."""
-    doc: dict[str, Any] = {
-        "artifact": job.artifact,
-        "dataset": job.dataset_sha256,
-        "protocols": list(job.protocols),
-        "params": {p: job.plans[p].params.model_dump(mode="json") for p in job.protocols},
-        "golf_eval": __version__,
-    }
+    """golf.engine.report.digest of the job: `golf eval --json` on the same inputs gives it too."""
+    params = {p: job.plans[p].params.model_dump(mode="json") for p in job.protocols}
+    precision = None
     if engines is not None:
-        doc["precision"] = {p: engines[p].precision for p in job.protocols if p in engines}
-    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+        precision = {p: engines[p].precision for p in job.protocols if p in engines}
+    return report_digest(job.artifact, job.dataset_sha256, params, precision)
+
+
+def declared_code(store: Store, job_id: str, artifact: ArtifactSummary) -> int | None:
+    """The code bytes the job was submitted with (`--code FILE`), else the artifact's own
+    declaration (its packer's or import-pg's --code-bytes), else None: not declared."""
+    declared = (store.board_info([job_id]).get(job_id) or {}).get("code_bytes")
+    if declared is not None:
+        return int(declared)
+    return artifact.code_bytes or None
 
 
 def build_report(store: Store, job_id: str, environment: dict[str, Any]) -> dict[str, Any]:
@@ -74,6 +75,7 @@ def build_report(store: Store, job_id: str, environment: dict[str, Any]) -> dict
     assert artifact is not None
     own_flags = artifact.flags()
     reports = []
+    wall = store.wall_seconds(job_id)
     ran: dict[str, EngineInfo] = {}
     for protocol in job.protocols:
         plan = job.plans[protocol]
@@ -99,6 +101,7 @@ def build_report(store: Store, job_id: str, environment: dict[str, Any]) -> dict
                 engine=ran[protocol],
                 flags=[*own_flags, *protocol_flags([protocol])],  # as golf eval's reports
                 windows_total=plan.windows_total,
+                wall_s=wall.get(protocol),
             )
         )
     first = reports[0].val_bpb
@@ -117,11 +120,12 @@ def build_report(store: Store, job_id: str, environment: dict[str, Any]) -> dict
         ],
         "artifact": {
             "id": job.artifact,
-            "total_bytes": artifact.total_bytes,
-            "verdict": artifact.verdict,
+            **size_block(artifact.artifact_bytes, declared_code(store, job_id, artifact)),
             "flags": [f.model_dump() for f in own_flags],
         },
-        "flags": [f.model_dump() for f in own_flags + protocol_flags(job.protocols)],
+        "flags": [
+            f.model_dump() for f in own_flags + protocol_flags(job.protocols) + time_flags(dumped)
+        ],
         "environment": environment,
         "digest": digest(job, ran),
     }

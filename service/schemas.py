@@ -74,6 +74,10 @@ class JobCreate(BaseModel):
     group: str | None = Field(None, max_length=64, pattern=GROUP_PATTERN)
     """A submission's name, shared by the jobs of its seeds (`golf compare --group`) and
     ranked as one entry by the leaderboard."""
+    code_bytes: int | None = Field(None, ge=0, le=1 << 31)
+    """Bytes of the submission's code file (`golf submit --code FILE`), counted with the
+    artifact against the 16,000,000-byte cap; overrides the artifact's declaration."""
+    code_sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
 
 
 class ShardOut(BaseModel):
@@ -155,8 +159,14 @@ class TableRow(BaseModel):
 class ArtifactBrief(BaseModel):
     id: str
     total_bytes: int
+    """Artifact + code bytes (the artifact alone when no code size was declared)."""
     verdict: str
     flags: list[Flag]
+    artifact_bytes: int | None = None
+    code_bytes: int | None = None
+    code_declared: bool | None = None
+    """Whether the code bytes are known (`golf submit --code FILE`, or the artifact's
+    own declaration); false: "code size not declared"."""
 
 
 class Environment(BaseModel):
@@ -180,23 +190,52 @@ class ReportOut(BaseModel):
 class LeaderboardRow(BaseModel):
     protocol: str
     val_bpb: float
+    """The mean over the entry's seeds (its distinct artifacts)."""
+    val_bpb_std: float | None
+    """Sample std (ddof 1) over the seeds; null for a single seed."""
     val_loss: float
+    """Mean val_loss (nats per token) over the seeds."""
+    seeds: int
+    val_bpbs: list[float]
+    owner: str
     artifact: str
     group: str | None
     job: str
+    """The latest of `jobs`."""
+    jobs: list[str]
+    params: dict[str, Any]
+    """The eval parameters that decide the score (service/boards.py eval_params)."""
+    eval_s: float | None
+    """The slowest seed's wall seconds."""
+    projected_8xh100_s: float | None
+    device: str | None
     total_bytes: int
     code_bytes: int
     verdict: str
     flags: list[Flag]
-    """The artifact's flags and this protocol's own."""
+    """The artifacts' flags and this protocol's own."""
+    partial: bool
+    """Only with include_partial: a run that scored less than the whole val."""
     finished_at: float | None
 
 
 class Leaderboard(BaseModel):
     dataset: str
+    board: str = "mine"
     rows: list[LeaderboardRow]
-    """The best val_bpb per entry (its group if the job has one, else its artifact) per
-    protocol, sorted by protocol then val_bpb."""
+    """One row per entry (an owner's group, else an artifact), protocol and eval
+    parameters, sorted by protocol then mean val_bpb."""
+
+
+class PublishIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    published: bool = True
+
+
+class PublishOut(BaseModel):
+    job: str
+    published: bool
 
 
 class WindowOut(BaseModel):

@@ -67,6 +67,9 @@ CREATE TABLE IF NOT EXISTS totals (
 CREATE TABLE IF NOT EXISTS series (
     job TEXT NOT NULL, protocol TEXT NOT NULL, windows_done INTEGER NOT NULL,
     val_bpb REAL NOT NULL, PRIMARY KEY (job, protocol, windows_done)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS job_board (
+    job TEXT PRIMARY KEY, published_at REAL, code_bytes INTEGER, code_sha256 TEXT)
+    WITHOUT ROWID;
 """
 
 MAX_SERIES_POINTS = 200
@@ -819,6 +822,60 @@ class Store:
 
     def dispatches(self) -> list[dict[str, Any]]:
         return self._all("SELECT * FROM dispatches ORDER BY seq")
+
+    # ------------------------------------------------------------------ boards
+
+    def set_code(self, job_id: str, code_bytes: int, code_sha256: str | None) -> None:
+        """The code bytes the owner declared with the job (`golf submit --code FILE`)."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO job_board (job, code_bytes, code_sha256) VALUES (?, ?, ?)"
+                " ON CONFLICT (job) DO UPDATE SET code_bytes = excluded.code_bytes,"
+                " code_sha256 = excluded.code_sha256",
+                (job_id, code_bytes, code_sha256),
+            )
+
+    def set_published(self, job_id: str, published: bool) -> None:
+        """Put a job on the shared board (or take it off)."""
+        at = time.time() if published else None
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO job_board (job, published_at) VALUES (?, ?)"
+                " ON CONFLICT (job) DO UPDATE SET published_at = excluded.published_at",
+                (job_id, at),
+            )
+
+    def board_info(self, job_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """Per job with any: `published_at`, `code_bytes`, `code_sha256` (None if unset)."""
+        if not job_ids:
+            return {}
+        marks = ",".join("?" * len(job_ids))
+        rows = self._all(f"SELECT * FROM job_board WHERE job IN ({marks})", job_ids)
+        return {row.pop("job"): row for row in rows}
+
+    def published_jobs(self, dataset: str) -> list[JobRow]:
+        """Every owner's succeeded jobs on a dataset that were published, oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT jobs.* FROM jobs JOIN job_board ON job_board.job = jobs.id"
+                " WHERE jobs.state = 'succeeded' AND jobs.dataset = ?"
+                " AND job_board.published_at IS NOT NULL ORDER BY finished_at, id",
+                (dataset,),
+            ).fetchall()
+        return [JobRow.from_row(row) for row in rows]
+
+    def wall_seconds(self, job_id: str) -> dict[str, float]:
+        """Per protocol, wall time from its first shard's dispatch to its last shard's end
+        (last dispatch + that run's elapsed_s): what the job took, not Σ shard seconds."""
+        rows = self._all(
+            "SELECT s.protocol, min(d.first) AS lo, max(d.last + s.elapsed_s) AS hi"
+            " FROM shards s JOIN (SELECT job, protocol, shard, min(at) AS first,"
+            " max(at) AS last FROM dispatches WHERE job = ? GROUP BY protocol, shard) d"
+            " ON d.job = s.job AND d.protocol = s.protocol AND d.shard = s.shard"
+            " WHERE s.job = ? AND s.state = 'done' GROUP BY s.protocol",
+            (job_id, job_id),
+        )
+        return {row["protocol"]: max(0.0, row["hi"] - row["lo"]) for row in rows}
 
 
 def _insert(db: sqlite3.Connection, table: str, rows: list[dict[str, Any]], verb: str) -> None:

@@ -19,6 +19,8 @@ runner = CliRunner()
 SMALL = ["--seq-len", "64", "--stride", "32", "--batch-windows", "8", "--max-windows", "24"]
 REPORT_KEYS = {
     "windows_total",
+    "wall_s",
+    "projected_8xh100_s",
     "partial",
     "ci95",
     "protocol",
@@ -392,3 +394,34 @@ def test_audit_causality_of_a_chain_protocol(artifact: Path, demo_data: Path) ->
     report = json.loads(stdout)
     assert report["verdict"] == "score-first" and report["flips"] == 2
     assert report["pairs_tested"] > 0 and report["violations"] == 0
+
+
+def test_eval_json_carries_code_bytes_environment_and_digest(
+    artifact: Path, demo_data: Path, tmp_path: Path
+) -> None:
+    """`--code FILE` counts the file's bytes in the budget; without it the size says the
+    code size is not declared; the document has the environment and digest a job's has."""
+    from golf import __version__
+
+    code_file = tmp_path / "train_gpt.py"
+    code_file.write_bytes(b"print('golf')\n" * 1000)
+    args = ["eval", artifact, "--data", demo_data, "--protocol", "sliding", *SMALL]
+    code, stdout, _ = golf(*args, "--code", code_file, "--json")
+    assert code == 0
+    doc = json.loads(stdout)
+    art = doc["artifact"]
+    assert art["code_bytes"] == 14_000 and art["code_declared"] is True
+    assert art["total_bytes"] == art["artifact_bytes"] + 14_000 and art["verdict"] == "fits"
+    env = doc["environment"]
+    assert env["golf_eval"] == __version__ and env["device"] == "cpu" and env["workers"] == 1
+    assert len(doc["digest"]) == 64
+    code, stdout, _ = golf(*args, "--json")
+    again = json.loads(stdout)
+    assert again["digest"] == doc["digest"]  # the code file is no input of the numbers
+    assert again["artifact"]["code_declared"] is False
+    code, stdout, _ = golf(*args, "-f", "md")
+    assert "code size not declared" in stdout
+    code, _, stderr = golf(*args, "--code", tmp_path / "missing.py")
+    assert code == 2 and "--code" in stderr and "missing.py" in stderr
+    code, stdout, _ = golf("inspect", artifact)
+    assert "code size not declared" in " ".join(stdout.split())

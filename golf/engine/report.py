@@ -7,13 +7,17 @@ measured with.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Sequence
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from golf import __version__
 from golf.engine.engine import EngineInfo
 from golf.engine.evaluate import WindowRecord, summarize
+from golf.spec.evaltime import projected_8xh100_s
 from golf.spec.params import EvalParams
 from golf.spec.records import Flag
 from golf.spec.stats import Windows, score_ci
@@ -48,9 +52,37 @@ class ProtocolReport(BaseModel):
     partial: bool = False
     """Scored fewer windows than the whole val's plan (max_windows cut it): decided from
     the counts, so a max_windows that covers every window is not partial."""
+    wall_s: float | None = None
+    """Wall-clock seconds from start to end (a service job: first shard dispatched to the
+    last one done); `elapsed_s` is the compute seconds, summed over shards."""
+    projected_8xh100_s: float | None = None
+    """`elapsed_s` projected to 8 H100s (golf.spec.evaltime), when it ran on an H100-class GPU."""
     ci95: tuple[float, float] | None = None
     """Within-run 95 % CI of val_bpb, from resampling this run's windows (golf.spec.stats.
     score_ci): how much the score depends on which text was scored, not seed variance."""
+
+
+def digest(
+    artifact: str,
+    dataset_sha256: str,
+    params: dict[str, dict[str, Any]],
+    precision: dict[str, str] | None = None,
+) -> str:
+    """sha256 of everything that determines the numbers: inputs, protocols (the keys of
+    `params`, in order) and their resolved params (engine settings included), the
+    precision that ran (`auto` resolves per device), golf-eval's version. The service's
+    job reports and `golf eval --json` hash the same document, so equal inputs give
+    equal digests wherever they ran."""
+    doc: dict[str, Any] = {
+        "artifact": artifact,
+        "dataset": dataset_sha256,
+        "protocols": list(params),
+        "params": params,
+        "golf_eval": __version__,
+    }
+    if precision is not None:
+        doc["precision"] = precision
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
 
 def make_report(
@@ -65,6 +97,7 @@ def make_report(
     flags: Sequence[Flag] = (),
     byte_source: str = "sentencepiece-luts",
     windows_total: int | None = None,
+    wall_s: float | None = None,
 ) -> ProtocolReport:
     """A report from per-window records, however and wherever they were computed;
     `windows_total` is the uncut plan's window count (to tell a partial run)."""
@@ -75,6 +108,8 @@ def make_report(
         **summary,
         windows_total=windows_total,
         partial=partial,
+        wall_s=wall_s,
+        projected_8xh100_s=projected_8xh100_s(elapsed_s, engine.device_name),
         ci95=score_ci(Windows.of(records)) if records else None,
         elapsed_s=elapsed_s,
         params=params,

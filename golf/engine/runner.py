@@ -80,4 +80,5 @@ def run_protocol(
         ],
         byte_source=inputs.byte_lut.source,
         windows_total=whole.windows_total if whole is not None else None,
+        wall_s=elapsed,
     )

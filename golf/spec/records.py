@@ -8,12 +8,18 @@ re-parse. Torch-free, so the client side can import it.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-FlagCode = Literal["ttt_on_val", "gptq_calibrated_on_val", "non_causal_protocol"]
+from golf.spec.errors import ConfigError
+
+FlagCode = Literal[
+    "ttt_on_val", "gptq_calibrated_on_val", "non_causal_protocol", "eval_time_over_limit"
+]  # fmt: skip
 
 
 class Flag(BaseModel):
@@ -59,6 +65,56 @@ class ArtifactSummary(BaseModel):
         if self.provenance.get("gptq_calibration_source") == "val":
             flags.append(Flag(code="gptq_calibrated_on_val"))
         return flags
+
+
+BUDGET_BYTES = 16_000_000
+"""The rules' cap on artifact + code bytes (decimal); golf.formats.artifact's, without torch."""
+
+
+def code_file(path: str | Path) -> tuple[int, str]:
+    """Bytes and sha256 of a submission's code file, as the rules count it: the file as
+    submitted (train_gpt.py, shim or not). ConfigError naming the file if unreadable."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise ConfigError(f"--code {path}: cannot read it: {e.strerror or e}") from None
+    return len(data), hashlib.sha256(data).hexdigest()
+
+
+def size_block(artifact_bytes: int, code_bytes: int | None) -> dict[str, Any]:
+    """Artifact + code against the budget. `code_bytes` None (or 0: nothing declared) is
+    "code size not declared": the total then counts the artifact alone and says so."""
+    declared = bool(code_bytes)
+    total = artifact_bytes + (code_bytes or 0)
+    return {
+        "artifact_bytes": artifact_bytes,
+        "code_bytes": code_bytes or 0,
+        "code_declared": declared,
+        "total_bytes": total,
+        "verdict": "fits" if total <= BUDGET_BYTES else "over budget",
+    }
+
+
+def size_words(art: dict[str, Any]) -> str:
+    """`123,456 bytes, fits` with `code size not declared` when the code is unknown."""
+    total = art.get("total_bytes")
+    size = f"{total:,} bytes" if isinstance(total, int) else "bytes unknown"
+    verdict = art.get("verdict") or "verdict unknown"
+    if art.get("code_declared") is False:
+        return f"{size}, {verdict}; code size not declared"
+    return f"{size}, {verdict}"
+
+
+def time_flags(reports: Iterable[Any]) -> list[Flag]:
+    """An `eval_time_over_limit` flag for each protocol report (a dict) whose 8×H100
+    projection exceeds the rules' 600 s (golf.spec.evaltime); none where it is unknown."""
+    from golf.spec.evaltime import EVAL_LIMIT_S
+
+    return [
+        Flag(code="eval_time_over_limit", protocol=r["protocol"])
+        for r in reports
+        if (r.get("projected_8xh100_s") or 0) > EVAL_LIMIT_S
+    ]
 
 
 def protocol_flags(protocols: Iterable[str]) -> list[Flag]:

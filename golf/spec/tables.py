@@ -1,8 +1,8 @@
 """Report tables as plain rows and markdown: shared by `golf eval` and the client views.
 
 Pure functions of the report JSON: a job's report (`GET /v1/jobs/{id}/report`) or the
-document `golf eval --json` prints (the same `reports`, `artifact` and `flags`, without
-job, environment or digest). Torch-free, so the client CLI imports it too.
+document `golf eval --json` prints (the same `reports`, `artifact`, `flags`,
+`environment` and `digest`, without `job`). Torch-free, so the client CLI imports it too.
 """
 
 from __future__ import annotations
@@ -127,10 +127,10 @@ def md_table(header: list[str], align: list[str], rows: list[list[str]]) -> list
 
 
 def artifact_words(art: dict[str, Any]) -> str:
-    """`(123,456 bytes, fits)`, or what is known of it."""
-    total = art.get("total_bytes")
-    size = f"{total:,} bytes" if isinstance(total, int) else "bytes unknown"
-    return f"({size}, {art.get('verdict') or 'verdict unknown'})"
+    """`(123,456 bytes, fits)`, or what is known of it; says when no code size was declared."""
+    from golf.spec.records import size_words
+
+    return f"({size_words(art)})"
 
 
 def report_markdown(report: Report, dataset: str | None = None) -> str:

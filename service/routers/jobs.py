@@ -90,6 +90,8 @@ async def submit_job(body: JobCreate, caller: CallerDep, s: StateDep) -> dict[st
         )
     except OverCapacity as e:
         raise http_error(429, str(e)) from None
+    if body.code_bytes is not None:
+        s.store.set_code(job_id, body.code_bytes, body.code_sha256)
     s.scheduler.wake()
     return await s.reads(view_job, job_id)
 
