@@ -172,12 +172,19 @@ def _show_result(result: dict[str, Any], fmt: str, dataset: str | None = None) -
 
 
 def best_bpb(job: dict[str, Any]) -> str:
-    """The lowest val_bpb over a job's protocols: final once it succeeded, else the
-    running value of the windows scored so far, marked `(partial)`; — before any."""
-    values = [r["val_bpb"] for r in (job.get("running") or {}).values() if r.get("val_bpb")]
+    """The lowest val_bpb over a job's protocols, named: final once it succeeded, else the
+    running value of the windows scored so far, marked `(running)` (or `(stopped)` for a
+    job that ended without a report); — before any."""
+    values = [(r["val_bpb"], p) for p, r in (job.get("running") or {}).items() if r.get("val_bpb")]
     if not values:
         return "—"
-    return f"{min(values):.4f}" + ("" if job["state"] == "succeeded" else " (partial)")
+    bpb, protocol = min(values)
+    state = job["state"]
+    if state == "succeeded":
+        mark = ""
+    else:
+        mark = " (running)" if state in ("queued", "running") else " (stopped)"
+    return f"{bpb:.4f} {protocol}{mark}"
 
 
 def jobs_table(jobs: list[dict[str, Any]]) -> Table:
@@ -253,6 +260,15 @@ def submit(
             show_default=False,
         ),
     ] = None,
+    code: Annotated[
+        Path | None,
+        typer.Option(
+            "--code",
+            help="The submission's code file (train_gpt.py as submitted): its bytes count "
+            "with the artifact's against the 16,000,000-byte cap; the service stores them.",
+            show_default=False,
+        ),
+    ] = None,
     wait: Annotated[
         bool, typer.Option("--wait", help="Show live progress, then print the report.")
     ] = False,
@@ -273,10 +289,15 @@ def submit(
     if group is not None and not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", group):
         fail(f"--group {group!r}: 1 to 64 of A-Z a-z 0-9 . _ -")
     given = params.model_dump(mode="json", exclude_unset=True)
+    from golf.records import code_file
+
+    declared = code_file(code) if code is not None else None
     with Client(server, api_key) as client:
         _check_dataset(client, dataset)
         artifact_id = _artifact_id(client, artifact)
-        job = client.submit(artifact_id, dataset, protocol, given, priority, group=group)
+        job = client.submit(
+            artifact_id, dataset, protocol, given, priority, group=group, code=declared
+        )
         if wait:
             err.print(f"job {job['id']} {job['state']}")
             if followed := _follow(client, job["id"]):
@@ -305,7 +326,10 @@ def watch(
 
 @service_errors
 def report(
-    job: JobArg,
+    job: Annotated[
+        str | None,
+        typer.Argument(help="Job id (j_…); or --group NAME.", show_default=False),
+    ] = None,
     fmt: Annotated[
         str,
         typer.Option(
@@ -324,18 +348,50 @@ def report(
             show_default=False,
         ),
     ] = None,
+    group: Annotated[
+        str | None,
+        typer.Option(
+            "--group",
+            help="With -f submission: a seed group (your succeeded jobs submitted with "
+            "--group NAME): val_bpb is the seeds' mean, with val_bpb_std and seed_results.",
+            show_default=False,
+        ),
+    ] = None,
+    allow_partial: Annotated[
+        bool,
+        typer.Option(
+            "--allow-partial",
+            help="With -f submission: export a partial run (max_windows cut it short of "
+            'the whole val), marked "partial": true; refused without it.',
+        ),
+    ] = False,
     server: ServerOpt = DEFAULT_SERVER,
     api_key: ApiKeyOpt = None,
 ) -> None:
     """The report of a finished job: a table, the API's JSON, markdown for a PR, or the
-    fields of a Parameter Golf submission.json."""
-    if fmt.lower() == "submission" and not as_json:
+    fields of a Parameter Golf submission.json (of one job, or of a seed group)."""
+    submitting = fmt.lower() == "submission" and not as_json
+    if (job is None) == (group is None):
+        fail("pass a job id, or --group NAME (with -f submission), not both")
+    if group is not None and not submitting:
+        fail("--group goes with -f submission; see a group's seeds with golf compare --group")
+    if submitting:
         with Client(server, api_key) as client:
-            result = _report(client, job)
-            job_doc = _job(client, job)
-            artifact = client.artifact(result["artifact"]["id"])
-        typer.echo(json.dumps(submission(result, job_doc, artifact, protocol), indent=2))
+            if group is not None:
+                seeds = [
+                    (_report(client, j["id"]), j, client.artifact(j["artifact"]))
+                    for j in _group_jobs(client, group)
+                ]
+                doc = group_submission(group, seeds, protocol, allow_partial)
+            else:
+                assert job is not None
+                result = _report(client, job)
+                job_doc = _job(client, job)
+                artifact = client.artifact(result["artifact"]["id"])
+                doc = submission(result, job_doc, artifact, protocol, allow_partial)
+        typer.echo(json.dumps(doc, indent=2))
         return
+    assert job is not None
     fmt = _format(fmt, as_json)
     with Client(server, api_key) as client:
         result = _report(client, job)
@@ -343,34 +399,66 @@ def report(
     _show_result(result, fmt, dataset)
 
 
-def submission(
-    report: dict[str, Any],
-    job: dict[str, Any],
-    artifact: dict[str, Any],
-    protocol: str | None,
-) -> dict[str, Any]:
-    """What golf-eval knows of a Parameter Golf submission.json: val_bpb (of `protocol`,
-    default the first), val_loss, bytes_total and bytes_code (only when the artifact
-    declares its code size), plus where the numbers come from (`golf_eval`)."""
+def _chosen(report: dict[str, Any], protocol: str | None, allow_partial: bool) -> dict[str, Any]:
+    """The protocol report a submission is made of; a partial one only if allowed."""
+    from golf.tables import is_partial
+
     by_protocol = {r["protocol"]: r for r in report["reports"]}
     name = protocol or report["reports"][0]["protocol"]
     if name not in by_protocol:
         fail(f"--protocol {name}: job {report['job']} ran {', '.join(by_protocol)}")
     chosen = by_protocol[name]
+    if is_partial(chosen) and not allow_partial:
+        total = chosen.get("windows_total")
+        scored = f"{chosen['windows']:,} of {total:,}" if total else f"{chosen['windows']:,}"
+        fail(
+            f"job {report['job']} is a partial run ({name} scored {scored} windows): "
+            "not the whole val's val_bpb; pass --allow-partial to export it marked partial"
+        )
+    return chosen
+
+
+def _code_bytes(report: dict[str, Any], artifact: dict[str, Any]) -> int | None:
+    """The code bytes the report counted, else the artifact's declaration; None if none."""
+    art = report.get("artifact") or {}
+    if art.get("code_declared") is not None:
+        return art["code_bytes"] if art["code_declared"] else None
+    return artifact.get("code_bytes") or None
+
+
+def _no_code_note() -> None:
+    err.print(
+        "note: bytes_code omitted: code size not declared "
+        "(golf submit --code FILE, or golf import-pg --code-bytes)",
+        markup=False,
+    )
+
+
+def submission(
+    report: dict[str, Any],
+    job: dict[str, Any],
+    artifact: dict[str, Any],
+    protocol: str | None,
+    allow_partial: bool = False,
+) -> dict[str, Any]:
+    """What golf-eval knows of a Parameter Golf submission.json: val_bpb (of `protocol`,
+    default the first), val_loss, bytes_total and bytes_code (only when the code size is
+    declared), plus where the numbers come from (`golf_eval`). A partial run is refused
+    unless `allow_partial`, and then marked `"partial": true`."""
+    chosen = _chosen(report, protocol, allow_partial)
+    name = chosen["protocol"]
     doc: dict[str, Any] = {
         "val_bpb": chosen["val_bpb"],
         "val_loss": chosen["val_loss"],
-        "val_bpb_by_protocol": {p: r["val_bpb"] for p, r in by_protocol.items()},
+        "val_bpb_by_protocol": {r["protocol"]: r["val_bpb"] for r in report["reports"]},
         "bytes_total": report["artifact"]["total_bytes"],
     }
-    if artifact.get("code_bytes", 0) > 0:
-        doc["bytes_code"] = artifact["code_bytes"]
+    if (code := _code_bytes(report, artifact)) is not None:
+        doc["bytes_code"] = code
     else:
-        err.print(
-            "note: bytes_code omitted: the artifact declares no code size "
-            "(golf import-pg --code-bytes, or the trainer's packing, records it)",
-            markup=False,
-        )
+        _no_code_note()
+    if from_golf := _partial_mark(chosen):
+        doc |= from_golf
     doc["golf_eval"] = {
         "protocol": name,
         "environment": report.get("environment"),
@@ -378,6 +466,82 @@ def submission(
         "job": report["job"],
         "artifact": report["artifact"]["id"],
         "dataset": {"name": job["dataset"], "sha256": chosen.get("dataset_sha256")},
+        "ci95_within_run": chosen.get("ci95"),
+        "eval_time_s": chosen.get("wall_s"),
+    }
+    return doc
+
+
+def _partial_mark(chosen: dict[str, Any]) -> dict[str, Any]:
+    from golf.tables import is_partial
+
+    if not is_partial(chosen):
+        return {}
+    return {
+        "partial": True,
+        "windows": chosen["windows"],
+        "windows_total": chosen.get("windows_total"),
+    }
+
+
+def group_submission(
+    name: str,
+    seeds: list[tuple[dict[str, Any], dict[str, Any], dict[str, Any]]],
+    protocol: str | None,
+    allow_partial: bool = False,
+) -> dict[str, Any]:
+    """A seed group's submission.json fields, as the records' have them: val_bpb (the
+    mean over seeds), val_bpb_std (sample, ddof 1), seeds, seed_results per seed. A seed
+    is named by its artifact's provenance seed when each has exactly one, distinct; else
+    by its job id."""
+    from golf.stats import mean_std
+
+    chosen = [_chosen(report, protocol, allow_partial) for report, _, _ in seeds]
+    names = {r["protocol"] for r in chosen}
+    if len(names) > 1:
+        fail(
+            f"group {name}: its jobs' first protocols differ "
+            f"({', '.join(sorted(names))}); pass --protocol"
+        )
+    declared = [(a.get("provenance") or {}).get("seeds") or [] for _, _, a in seeds]
+    keys: list[Any] = [d[0] for d in declared if len(d) == 1]
+    if len(keys) != len(seeds) or len(set(keys)) != len(keys):
+        keys = [job["id"] for _, job, _ in seeds]
+    mean, std = mean_std([r["val_bpb"] for r in chosen])
+    loss, _ = mean_std([r["val_loss"] for r in chosen])
+    results: dict[str, Any] = {}
+    for key, (report, job, artifact), r in zip(keys, seeds, chosen, strict=True):
+        art = report["artifact"]
+        results[str(key)] = {
+            "val_bpb": r["val_bpb"],
+            "val_loss": r["val_loss"],
+            "artifact_bytes": art.get("artifact_bytes") or artifact.get("bytes"),
+            "bytes_total": art["total_bytes"],
+            "eval_time_s": r.get("wall_s"),
+            "job": job["id"],
+            **_partial_mark(r),
+        }
+    codes = [_code_bytes(report, artifact) for report, _, artifact in seeds]
+    doc: dict[str, Any] = {
+        "val_bpb": mean,
+        "val_bpb_std": std,
+        "val_loss": loss,
+        "seeds": keys,
+        "seed_results": results,
+        "bytes_total": max(report["artifact"]["total_bytes"] for report, _, _ in seeds),
+    }
+    if None not in codes:
+        doc["bytes_code"] = max(c for c in codes if c is not None)
+    else:
+        _no_code_note()
+    if any(_partial_mark(r) for r in chosen):
+        doc["partial"] = True
+    doc["golf_eval"] = {
+        "group": name,
+        "protocol": chosen[0]["protocol"],
+        "jobs": [job["id"] for _, job, _ in seeds],
+        "digests": [report.get("digest") for report, _, _ in seeds],
+        "dataset": {"name": seeds[0][1]["dataset"], "sha256": chosen[0].get("dataset_sha256")},
     }
     return doc
 
@@ -429,6 +593,20 @@ def compare(
     ] = None,
     resamples: ResamplesOpt = 2000,
     seed: Annotated[int, typer.Option(help="Seed of the bootstrap.")] = 0,
+    rule: Annotated[
+        str | None,
+        typer.Option(
+            help="record: Parameter Golf's record rule over the seed groups (the first is "
+            "the standing record): one-sided Welch over the seeds' val_loss in nats.",
+            show_default=False,
+        ),
+    ] = None,
+    margin_nats: Annotated[
+        float, typer.Option(min=0, help="With --rule record: the improvement to beat.")
+    ] = 0.005,
+    alpha: Annotated[
+        float, typer.Option(min=0, max=1, help="With --rule record: the one-sided level.")
+    ] = 0.01,
     fmt: FormatOpt = "table",
     as_json: JsonOpt = False,
     server: ServerOpt = DEFAULT_SERVER,
@@ -440,7 +618,9 @@ def compare(
     report JSON files (golf report -f json, golf eval --json: no CI). Windows pair when
     the dataset and plan (seq_len, stride, plan, max_windows) are the same; else the Δ is
     shown unpaired, saying why. With --group, each group's mean ± std over its seeds,
-    and each group against the first: Welch's t-test and a pooled-window bootstrap.
+    and each group against the first: Welch's t-test and a pooled-window bootstrap
+    (within-run: it ignores seed variance). With --rule record, the official verdict:
+    does each group beat the first by more than --margin-nats at p < --alpha?
     """
     from clients.compare import Group, compare_groups, compare_sides, load_side, side_names
 
@@ -450,6 +630,10 @@ def compare(
         fail("pass sides or --group, not both (a group lists its sides: --group NAME=A,B)")
     if not groups and len(sides) < 2:
         fail("compare needs two sides or more (job ids, report files, saved folders)")
+    if rule not in (None, "record"):
+        fail(f"unknown --rule {rule}; the one rule is record")
+    if rule == "record" and len(groups) < 2:
+        fail("--rule record compares seed groups: pass --group NAME=A,B,… for each (≥ 2)")
     with contextlib.ExitStack() as stack:
 
         @functools.cache
@@ -473,7 +657,8 @@ def compare(
                     members = [j["id"] for j in _group_jobs(client(), name)]
                 seeds = [load_side(m, f"{name}[{i + 1}]", job) for i, m in enumerate(members)]
                 made.append(Group(name, seeds))
-            doc = compare_groups(made, protocol, resamples, seed)
+            record = (margin_nats, alpha) if rule == "record" else None
+            doc = compare_groups(made, protocol, resamples, seed, record)
             view = (groups_table, groups_markdown)
     if fmt == "json":
         typer.echo(json.dumps(doc, indent=2))
@@ -485,25 +670,44 @@ def compare(
 
 @service_errors
 def leaderboard(
-    dataset: Annotated[str, typer.Option(help="Dataset name on the server.")],
+    dataset: Annotated[
+        str | None,
+        typer.Option(help="Dataset name on the server; default: its only one.", show_default=False),
+    ] = None,
     protocol: Annotated[
         str | None, typer.Option(help="Only this protocol.", show_default=False)
     ] = None,
     sort: Annotated[
         str, typer.Option(help="val_bpb, or bytes (total bytes, smallest first).")
     ] = "val_bpb",
+    board: Annotated[
+        str,
+        typer.Option(help="mine (your jobs; an admin's: everyone's) or shared (published)."),
+    ] = "mine",
+    include_partial: Annotated[
+        bool,
+        typer.Option("--include-partial", help="Show partial runs too, marked and unranked."),
+    ] = False,
     fmt: FormatOpt = "table",
     as_json: JsonOpt = False,
     server: ServerOpt = DEFAULT_SERVER,
     api_key: ApiKeyOpt = None,
 ) -> None:
-    """The best val_bpb per submission (its group, else its artifact) per protocol, over
-    your succeeded jobs on a dataset (an admin's: everyone's)."""
+    """Seed groups ranked by mean val_bpb per protocol (a group: jobs submitted with
+    --group; else an artifact, n = 1), with n, ± std, eval parameters, owner and eval
+    time. Partial runs are left off unless --include-partial."""
     fmt = _format(fmt, as_json)
     if sort not in ("val_bpb", "bytes"):
         fail(f"unknown --sort {sort}; use val_bpb or bytes")
+    if board not in ("mine", "shared"):
+        fail(f"unknown --board {board}; use mine or shared")
     with Client(server, api_key) as client:
-        doc = client.leaderboard(dataset, protocol)
+        if dataset is None:
+            known = [d["name"] for d in client.datasets()]
+            if len(known) != 1:
+                fail(f"pass --dataset: the server serves {', '.join(known) or 'none'}")
+            dataset = known[0]
+        doc = client.leaderboard(dataset, protocol, board, include_partial)
     doc["rows"] = sort_leaderboard(doc["rows"], sort)
     if fmt == "json":
         typer.echo(json.dumps(doc, indent=2))
@@ -511,6 +715,28 @@ def leaderboard(
         typer.echo(leaderboard_markdown(doc), nl=False)
     else:
         out.print(leaderboard_table(doc))
+
+
+@service_errors
+def publish(
+    jobs: Annotated[list[str], typer.Argument(help="Job ids (j_…).", show_default=False)],
+    unpublish: Annotated[
+        bool, typer.Option("--unpublish", help="Take them off the shared board.")
+    ] = False,
+    server: ServerOpt = DEFAULT_SERVER,
+    api_key: ApiKeyOpt = None,
+) -> None:
+    """Put succeeded jobs of yours on the shared board every owner sees
+    (golf leaderboard --board shared)."""
+    with Client(server, api_key) as client:
+        for job_id in jobs:
+            try:
+                doc = client.publish(job_id, not unpublish)
+            except ServiceError as e:
+                if e.status == 404:
+                    fail(f"unknown job {job_id} (HTTP 404); list yours with golf jobs")
+                raise
+            typer.echo(f"{doc['job']} {'published' if doc['published'] else 'unpublished'}")
 
 
 def _group_jobs(client: Client, name: str) -> list[dict[str, Any]]:
@@ -591,5 +817,5 @@ def cancel(
 
 
 def register(app: typer.Typer) -> None:
-    for command in (submit, watch, report, compare, jobs, datasets, cancel, leaderboard):
+    for command in (submit, watch, report, compare, jobs, datasets, cancel, leaderboard, publish):
         app.command(command.__name__)(command)

@@ -123,7 +123,9 @@ def load_side(spec: str, name: str, job: JobLoader) -> Side:
         doc = _read_json(path, HINT)
         if not _is_report(doc):
             fail(f"{spec}: not a job report; {HINT}")
-        label = f"{doc['job']} ({spec})" if doc.get("job") else spec
+        # `golf eval --save` folders all hold a report.json: name its folder too
+        shown = path.name if path.name != "report.json" else f"{path.parent.name}/{path.name}"
+        label = f"{doc['job']} ({shown})" if doc.get("job") else shown
         return Side(name, label, normalize(doc), lambda _: None, _dataset_name(doc))
     if spec.startswith("j_"):
         report, dataset, windows_of = job(spec)
@@ -311,10 +313,34 @@ def _group_pairing(a: Group, b: Group, protocol: str) -> str | None:
     return None
 
 
+def record_row(
+    a: Group, b: Group, protocol: str, margin: float, alpha: float
+) -> dict[str, Any] | None:
+    """Parameter Golf's record rule, B (the challenger) against A (the standing record):
+    one-sided Welch test over the seeds' val_loss in nats that B improves on A by more
+    than `margin` (golf.stats.record_test). Partial runs are no evidence: refused."""
+    from golf.stats import record_test
+    from golf.tables import is_partial
+
+    ra = [r for s in a.members if (r := s.protocol(protocol))]
+    rb = [r for s in b.members if (r := s.protocol(protocol))]
+    if not ra or not rb:
+        return None
+    if any(is_partial(r) for r in (*ra, *rb)):
+        fail(f"--rule record: a seed of {protocol} is a partial run; records need the whole val")
+    test = record_test([r["val_loss"] for r in ra], [r["val_loss"] for r in rb], margin, alpha)
+    return {"protocol": protocol, "group": b.name, "vs": a.name, **test.as_dict()}
+
+
 def compare_groups(
-    groups: list[Group], only: list[str] | None, resamples: int, seed: int
+    groups: list[Group],
+    only: list[str] | None,
+    resamples: int,
+    seed: int,
+    rule: tuple[float, float] | None = None,
 ) -> dict[str, Any]:
-    """Mean ± std per group per protocol, and each later group tested against the first."""
+    """Mean ± std per group per protocol, and each later group tested against the first;
+    with `rule` (margin nats, alpha), the record rule's verdict too."""
     protocols = protocols_of([s for g in groups for s in g.members], only)
     tests = [
         t
@@ -322,9 +348,17 @@ def compare_groups(
         for g in groups[1:]
         if (t := group_test(groups[0], g, p, resamples, seed)) is not None
     ]
-    return {
+    doc: dict[str, Any] = {
         "groups": [group_summary(g, protocols) for g in groups],
         "tests": tests,
         "resamples": resamples,
         "seed": seed,
     }
+    if rule is not None:
+        doc["record"] = [
+            r
+            for p in protocols
+            for g in groups[1:]
+            if (r := record_row(groups[0], g, p, *rule)) is not None
+        ]
+    return doc

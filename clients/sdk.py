@@ -87,6 +87,7 @@ def _job_body(
     params: dict[str, Any] | None,
     priority: int,
     group: str | None = None,
+    code: tuple[int, str] | None = None,
 ) -> dict[str, Any]:
     names = [protocols] if isinstance(protocols, str) else list(protocols)
     body = {
@@ -96,11 +97,18 @@ def _job_body(
         "params": params or {},
         "priority": priority,
     }
+    if code is not None:
+        body |= {"code_bytes": code[0], "code_sha256": code[1]}
     return body | ({"group": group} if group is not None else {})
 
 
-def _leaderboard_query(dataset: str, protocol: str | None) -> dict[str, str]:
-    return {"dataset": dataset} | ({"protocol": protocol} if protocol else {})
+def _leaderboard_query(
+    dataset: str, protocol: str | None, board: str = "mine", include_partial: bool = False
+) -> dict[str, str]:
+    query = {"dataset": dataset, "board": board}
+    if include_partial:
+        query["include_partial"] = "true"
+    return query | ({"protocol": protocol} if protocol else {})
 
 
 def _windows_query(protocol: str | None, cursor: str | None = None) -> dict[str, str]:
@@ -145,10 +153,11 @@ class Client:
         params: dict[str, Any] | None = None,
         priority: int = 0,
         group: str | None = None,
+        code: tuple[int, str] | None = None,
     ) -> dict[str, Any]:
-        """Queue a job for an uploaded artifact id, tagged with a seed `group` if given;
-        returns the job object."""
-        body = _job_body(artifact, dataset, protocols, params, priority, group)
+        """Queue a job for an uploaded artifact id, tagged with a seed `group` if given,
+        with the (bytes, sha256) of its code file if given; returns the job object."""
+        body = _job_body(artifact, dataset, protocols, params, priority, group, code)
         return self._call("POST", "/v1/jobs", json=body)
 
     def get(self, job_id: str) -> dict[str, Any]:
@@ -174,9 +183,21 @@ class Client:
         """An uploaded artifact's summary: bytes (code bytes too), verdict, flags."""
         return self._call("GET", f"/v1/artifacts/{quote(artifact_id, safe='')}")
 
-    def leaderboard(self, dataset: str, protocol: str | None = None) -> dict[str, Any]:
-        """The best val_bpb per submission (group, else artifact) per protocol."""
-        return self._call("GET", "/v1/leaderboard", params=_leaderboard_query(dataset, protocol))
+    def leaderboard(
+        self,
+        dataset: str,
+        protocol: str | None = None,
+        board: str = "mine",
+        include_partial: bool = False,
+    ) -> dict[str, Any]:
+        """Seed groups (group, else artifact) ranked by mean val_bpb per protocol; `board`
+        mine or shared (published jobs); partial runs only with `include_partial`."""
+        query = _leaderboard_query(dataset, protocol, board, include_partial)
+        return self._call("GET", "/v1/leaderboard", params=query)
+
+    def publish(self, job_id: str, published: bool = True) -> dict[str, Any]:
+        """Put a succeeded job on the shared board (or, with False, take it off)."""
+        return self._call("POST", _job(job_id, "/publish"), json={"published": published})
 
     def report(self, job_id: str) -> dict[str, Any]:
         """The final report of a succeeded job (ServiceError 409 before that)."""
@@ -269,10 +290,11 @@ class AsyncClient:
         params: dict[str, Any] | None = None,
         priority: int = 0,
         group: str | None = None,
+        code: tuple[int, str] | None = None,
     ) -> dict[str, Any]:
-        """Queue a job for an uploaded artifact id, tagged with a seed `group` if given;
-        returns the job object."""
-        body = _job_body(artifact, dataset, protocols, params, priority, group)
+        """Queue a job for an uploaded artifact id, tagged with a seed `group` if given,
+        with the (bytes, sha256) of its code file if given; returns the job object."""
+        body = _job_body(artifact, dataset, protocols, params, priority, group, code)
         return await self._call("POST", "/v1/jobs", json=body)
 
     async def get(self, job_id: str) -> dict[str, Any]:
@@ -298,10 +320,21 @@ class AsyncClient:
         """An uploaded artifact's summary: bytes (code bytes too), verdict, flags."""
         return await self._call("GET", f"/v1/artifacts/{quote(artifact_id, safe='')}")
 
-    async def leaderboard(self, dataset: str, protocol: str | None = None) -> dict[str, Any]:
-        """The best val_bpb per submission (group, else artifact) per protocol."""
-        query = _leaderboard_query(dataset, protocol)
+    async def leaderboard(
+        self,
+        dataset: str,
+        protocol: str | None = None,
+        board: str = "mine",
+        include_partial: bool = False,
+    ) -> dict[str, Any]:
+        """Seed groups (group, else artifact) ranked by mean val_bpb per protocol; `board`
+        mine or shared (published jobs); partial runs only with `include_partial`."""
+        query = _leaderboard_query(dataset, protocol, board, include_partial)
         return await self._call("GET", "/v1/leaderboard", params=query)
+
+    async def publish(self, job_id: str, published: bool = True) -> dict[str, Any]:
+        """Put a succeeded job on the shared board (or, with False, take it off)."""
+        return await self._call("POST", _job(job_id, "/publish"), json={"published": published})
 
     async def report(self, job_id: str) -> dict[str, Any]:
         """The final report of a succeeded job (ServiceError 409 before that)."""

@@ -429,10 +429,44 @@ def group_notes(doc: dict[str, Any]) -> list[str]:
     if doc["tests"]:
         notes.append(
             "std: sample (ddof 1) over seeds; Welch: two-sided over the seeds' val_bpb; "
-            f"pooled: bootstrap of all seeds' windows, {doc['resamples']:,} resamples, "
-            f"seed {doc['seed']}; * = the CI excludes 0"
+            f"pooled: within-run bootstrap of all seeds' windows, {doc['resamples']:,} "
+            f"resamples, seed {doc['seed']}; * = the CI excludes 0. The within-run CI "
+            "ignores seed variance: never a record verdict (golf compare --rule record)"
         )
     return notes
+
+
+RECORD_COLUMNS = (
+    "protocol", "group", "improvement (nats)", "95% CI", "t", "dof", "p", "verdict"
+)  # fmt: skip
+
+
+def record_rows(doc: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    for r in doc.get("record") or []:
+        ci = r["ci95"]
+        rows.append(
+            [
+                r["protocol"],
+                f"{r['group']} vs {r['vs']}",
+                f"{r['improvement_nats']:+.6f}",
+                f"[{ci[0]:+.6f}, {ci[1]:+.6f}]" if ci else "—",
+                f"{r['t']:.3f}" if r["t"] is not None else "—",
+                f"{r['dof']:.1f}" if r["dof"] is not None else "—",
+                f"{r['p']:.3g}" if r["p"] is not None else "—",
+                r["verdict"].upper() if r["verdict"] == "record" else r["verdict"],
+            ]
+        )
+    return rows
+
+
+def record_note(doc: dict[str, Any]) -> str:
+    r = (doc.get("record") or [{}])[0]
+    return (
+        f"record rule: improvement = mean val_loss of {r.get('vs', 'A')} − of the group, in "
+        f"nats; one-sided Welch over seeds, H0: improvement ≤ {r.get('margin_nats')} nats; "
+        f"a record when p < {r.get('alpha')} (needs ≥ 2 seeds a group)"
+    )
 
 
 def groups_table(doc: dict[str, Any]) -> RenderableType:
@@ -450,7 +484,15 @@ def groups_table(doc: dict[str, Any]) -> RenderableType:
     for row in group_test_rows(doc):
         tests.add_row(*row)
     tests.caption, tests.caption_justify = "\n".join(group_notes(doc)), "left"
-    return Group(*members, summary, tests)
+    if not doc.get("record"):
+        return Group(*members, summary, tests)
+    record = Table(title="record rule (between seeds)", title_justify="left")
+    for name in RECORD_COLUMNS:
+        record.add_column(name, justify="left" if name in ("protocol", "group") else "right")
+    for row in record_rows(doc):
+        record.add_row(*row)
+    record.caption, record.caption_justify = record_note(doc), "left"
+    return Group(*members, summary, tests, record)
 
 
 def groups_markdown(doc: dict[str, Any]) -> str:
@@ -461,21 +503,54 @@ def groups_markdown(doc: dict[str, Any]) -> str:
         align = ["left", "left", *["right"] * (len(TEST_COLUMNS) - 2)]
         lines += ["", *md_table(list(TEST_COLUMNS), align, group_test_rows(doc)), ""]
         lines += [f"> {n}  " for n in group_notes(doc)]
+    if doc.get("record"):
+        align = ["left", "left", *["right"] * (len(RECORD_COLUMNS) - 2)]
+        lines += ["", *md_table(list(RECORD_COLUMNS), align, record_rows(doc)), ""]
+        lines.append(f"> {record_note(doc)}  ")
     return "\n".join(lines) + "\n"
 
 
 # ---- leaderboard -----------------------------------------------------------------------
 
 LEADERBOARD_COLUMNS = (
-    "#", "protocol", "entry", "val_bpb", "val_loss", "bytes", "code", "verdict", "flags", "job"
+    "#", "protocol", "entry", "owner", "n", "val_bpb mean ± std", "val_loss", "params",
+    "eval s", "bytes", "code", "verdict", "flags", "job",
 )  # fmt: skip
+_RIGHT = ("#", "n", "val_loss", "eval s", "bytes", "code")
 
 
 def sort_leaderboard(rows: list[dict[str, Any]], by: str) -> list[dict[str, Any]]:
-    """Rows by protocol, then val_bpb (or total bytes, val_bpb breaking ties)."""
+    """Rows by protocol, then mean val_bpb (or total bytes, val_bpb breaking ties)."""
     if by == "bytes":
         return sorted(rows, key=lambda r: (r["protocol"], r["total_bytes"], r["val_bpb"]))
     return sorted(rows, key=lambda r: (r["protocol"], r["val_bpb"]))
+
+
+def params_words(params: dict[str, Any]) -> str:
+    """`L 2048 · stride 64 · slot 24 steps lr 0.012→0.001 · bf16`: what decides the score."""
+    parts = [f"L {params.get('seq_len')}", f"stride {params.get('stride')}"]
+    if "slot_steps" in params:
+        parts.append(
+            f"slot {params['slot_steps']} steps lr {params.get('slot_lr')}→"
+            f"{params.get('slot_lr_min')} B {params.get('batch_windows')}"
+        )
+    parts += [f"{k} {params[k]}" for k in ("plan", "reference") if k in params]
+    if params.get("precision") not in (None, "auto"):
+        parts.append(params["precision"])
+    return " · ".join(parts)
+
+
+def _score(r: dict[str, Any]) -> str:
+    std = r.get("val_bpb_std")
+    mark = " PARTIAL" if r.get("partial") else ""
+    return (f"{r['val_bpb']:.6f} ± {std:.6f}" if std is not None else f"{r['val_bpb']:.6f}") + mark
+
+
+def _eval_s(r: dict[str, Any]) -> str:
+    if r.get("eval_s") is None:
+        return "—"
+    projected = r.get("projected_8xh100_s")
+    return f"{r['eval_s']:.1f}" + (" (8×H100 > 600 s)" if (projected or 0) > 600 else "")
 
 
 def leaderboard_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
@@ -485,36 +560,56 @@ def leaderboard_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
         last = r["protocol"]
         out.append(
             [
-                str(rank),
+                "—" if r.get("partial") else str(rank),
                 r["protocol"],
                 r["group"] or r["artifact"][:12],
-                f"{r['val_bpb']:.6f}",
+                r.get("owner") or "—",
+                str(r.get("seeds", 1)),
+                _score(r),
                 f"{r['val_loss']:.6f}",
+                params_words(r.get("params") or {}),
+                _eval_s(r),
                 f"{r['total_bytes']:,}",
-                f"{r['code_bytes']:,}" if r["code_bytes"] else "—",
+                f"{r['code_bytes']:,}" if r["code_bytes"] else "not declared",
                 r["verdict"],
                 ", ".join(f["code"] for f in r["flags"]),
                 r["job"],
             ]
         )
+        if r.get("partial"):
+            rank -= 1  # a partial run holds no rank
     return out
 
 
+def leaderboard_notes(doc: dict[str, Any]) -> list[str]:
+    notes = [
+        "val_bpb: mean over the entry's seeds (its distinct artifacts), ± sample std; "
+        "n = 1 is a single run"
+    ]
+    if any(r.get("partial") for r in doc["rows"]):
+        notes.append("PARTIAL: scored only the first windows, not the whole val: unranked (—)")
+    return notes
+
+
 def leaderboard_table(doc: dict[str, Any]) -> Table:
-    table = Table(title=f"leaderboard: {doc['dataset']}", title_justify="left")
+    board = doc.get("board", "mine")
+    title = f"leaderboard: {doc['dataset']}" + (" (shared)" if board == "shared" else "")
+    table = Table(title=title, title_justify="left")
     for name in LEADERBOARD_COLUMNS:
-        right = name in ("#", "val_bpb", "val_loss", "bytes", "code")
-        table.add_column(name, justify="right" if right else "left")
+        table.add_column(name, justify="right" if name in _RIGHT else "left")
     for row in leaderboard_rows(doc["rows"]):
         table.add_row(*row)
+    table.caption, table.caption_justify = "\n".join(leaderboard_notes(doc)), "left"
     return table
 
 
 def leaderboard_markdown(doc: dict[str, Any]) -> str:
-    right = ("#", "val_bpb", "val_loss", "bytes", "code")
-    align = ["right" if c in right else "left" for c in LEADERBOARD_COLUMNS]
+    align = ["right" if c in _RIGHT else "left" for c in LEADERBOARD_COLUMNS]
     rows = leaderboard_rows(doc["rows"])
+    flags = LEADERBOARD_COLUMNS.index("flags")
     for row in rows:
-        row[8] = ", ".join(f"`{c}`" for c in row[8].split(", ") if c)
+        row[flags] = ", ".join(f"`{c}`" for c in row[flags].split(", ") if c)
     lines = [f"**leaderboard**: dataset `{doc['dataset']}`", ""]
-    return "\n".join([*lines, *md_table(list(LEADERBOARD_COLUMNS), align, rows)]) + "\n"
+    notes = [f"> {n}  " for n in leaderboard_notes(doc)]
+    table = md_table(list(LEADERBOARD_COLUMNS), align, rows)
+    return "\n".join([*lines, *table, "", *notes]) + "\n"

@@ -134,4 +134,5 @@ def local_reports(
 
 
 def without_elapsed(reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{k: v for k, v in r.items() if k != "elapsed_s"} for r in reports]
+    """Reports without their timings (compute and wall seconds), which no two runs share."""
+    return [{k: v for k, v in r.items() if k not in ("elapsed_s", "wall_s")} for r in reports]

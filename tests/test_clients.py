@@ -339,33 +339,40 @@ def test_cli_report_md_is_the_json_report(finished: dict, server: str, client: C
     code, stdout, stderr = golf("report", job_id, "--format", "md", server=server)
     assert code == 0, stderr
     report = client.report(job_id)
-    # max_windows: a loud note first, then the table (Δ kept: both scored the same targets)
+    # a partial run: a loud note first, then the table, with no Δ
     note, _, stdout = stdout.partition("\n\n")
-    assert note.startswith("> **PARTIAL RUN**: max_windows 48 scored only the first windows")
-    table, line = stdout.rpartition("\n\n")[0], stdout.splitlines()[-1]
+    total = report["reports"][0]["windows_total"]
+    assert note == (
+        f"> **PARTIAL RUN**: scored only the first windows (48 of {total:,}); these are not "
+        "val_bpb of the whole validation set\n> **no Δ**: a partial run (see tokens)"
+    )
+    table, line = stdout.rpartition("\n\n")[0], stdout.splitlines()[-2]
     header, *rows = _md_rows(table)
     assert header == [
-        "protocol", "val_bpb", "Δ bpb", "val_loss", "tokens", "windows", "seconds", "flags"
+        "protocol", "val_bpb", "95% CI", "Δ bpb", "val_loss", "tokens", "windows", "seconds",
+        "flags",
     ]  # fmt: skip
-    assert stdout.splitlines()[1] == "|---|---:|---:|---:|---:|---:|---:|---|"
-    first = report["reports"][0]["val_bpb"]
+    assert stdout.splitlines()[1] == "|---|---:|---:|---:|---:|---:|---:|---:|---|"
     assert len(rows) == len(report["reports"]) == 2
     for row, r in zip(rows, report["reports"], strict=True):
         assert row[0] == r["protocol"]
         assert abs(float(row[1]) - r["val_bpb"]) <= 5e-7
-        assert abs(float(row[2]) - (r["val_bpb"] - first)) <= 5e-7
-        assert abs(float(row[3]) - r["val_loss"]) <= 5e-7
-        assert int(row[4].replace(",", "")) == r["tokens"]
-        assert int(row[5]) == r["windows"] == PARAMS["max_windows"]
-        assert abs(float(row[6]) - r["elapsed_s"]) <= 0.005
-    assert [row[7] for row in rows] == ["", "`non_causal_protocol`"]
+        assert row[2] == f"[{r['ci95'][0]:.4f}, {r['ci95'][1]:.4f}]"
+        assert row[3] == "—"
+        assert abs(float(row[4]) - r["val_loss"]) <= 5e-7
+        assert int(row[5].replace(",", "")) == r["tokens"]
+        assert int(row[6]) == r["windows"] == PARAMS["max_windows"]
+        assert abs(float(row[7]) - r["elapsed_s"]) <= 0.005
+    assert [row[8] for row in rows] == ["", "`non_causal_protocol`"]
     art = report["artifact"]
     assert line == (
-        f"job `{job_id}` · artifact `{art['id'][:12]}` ({art['total_bytes']:,} bytes, fits) · "
-        f"dataset `demo` (`{report['reports'][0]['dataset_sha256'][:12]}`) · seq_len 64, "
+        f"job `{job_id}` · artifact `{art['id'][:12]}` ({art['total_bytes']:,} bytes, fits; "
+        f"code size not declared) · dataset `demo` "
+        f"(`{report['reports'][0]['dataset_sha256'][:12]}`) · seq_len 64, "
         f"stride sliding 32 / slot 32, slot steps 8, max_windows 48 · "
-        f"digest `{report['digest'][:16]}`"
+        f"digest `{report['digest'][:16]}`  "
     )
+    assert stdout.splitlines()[-1].startswith("95% CI: within-run")
     assert (
         golf("report", job_id, "-f", "json", server=server)[1]
         == golf("report", job_id, "--json", server=server)[1]
@@ -487,27 +494,59 @@ def test_cli_compare_groups_of_service_jobs_and_saved_sides(
     code, stdout, _ = golf("jobs", server=server)
     assert "seeds.v2" in stdout and "val_bpb" in stdout
 
-
-def test_cli_leaderboard_and_submission(finished: dict, server: str, client: Client) -> None:
-    code, stdout, stderr = golf("leaderboard", "--dataset", "demo", "-f", "json", server=server)
+    # The group as a submission.json: the seeds' mean, std and per-seed results; the
+    # seeds are partial runs, so only with --allow-partial, and marked.
+    args = ["report", "--group", "seeds.v2", "-f", "submission"]
+    code, _, stderr = golf(*args, server=server)
+    assert code == 2 and "is a partial run" in stderr
+    code, stdout, stderr = golf(*args, "--allow-partial", server=server)
     assert code == 0, stderr
     doc = json.loads(stdout)
-    assert doc == client.leaderboard("demo") | {"rows": doc["rows"]}
+    value = client.report(ids[0])["reports"][0]["val_bpb"]
+    assert doc["val_bpb"] == value and doc["val_bpb_std"] == 0.0 and doc["partial"] is True
+    assert doc["seeds"] == ids  # random artifacts declare no seed: named by job
+    assert [r["val_bpb"] for r in doc["seed_results"].values()] == [value, value]
+    assert doc["golf_eval"]["group"] == "seeds.v2" and doc["golf_eval"]["jobs"] == ids
+
+
+def test_cli_leaderboard_and_submission(finished: dict, server: str, client: Client) -> None:
+    """The module's jobs are partial (max_windows 48 of the demo val): off the board and
+    refused as a submission, unless asked for, and then marked partial."""
+    code, stdout, stderr = golf("leaderboard", "-f", "json", server=server)  # one dataset
+    assert code == 0, stderr
+    assert json.loads(stdout) == {"dataset": "demo", "board": "mine", "rows": []}
+    args = ["leaderboard", "--dataset", "demo", "--include-partial"]
+    code, stdout, stderr = golf(*args, "-f", "json", server=server)
+    assert code == 0, stderr
+    doc = json.loads(stdout)
+    assert doc == client.leaderboard("demo", include_partial=True) | {"rows": doc["rows"]}
     assert doc["rows"] and {r["protocol"] for r in doc["rows"]} >= {"sliding", "slot"}
-    code, stdout, _ = golf("leaderboard", "--dataset", "demo", "-f", "md", server=server)
+    assert all(r["partial"] and r["seeds"] == 1 and r["owner"] == "alice" for r in doc["rows"])
+    code, stdout, _ = golf(*args, "-f", "md", server=server)
     assert code == 0 and stdout.startswith("**leaderboard**: dataset `demo`")
-    code, stdout, _ = golf("leaderboard", "--dataset", "demo", "--sort", "bytes", server=server)
+    assert "PARTIAL" in stdout and "| — | sliding |" in stdout  # marked, unranked
+    code, stdout, _ = golf(*args, "--sort", "bytes", server=server)
     assert code == 0 and "leaderboard: demo" in stdout
+    code, _, stderr = golf("leaderboard", "--dataset", "nope", server=server)
+    assert code == 2 and "unknown dataset 'nope'; the server serves: demo" in stderr
 
     job_id = finished["job"]["id"]
     code, stdout, stderr = golf("report", job_id, "-f", "submission", server=server)
+    assert code == 2 and stdout == ""
+    assert f"job {job_id} is a partial run (sliding scored 48 of " in stderr
+    assert "--allow-partial" in stderr
+    code, stdout, stderr = golf(
+        "report", job_id, "-f", "submission", "--allow-partial", server=server
+    )
     assert code == 0, stderr
     doc, report = json.loads(stdout), finished["report"]
     sliding, slot = report["reports"]
+    assert doc["partial"] is True and doc["windows"] == 48
+    assert doc["windows_total"] == sliding["windows_total"] > 48
     assert doc["val_bpb"] == sliding["val_bpb"] and doc["val_loss"] == sliding["val_loss"]
     assert doc["val_bpb_by_protocol"] == {"sliding": sliding["val_bpb"], "slot": slot["val_bpb"]}
     assert doc["bytes_total"] == report["artifact"]["total_bytes"]
-    assert "bytes_code" not in doc and "bytes_code omitted" in stderr  # a random artifact
+    assert "bytes_code" not in doc and "code size not declared" in stderr  # a random artifact
     assert doc["golf_eval"] == {
         "protocol": "sliding",
         "environment": report["environment"],
@@ -515,8 +554,10 @@ def test_cli_leaderboard_and_submission(finished: dict, server: str, client: Cli
         "job": job_id,
         "artifact": report["artifact"]["id"],
         "dataset": {"name": "demo", "sha256": sliding["dataset_sha256"]},
+        "ci95_within_run": sliding["ci95"],
+        "eval_time_s": sliding["wall_s"],
     }
-    args = ["report", job_id, "-f", "submission", "--protocol", "slot"]
+    args = ["report", job_id, "-f", "submission", "--protocol", "slot", "--allow-partial"]
     code, stdout, _ = golf(*args, server=server)
     assert code == 0 and json.loads(stdout)["val_bpb"] == slot["val_bpb"]
 
@@ -714,3 +755,42 @@ def test_cli_submit_checks_the_dataset_first_and_names_a_bad_file(
     torch_zip.write_bytes(b"PK\x03\x04" + bytes(64))
     code, _, stderr = golf(*submit, torch_zip, "--dataset", "demo", server=server)
     assert code == 2 and "final_model.int6.ptz: " in stderr and "golf import-pg" in stderr
+
+
+def _seed_files(tmp_path: Path, name: str, losses: list[float]) -> str:
+    """NAME=file,file,… of report files, one per seed, with these val_loss values."""
+    files = []
+    for i, loss in enumerate(losses):
+        doc = _report([("sliding", 1000, 128, None)])
+        doc["job"] = f"j_{name}{i}"
+        doc["reports"][0] |= {"val_loss": loss, "val_bpb": loss / math.log(2) / 3.5}
+        doc["reports"][0] |= {"windows_total": 40, "partial": False}
+        path = tmp_path / f"{name}{i}.json"
+        path.write_text(json.dumps(doc))
+        files.append(str(path))
+    return f"{name}={','.join(files)}"
+
+
+@pytest.mark.parametrize(("gain", "verdict"), [(0.009, "RECORD"), (0.004, "not a record")])
+def test_cli_compare_rule_record_on_both_sides_of_the_margin(
+    tmp_path: Path, gain: float, verdict: str
+) -> None:
+    """`--rule record` (0.005 nats, p < 0.01 by default) over constructed seed groups;
+    the window bootstrap is labelled within-run and never gives the verdict."""
+    base = [3.0 - 0.0005, 3.0, 3.0 + 0.0005]
+    sota = _seed_files(tmp_path, "sota", base)
+    new = _seed_files(tmp_path, "new", [v - gain for v in base])
+    args = ["compare", "--group", sota, "--group", new, "--rule", "record"]
+    code, stdout, stderr = golf(*args, "-f", "json", server="http://127.0.0.1:9")
+    assert code == 0, stderr
+    (row,) = json.loads(stdout)["record"]
+    assert row["group"] == "new" and row["vs"] == "sota" and row["seeds"] == [3, 3]
+    assert row["improvement_nats"] == pytest.approx(gain, abs=1e-12)
+    assert row["margin_nats"] == 0.005 and row["alpha"] == 0.01
+    assert (row["p"] < 0.01) == (verdict == "RECORD")
+    code, stdout, _ = golf(*args, "-f", "md", server="http://127.0.0.1:9")
+    (line,) = [r for r in stdout.splitlines() if r.startswith("| sliding | new vs sota |")]
+    assert line.endswith(f"| {verdict} |")
+    assert "within-run" in stdout and "never a record verdict" in stdout
+    code, _, stderr = golf("compare", "--group", sota, "--rule", "record", server="x")
+    assert code == 2 and "--rule record compares seed groups" in stderr

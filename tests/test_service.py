@@ -104,7 +104,8 @@ def test_report_equals_golf_eval(client, artifact_id: str, expected: list[dict])
     report = client.get(f"/v1/jobs/{job['id']}/report", headers=auth("alice")).json()
     assert without_elapsed(report["reports"]) == without_elapsed(expected)
     assert [row["protocol"] for row in report["table"]] == PROTOCOLS
-    assert report["table"][0]["delta_bpb"] == 0.0
+    assert [row["delta_bpb"] for row in report["table"]] == [None] * 3  # partial: no Δ
+    assert all(r["partial"] and r["windows"] == 48 < r["windows_total"] for r in report["reports"])
     assert report["flags"] == [{"code": "non_causal_protocol", "protocol": "slot"}]
     assert report["environment"]["device"] == "cpu" and report["environment"]["workers"] == 2
     assert len(report["digest"]) == 64
@@ -466,8 +467,9 @@ def test_serve_names_its_datasets_or_warns_of_none(
 
 
 def test_groups_and_the_leaderboard(client, artifact_id: str, root: Path, demo_data: Path) -> None:
-    """Jobs tagged with a group rank as one entry; an untagged job ranks by its artifact;
-    an owner sees only its own jobs, an admin everyone's."""
+    """Jobs tagged with a group rank as one entry (its seeds' mean); an untagged job ranks
+    by its artifact; partial runs stay off unless asked for; an owner sees only its own
+    jobs, an admin everyone's, and everyone the jobs published to the shared board."""
     other = make_artifact(demo_data, root / "other.golf", seed=11)
     response = upload(client, other.read_bytes(), owner="dave")
     assert response.status_code == 200, response.text
@@ -486,44 +488,66 @@ def test_groups_and_the_leaderboard(client, artifact_id: str, root: Path, demo_d
     assert {j["id"]: j["group"] for j in listed}[jobs[0]["id"]] == "recipe-1.a"
 
     board = client.get("/v1/leaderboard?dataset=demo", headers=auth("dave")).json()
-    assert board["dataset"] == "demo"
+    assert board == {"dataset": "demo", "board": "mine", "rows": []}  # all partial
+    url = "/v1/leaderboard?dataset=demo&include_partial=true"
+    board = client.get(url, headers=auth("dave")).json()
     assert {r["job"] for r in board["rows"]} <= set(dave_jobs(client))  # only dave's own
     (row,) = [r for r in board["rows"] if r["artifact"] == other_id]
     report = client.get(f"/v1/jobs/{jobs[2]['id']}/report", headers=auth("dave")).json()
-    assert set(row) == {
-        "protocol", "val_bpb", "val_loss", "artifact", "group", "job", "total_bytes",
-        "code_bytes", "verdict", "flags", "finished_at",
-    }  # fmt: skip
-    assert row | {"finished_at": None} == {
+    r = report["reports"][0]
+    assert row | {"finished_at": None, "eval_s": None} == {
         "protocol": "sliding",
-        "val_bpb": report["reports"][0]["val_bpb"],
-        "val_loss": report["reports"][0]["val_loss"],
+        "val_bpb": r["val_bpb"],
+        "val_bpb_std": None,
+        "val_loss": r["val_loss"],
+        "seeds": 1,
+        "val_bpbs": [r["val_bpb"]],
+        "owner": "dave",
         "artifact": other_id,
         "group": None,
         "job": jobs[2]["id"],
+        "jobs": [jobs[2]["id"]],
+        "params": {"seq_len": 64, "stride": 32, "precision": "auto"},
+        "eval_s": None,
+        "projected_8xh100_s": None,
+        "device": r["engine"]["device_name"],
         "total_bytes": report["artifact"]["total_bytes"],
         "code_bytes": 0,
         "verdict": "fits",
         "flags": [],
+        "partial": True,
         "finished_at": None,
     }
+    assert 0 < row["eval_s"] == r["wall_s"]
 
-    everyone = client.get("/v1/leaderboard?dataset=demo", headers=auth(ADMIN)).json()["rows"]
+    everyone = client.get(url, headers=auth(ADMIN)).json()["rows"]
     assert [r["protocol"] for r in everyone] == sorted(r["protocol"] for r in everyone)
     for protocol in {r["protocol"] for r in everyone}:
         values = [r["val_bpb"] for r in everyone if r["protocol"] == protocol]
         assert values == sorted(values)
-        entries = [r["group"] or r["artifact"] for r in everyone if r["protocol"] == protocol]
-        assert len(entries) == len(set(entries))  # one row per entry and protocol
     grouped = [r for r in everyone if r["group"] == "recipe-1.a"]
     assert {r["protocol"] for r in grouped} == {"sliding", "slot"}
+    (sliding,) = [r for r in grouped if r["protocol"] == "sliding"]
+    assert sliding["seeds"] == 1 and sliding["job"] == jobs[1]["id"]  # one artifact: one seed
     (slot,) = [r for r in grouped if r["protocol"] == "slot"]
     assert slot["job"] == jobs[1]["id"]
     assert slot["flags"] == [{"code": "non_causal_protocol", "protocol": "slot"}]
-    only = client.get("/v1/leaderboard?dataset=demo&protocol=slot", headers=auth(ADMIN))
+    only = client.get(url + "&protocol=slot", headers=auth(ADMIN))
     assert {r["protocol"] for r in only.json()["rows"]} == {"slot"}
-    nothing = client.get("/v1/leaderboard?dataset=nope", headers=auth(ADMIN)).json()
-    assert nothing == {"dataset": "nope", "rows": []}
+    nothing = client.get("/v1/leaderboard?dataset=nope", headers=auth(ADMIN))
+    assert nothing.status_code == 404 and "unknown dataset 'nope'" in nothing.json()["detail"]
+
+    # The shared board: only published jobs, of every owner, to every owner.
+    shared = url + "&board=shared"
+    assert client.get(shared, headers=auth("alice")).json()["rows"] == []
+    publish = f"/v1/jobs/{jobs[2]['id']}/publish"
+    assert client.post(publish, json={}, headers=auth("alice")).status_code == 404  # dave's
+    done = client.post(publish, json={}, headers=auth("dave"))
+    assert done.status_code == 200 and done.json() == {"job": jobs[2]["id"], "published": True}
+    seen = client.get(shared, headers=auth("alice")).json()["rows"]
+    assert [(r["job"], r["owner"]) for r in seen] == [(jobs[2]["id"], "dave")]
+    client.post(publish, json={"published": False}, headers=auth("dave"))
+    assert client.get(shared, headers=auth("alice")).json()["rows"] == []
 
 
 def test_an_old_database_gains_the_group_column(tmp_path: Path) -> None:

@@ -155,3 +155,47 @@ def test_welch_by_hand() -> None:
     assert w.dof == pytest.approx(4.0)
     assert w.p == pytest.approx(t_two_sided_p(w.t, 4.0)) and w.p < 0.01
     assert welch([1.0], b) is None and welch([1.0, 1.0], [2.0, 2.0]) is None
+
+
+# ---- the record rule -------------------------------------------------------------------
+
+
+def test_t_quantile_inverts_the_cdf() -> None:
+    from golf.stats import t_quantile, t_upper_p
+
+    assert t_quantile(0.975, 4) == pytest.approx(2.776445105, abs=1e-8)  # tables
+    assert t_quantile(0.99, 10) == pytest.approx(2.763769457, abs=1e-8)
+    for dof in (2.5, 7.0, 30.0):
+        assert t_upper_p(t_quantile(0.95, dof), dof) == pytest.approx(0.05, abs=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("improvement", "verdict"),
+    [(0.0090, "record"), (0.0060, "not a record"), (0.0040, "not a record")],
+)
+def test_record_rule_on_both_sides_of_the_margin(improvement: float, verdict: str) -> None:
+    """Three seeds a group, the same spread (std 0.0005 nats) on each side: with equal n
+    and std, Welch's dof is 2(n − 1) = 4 and se = s·√(2/n), so t and p are known in
+    closed form. 0.009 clears the 0.005 margin at p < 0.01; 0.006 beats the margin but
+    not significantly; 0.004 is below it."""
+    from golf.stats import record_test, t_upper_p
+
+    s, n = 0.0005, 3
+    base = [3.0 - s, 3.0, 3.0 + s]
+    challenger = [v - improvement for v in base]
+    test = record_test(base, challenger)
+    se = s * math.sqrt(2 / n)
+    assert test.improvement == pytest.approx(improvement, abs=1e-12)
+    assert test.dof == pytest.approx(4.0, rel=1e-9)
+    assert test.t == pytest.approx((improvement - 0.005) / se, rel=1e-6)
+    assert test.p == pytest.approx(t_upper_p((improvement - 0.005) / se, 4.0), rel=1e-6)
+    assert test.verdict == verdict and (test.p < 0.01) == (verdict == "record")
+    lo, hi = test.ci95
+    assert lo < improvement < hi and hi - improvement == pytest.approx(2.7764451 * se, rel=1e-6)
+
+
+def test_record_rule_needs_two_seeds_a_group() -> None:
+    from golf.stats import record_test
+
+    assert record_test([3.0], [2.9, 2.91]).verdict == "undecided"
+    assert record_test([3.0, 3.0], [2.9, 2.9]).verdict == "undecided"  # no spread: no t
