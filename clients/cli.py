@@ -289,7 +289,7 @@ def submit(
     if group is not None and not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", group):
         fail(f"--group {group!r}: 1 to 64 of A-Z a-z 0-9 . _ -")
     given = params.model_dump(mode="json", exclude_unset=True)
-    from golf.records import code_file
+    from golf.spec.records import code_file
 
     declared = code_file(code) if code is not None else None
     with Client(server, api_key) as client:
@@ -401,7 +401,7 @@ def report(
 
 def _chosen(report: dict[str, Any], protocol: str | None, allow_partial: bool) -> dict[str, Any]:
     """The protocol report a submission is made of; a partial one only if allowed."""
-    from golf.tables import is_partial
+    from golf.spec.tables import is_partial
 
     by_protocol = {r["protocol"]: r for r in report["reports"]}
     name = protocol or report["reports"][0]["protocol"]
@@ -473,7 +473,7 @@ def submission(
 
 
 def _partial_mark(chosen: dict[str, Any]) -> dict[str, Any]:
-    from golf.tables import is_partial
+    from golf.spec.tables import is_partial
 
     if not is_partial(chosen):
         return {}
@@ -494,7 +494,7 @@ def group_submission(
     mean over seeds), val_bpb_std (sample, ddof 1), seeds, seed_results per seed. A seed
     is named by its artifact's provenance seed when each has exactly one, distinct; else
     by its job id."""
-    from golf.stats import mean_std
+    from golf.spec.stats import mean_std
 
     chosen = [_chosen(report, protocol, allow_partial) for report, _, _ in seeds]
     names = {r["protocol"] for r in chosen}

@@ -318,9 +318,9 @@ def record_row(
 ) -> dict[str, Any] | None:
     """Parameter Golf's record rule, B (the challenger) against A (the standing record):
     one-sided Welch test over the seeds' val_loss in nats that B improves on A by more
-    than `margin` (golf.stats.record_test). Partial runs are no evidence: refused."""
-    from golf.stats import record_test
-    from golf.tables import is_partial
+    than `margin` (golf.spec.stats.record_test). Partial runs are no evidence: refused."""
+    from golf.spec.stats import record_test
+    from golf.spec.tables import is_partial
 
     ra = [r for s in a.members if (r := s.protocol(protocol))]
     rb = [r for s in b.members if (r := s.protocol(protocol))]

@@ -161,7 +161,7 @@ def test_welch_by_hand() -> None:
 
 
 def test_t_quantile_inverts_the_cdf() -> None:
-    from golf.stats import t_quantile, t_upper_p
+    from golf.spec.stats import t_quantile, t_upper_p
 
     assert t_quantile(0.975, 4) == pytest.approx(2.776445105, abs=1e-8)  # tables
     assert t_quantile(0.99, 10) == pytest.approx(2.763769457, abs=1e-8)
@@ -178,7 +178,7 @@ def test_record_rule_on_both_sides_of_the_margin(improvement: float, verdict: st
     and std, Welch's dof is 2(n − 1) = 4 and se = s·√(2/n), so t and p are known in
     closed form. 0.009 clears the 0.005 margin at p < 0.01; 0.006 beats the margin but
     not significantly; 0.004 is below it."""
-    from golf.stats import record_test, t_upper_p
+    from golf.spec.stats import record_test, t_upper_p
 
     s, n = 0.0005, 3
     base = [3.0 - s, 3.0, 3.0 + s]
@@ -195,7 +195,7 @@ def test_record_rule_on_both_sides_of_the_margin(improvement: float, verdict: st
 
 
 def test_record_rule_needs_two_seeds_a_group() -> None:
-    from golf.stats import record_test
+    from golf.spec.stats import record_test
 
     assert record_test([3.0], [2.9, 2.91]).verdict == "undecided"
     assert record_test([3.0, 3.0], [2.9, 2.9]).verdict == "undecided"  # no spread: no t
