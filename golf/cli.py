@@ -459,7 +459,7 @@ def save_eval(folder: Path, doc: dict[str, Any], windows: dict[str, list[Any]]) 
 def audit_causality(
     artifact: ArtifactArg,
     data: DataOpt,
-    protocol: Annotated[str, typer.Option(help=protocol_help(repeatable=False))],
+    protocol: Annotated[list[str], typer.Option(help=protocol_help(repeatable=True))],
     params: EvalParams,
     samples: Annotated[int, typer.Option(help="Windows sampled for the flip test.")] = 8,
     seed: Annotated[int, typer.Option(help="Seed of the window and token sampling.")] = 0,
@@ -467,51 +467,49 @@ def audit_causality(
     device: DeviceOpt = "auto",
     as_json: JsonOpt = False,
 ) -> None:
-    """Flip test of PR #1240: does changing a token move the NLL of earlier targets?"""
+    """Flip test of PR #1240: does changing a token move the NLL of earlier targets?
+
+    Each --protocol is audited in turn: one line each, or with --json one object (a list
+    of them for several protocols)."""
     from golf.audit.causality import audit
     from golf.engine.engine import pick_device
     from golf.engine.runner import EvalInputs
     from golf.spec.registry import get_protocol
 
-    proto = get_protocol(protocol)
-    params = proto.resolve(params)
+    protos = [get_protocol(name) for name in dict.fromkeys(protocol)]  # fail before loading
     inputs = EvalInputs.load(str(artifact), str(data), tokenizer, pick_device(device))
-    if proto.sequential:  # a chain: the stream flip audit on a prefix, `samples` flips
-        from golf.audit.causality import audit_report
+    results = []
+    for proto in protos:
+        resolved = proto.resolve(params)
+        val = inputs.dataset.val_tokens(resolved.seq_len)
+        if proto.sequential:  # a chain: the stream flip audit on a prefix, `samples` flips
+            from golf.audit.causality import audit_report
 
-        val = inputs.dataset.val_tokens(params.seq_len)
-        flips = params.model_copy(update={"ttt_audit_flips": samples})
-        with err.status(f"auditing {proto.name} with {samples} flips"):
-            report = audit_report(inputs.model, val, proto, flips)  # type: ignore[arg-type]
-        if as_json:
-            print_json(report)
-            return
-        out.print(
-            f"{proto.name} over {report['tokens']:,} tokens, {report['flips']} flips: "
-            f"{report['violations']:,} of {report['pairs_tested']:,} earlier scores moved "
-            f"→ {report['verdict']}",
-            soft_wrap=True,
-        )
-        return
-    with err.status(f"auditing {proto.name} on {samples} windows"):
-        result = audit(
-            inputs.model,
-            inputs.dataset.val_tokens(params.seq_len),
-            proto,
-            params,
-            windows=samples,
-            seed=seed,
-        )
+            flips = resolved.model_copy(update={"ttt_audit_flips": samples})
+            with err.status(f"auditing {proto.name} with {samples} flips"):
+                results.append(audit_report(inputs.model, val, proto, flips))  # type: ignore[arg-type]
+            continue
+        with err.status(f"auditing {proto.name} on {samples} windows"):
+            results.append(audit(inputs.model, val, proto, resolved, windows=samples, seed=seed))
     if as_json:
-        print_json(result)
+        print_json(results[0] if len(results) == 1 else results)
         return
-    verdict = "causal" if result["violations"] == 0 else "NOT causal"
-    out.print(
-        f"{result['protocol']} over {result['windows_tested']} windows: earlier scored targets "
-        f"moved within the flipped window {_moved(result, 'within_window')}, in its batch "
-        f"mates {_moved(result, 'cross_window')} → {verdict}",
-        soft_wrap=True,  # one line, to grep in logs
-    )
+    for proto, result in zip(protos, results, strict=True):
+        if proto.sequential:
+            out.print(
+                f"{proto.name} over {result['tokens']:,} tokens, {result['flips']} flips: "
+                f"{result['violations']:,} of {result['pairs_tested']:,} earlier scores moved "
+                f"→ {result['verdict']}",
+                soft_wrap=True,
+            )
+            continue
+        verdict = "causal" if result["violations"] == 0 else "NOT causal"
+        out.print(
+            f"{result['protocol']} over {result['windows_tested']} windows: earlier scored "
+            f"targets moved within the flipped window {_moved(result, 'within_window')}, in "
+            f"its batch mates {_moved(result, 'cross_window')} → {verdict}",
+            soft_wrap=True,  # one line, to grep in logs
+        )
 
 
 @app.command("review")
@@ -554,10 +552,10 @@ def review(
 
 
 def _moved(result: dict[str, Any], kind: str) -> str:
-    return (
-        f"{result[f'{kind}_violations']:,} of {result[f'{kind}_pairs']:,} "
-        f"(rate {result[f'{kind}_rate']:.4f})"
-    )
+    pairs = result[f"{kind}_pairs"]
+    if not pairs:
+        return "n/a (nothing to test)"
+    return f"{result[f'{kind}_violations']:,} of {pairs:,} (rate {result[f'{kind}_rate']:.4f})"
 
 
 def _load_plugins() -> None:

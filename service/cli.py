@@ -71,6 +71,7 @@ def serve_command(
             f"[bold yellow]no --api-keys: development mode.[/] Admin API key for owner 'dev': "
             f"{key}  (kept in {keys.dev_file}; pass a keys file before sharing this server)"
         )
+    err.print(f"dashboard and API at {dashboard_url(settings.host, settings.port)}", markup=False)
     config = uvicorn_config(create_app(settings, keys), settings)
     uvicorn.Server(config).run(sockets=[sock])
 
@@ -90,6 +91,14 @@ def uvicorn_config(app: Any, settings: Settings) -> Any:
         limit_concurrency=settings.max_connections,
         timeout_keep_alive=5,
     )
+
+
+def dashboard_url(host: str, port: int) -> str:
+    """Where a browser reaches the server: a wildcard bind is reached on localhost."""
+    shown = {"0.0.0.0": "127.0.0.1", "::": "[::1]", "": "127.0.0.1"}.get(host, host)
+    if ":" in shown and not shown.startswith("["):
+        shown = f"[{shown}]"
+    return f"http://{shown}:{port}/"
 
 
 def bind_port(host: str, port: int) -> socket.socket:

@@ -147,6 +147,16 @@ def test_audit_separates_causal_from_standard_slot(artifact: Path, demo_data: Pa
         f"{slot['within_window_pairs']} (rate {slot['within_window_rate']:.4f})"
     ) in stdout
     assert f"in its batch mates 0 of {slot['cross_window_pairs']:,} (rate 0.0000)" in stdout
+    # Every --protocol is audited (not only the last); one window a batch has no batch
+    # mates to test: n/a, not "0 of 0".
+    alone = [*window[:4], "--batch-windows", "1", "--samples", "3"]
+    code, stdout, _ = golf(
+        "audit", "causality", artifact, "--data", demo_data, "--protocol", "slot",
+        "--protocol", "sliding", *alone,
+    )  # fmt: skip
+    lines = stdout.strip().splitlines()
+    assert code == 0 and [line.split()[0] for line in lines] == ["slot", "sliding"]
+    assert all("in its batch mates n/a (nothing to test)" in line for line in lines)
 
 
 def test_import_pg_rewrites_a_reference_artifact(tmp_path: Path, demo_data: Path) -> None:

@@ -134,9 +134,11 @@ def test_dashboard_follows_a_job_to_its_report(
         """rows => rows.map(r => [r.dataset.protocol,
             r.querySelector('.val-bpb').textContent, r.querySelector('.delta').textContent])""",
     )
-    assert rows == [
-        [r["protocol"], f"{r['val_bpb']:.6f}", f"{r['delta_bpb']:+.6f}"] for r in report["table"]
+    assert rows == [  # a partial run (max_windows): no Δ
+        [r["protocol"], f"{r['val_bpb']:.6f}", "—"] for r in report["table"]
     ]
+    assert [r["delta_bpb"] for r in report["table"]] == [None, None]
+    expect(page.locator("#partial-note")).to_contain_text("Partial run: scored only the first")
     expect(page.locator("#digest")).to_have_text(report["digest"])
     expect(page.locator("#environment")).to_contain_text(report["environment"]["device"])
     raised = page.eval_on_selector_all(
@@ -274,24 +276,40 @@ def test_a_running_job_opened_late_shows_its_whole_chart_at_800_px_and_can_be_ca
     context.close()
 
 
+WHOLE = {"seq_len": 256, "stride": 256, "batch_windows": 16, "slot_steps": 2}
+"""Whole-val runs that stay short: the demo val in about 120 windows of 256 tokens."""
+
+
+def _run(api: httpx.Client, demo_data: Path, tmp_path: Path, seed: int, **body: object) -> dict:
+    artifact = make_artifact(demo_data, tmp_path / f"board{seed}.golf", seed=seed)
+    files = {"file": (f"board{seed}.golf", artifact.read_bytes())}
+    uploaded = api.post("/v1/artifacts", files=files).json()
+    job = api.post("/v1/jobs", json={"artifact": uploaded["id"], "dataset": "demo"} | body)
+    assert job.status_code == 201, job.text
+    deadline = time.monotonic() + TIMEOUT_MS / 1000
+    while (state := api.get(f"/v1/jobs/{job.json()['id']}").json()["state"]) != "succeeded":
+        assert state in ("queued", "running") and time.monotonic() < deadline
+        time.sleep(0.2)
+    return job.json()
+
+
 def test_leaderboard_page_sorts_and_filters(
     server: str, page: Page, demo_data: Path, tmp_path: Path
 ) -> None:
+    """Seed groups rank by their mean with n and ± std; a partial run is off the board
+    until "Show partial runs" is ticked, then marked and unranked."""
     api = httpx.Client(base_url=server, headers=auth("carol"), timeout=30)
+    for seed in (23, 24):  # one group of two seeds
+        _run(api, demo_data, tmp_path, seed, protocols=["sliding"], params=WHOLE, group="recipe")
     for seed, protocols in ((21, ["sliding", "slot"]), (22, ["sliding"])):
-        artifact = make_artifact(demo_data, tmp_path / f"board{seed}.golf", seed=seed)
-        files = {"file": (f"board{seed}.golf", artifact.read_bytes())}
-        uploaded = api.post("/v1/artifacts", files=files).json()
-        body = {"artifact": uploaded["id"], "dataset": "demo", "protocols": protocols}
-        job = api.post("/v1/jobs", json=body | {"params": PARAMS}).json()
-        deadline = time.monotonic() + TIMEOUT_MS / 1000
-        while api.get(f"/v1/jobs/{job['id']}").json()["state"] != "succeeded":
-            assert time.monotonic() < deadline
-            time.sleep(0.2)
+        _run(api, demo_data, tmp_path, seed, protocols=protocols, params=WHOLE)
+    partial = _run(api, demo_data, tmp_path, 25, protocols=["sliding"], params=PARAMS)
     board = api.get("/v1/leaderboard", params={"dataset": "demo"})
     assert board.status_code == 200, board.text
     rows = board.json()["rows"]
-    assert len(rows) >= 3
+    assert len(rows) == 4 and not any(r["partial"] for r in rows)
+    (group,) = [r for r in rows if r["group"] == "recipe"]
+    assert group["seeds"] == 2 and group["val_bpb_std"] > 0
 
     page.goto(server + "/leaderboard")
     enter_key(page, KEYS["carol"])
@@ -300,9 +318,13 @@ def test_leaderboard_page_sorts_and_filters(
     shown = page.eval_on_selector_all(
         "#leaderboard tbody tr",
         "rs => rs.map(r => [r.dataset.job, r.dataset.protocol,"
-        " r.querySelector('.val-bpb').textContent])",
+        " r.querySelector('.val-bpb').textContent, r.querySelector('.seeds').textContent])",
     )
-    assert shown == [[r["job"], r["protocol"], f"{r['val_bpb']:.6f}"] for r in rows]
+    assert shown == [
+        [r["job"], r["protocol"], f"{r['val_bpb']:.6f}", str(r["seeds"])] for r in rows
+    ]
+    std = page.locator(f'#leaderboard tr[data-job="{group["job"]}"] .std')
+    expect(std).to_have_text(f" ± {group['val_bpb_std']:.6f}")
 
     page.click('#leaderboard th[data-sort="val_bpb"]')  # ascending
     values = [float(v) for v in page.locator("#leaderboard tbody .val-bpb").all_text_contents()]
@@ -323,3 +345,43 @@ def test_leaderboard_page_sorts_and_filters(
     expect(table).to_have_count(len(rows))
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=SCREENSHOTS / "dashboard-leaderboard.png", full_page=True)
+
+    page.check("#board-partial")
+    expect(table).to_have_count(len(rows) + 1)
+    marked = page.locator(f'#leaderboard tr[data-job="{partial["id"]}"]')
+    expect(marked).to_have_class("partial")
+    expect(marked.locator(".tag-partial")).to_have_text("partial")
+    expect(marked.locator(".rank")).to_have_text("—")
+
+
+def test_jobs_list_at_800_px_and_the_job_404_page(
+    server: str, browser: Browser, demo_data: Path, tmp_path: Path
+) -> None:
+    """At 800 px the jobs list shows each job's state, progress and val_bpb on screen (the
+    low-priority columns give way), with no horizontal scroll; an unknown job is one card
+    saying so, not three empty ones."""
+    api = httpx.Client(base_url=server, headers=auth("bob"), timeout=30)
+    job = _run(api, demo_data, tmp_path, 31, protocols=["sliding"], params=PARAMS)
+    context = browser.new_context(viewport=NARROW)
+    context.set_default_timeout(TIMEOUT_MS)
+    page = context.new_page()
+    page.goto(server + "/")
+    enter_key(page, KEYS["bob"])
+    row = page.locator(f'tr[data-job="{job["id"]}"]')
+    expect(row).to_have_attribute("data-state", "succeeded")
+    for cell in ("td.state", "td.progress", "td.bpb", "td.artifact"):
+        box = row.locator(cell).bounding_box()
+        assert box is not None and box["width"] > 0, cell
+        assert box["x"] >= 0 and box["x"] + box["width"] <= NARROW["width"], (cell, box)
+    expect(row.locator("td.bpb")).to_contain_text("sliding")
+    headings = page.locator("#jobs thead th:visible").all_text_contents()
+    assert headings[:4] == ["Job", "State", "Progress", "val_bpb"]
+    assert "Owner" not in headings and "Created" not in headings
+    assert _no_horizontal_scroll(page)
+    page.screenshot(path=SCREENSHOTS / "dashboard-jobs-800.png")
+
+    page.goto(server + "/jobs/j_0000000000000000")
+    expect(page.locator("#not-found")).to_contain_text("Job not found")
+    expect(page.locator("#not-found")).to_contain_text("j_0000000000000000")
+    assert page.locator(".card").count() == 1 and page.locator("#summary").count() == 0
+    context.close()

@@ -126,7 +126,7 @@ def test_open_errors_say_what_is_missing(tmp_path, tokenizer):
     with pytest.raises(DataError, match="no \\*_val_\\*.bin"):
         Dataset.open(tmp_path)
     write_shard(tmp_path / "x_val_000000.bin", [1])
-    with pytest.raises(DataError, match="pass the tokenizer path"):
+    with pytest.raises(DataError, match="pass it with --tokenizer PATH"):
         Dataset.open(tmp_path)
     with pytest.raises(DataError, match="tokenizer not found"):
         Dataset.open(tmp_path, tokenizer=tmp_path / "missing.model")
@@ -192,3 +192,10 @@ def test_check_compatible(demo_data):
 def test_byte_lut_matches_the_tokenizer(demo_data):
     lut = Dataset.open(demo_data).byte_lut(size=1100)
     assert len(lut) == 1100 and lut.boundary[1024:].all()
+
+
+def test_a_file_given_as_the_data_folder_is_named_as_a_file(tmp_path: Path) -> None:
+    readme = tmp_path / "README.md"
+    readme.write_text("# not a dataset\n")
+    with pytest.raises(DataError, match="README.md is a file; --data takes a dataset folder"):
+        Dataset.open(readme)

@@ -579,3 +579,12 @@ def test_an_old_database_gains_the_group_column(tmp_path: Path) -> None:
 
 def dave_jobs(client) -> list[str]:
     return [job["id"] for job in client.get("/v1/jobs", headers=auth("dave")).json()["jobs"]]
+
+
+def test_serve_prints_where_the_dashboard_is() -> None:
+    from service.cli import dashboard_url
+
+    assert dashboard_url("127.0.0.1", 8000) == "http://127.0.0.1:8000/"
+    assert dashboard_url("0.0.0.0", 9000) == "http://127.0.0.1:9000/"
+    assert dashboard_url("::", 80) == "http://[::1]:80/"
+    assert dashboard_url("::1", 80) == "http://[::1]:80/"

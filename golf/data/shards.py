@@ -123,6 +123,10 @@ class Dataset:
         (`data/datasets/<name>_sp<V>/`), the one `data/tokenizers/*_<V>_bpe.model`.
         """
         root = Path(data_dir)
+        if root.is_file():
+            raise DataError(
+                f"{root} is a file; --data takes a dataset folder (with *_val_*.bin shards)"
+            )
         if not root.is_dir():
             raise DataError(f"dataset folder not found: {root}")
         matched = sorted(root.glob("*_val_*.bin"))
@@ -273,5 +277,5 @@ def _find_tokenizer(root: Path) -> Path:
             return found[0]
     raise DataError(
         f"{root}: no {TOKENIZER_FILE} here or in a Parameter Golf data/tokenizers folder; "
-        "pass the tokenizer path"
+        "pass it with --tokenizer PATH"
     )

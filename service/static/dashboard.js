@@ -281,18 +281,23 @@ const TAG_TITLES = {
 
 // ---------------------------------------------------------------- jobs page
 
+/** The jobs list's columns: [heading, class]. State, Progress and val_bpb come right after
+ * the job id; `wide` columns are hidden on narrow screens (dashboard.css), so at 800 px
+ * what a competitor watches is on screen without scrolling. */
+const JOB_COLUMNS = [
+  ["Job", ""],
+  ["State", ""],
+  ["Progress", ""],
+  ["val_bpb", "num"],
+  ["Artifact", ""],
+  ["Protocols", ""],
+  ["Params", "wide"],
+  ["Owner", "wide"],
+  ["Dataset", "wide"],
+  ["Created", "wide"],
+];
+
 function jobsPage(app) {
-  const headers = [
-    "Job",
-    "Created",
-    "Owner",
-    "Artifact",
-    "Dataset",
-    "Protocols",
-    "Params",
-    "State",
-    "Progress",
-  ];
   const tbody = el("tbody");
   const empty = el("p", { id: "jobs-empty", class: "muted", hidden: true }, "No jobs yet.");
   app.append(
@@ -309,8 +314,7 @@ function jobsPage(app) {
           el(
             "tr",
             {},
-            headers.map((h) => el("th", {}, h)),
-            el("th", {}, "val_bpb"),
+            JOB_COLUMNS.map(([h, cls]) => el("th", { class: cls || null, "data-column": h }, h)),
           ),
         ),
         tbody,
@@ -356,15 +360,15 @@ function jobRow(job, artifact) {
     "tr",
     { "data-job": job.id, "data-state": job.state },
     el("td", {}, el("a", { href: `/jobs/${encodeURIComponent(job.id)}` }, job.id)),
-    el("td", { class: "created" }, fmtTime(job.created_at)),
-    el("td", {}, job.owner),
+    el("td", { class: "state" }, stateBadge(job.state)),
+    el("td", { class: "progress" }, progressBar(job.progress.windows_done, job.progress.windows_total)),
+    el("td", { class: "num bpb" }, runningList(job)),
     artifactCell(job.artifact, artifact, job.filename),
-    el("td", {}, job.dataset),
     el("td", {}, job.protocols.join(", ")),
-    el("td", { class: "params" }, paramChips(job.params)),
-    el("td", {}, stateBadge(job.state)),
-    el("td", {}, progressBar(job.progress.windows_done, job.progress.windows_total)),
-    el("td", { class: "num" }, runningList(job)),
+    el("td", { class: "params wide" }, paramChips(job.params)),
+    el("td", { class: "wide" }, job.owner),
+    el("td", { class: "wide" }, job.dataset),
+    el("td", { class: "created wide" }, fmtTime(job.created_at)),
   );
 }
 
@@ -388,7 +392,22 @@ function jobPage(app, id) {
   );
   app.append(el("p", {}, el("a", { href: "/" }, "← All jobs")), view.columns);
   poll(async () => {
-    const job = await api(jobPath(id));
+    let job;
+    try {
+      job = await api(jobPath(id));
+    } catch (error) {
+      if (!(error instanceof ApiError && error.status === 404)) throw error;
+      view.columns.replaceWith(
+        el(
+          "section",
+          { id: "not-found", class: "card narrow" },
+          el("h1", {}, "Job not found"),
+          el("p", {}, `No job ${id} that this key may see (jobs are visible to their owner and admins).`),
+          el("p", {}, el("a", { href: "/" }, "See your jobs")),
+        ),
+      );
+      return false;
+    }
     renderSummary(view.summary, job, () => cancelJob(job.id));
     renderGrid(view.grid, job);
     // The series is kept by the service, so the chart is whole however late it is opened.
@@ -447,10 +466,29 @@ function renderSummary(section, job, onCancel) {
   );
 }
 
+/** EvalParams' defaults (golf/spec/params.py): a job's params show what differs from them. */
+const PARAM_DEFAULTS = {
+  seq_len: 2048,
+  stride: null,
+  batch_windows: 32,
+  slot_steps: 24,
+  slot_lr: 0.012,
+  slot_lr_min: 0.001,
+  batch_invariant: false,
+  reference: false,
+  plan: "canonical",
+  max_windows: null,
+  precision: "auto",
+  attention: "auto",
+  compile: false,
+  slot_kernel: "auto",
+};
+
 function compactParams(params) {
-  return Object.entries(params)
-    .filter(([, value]) => value !== null && value !== false)
-    .map(([name, value]) => `${name}=${value}`);
+  const changed = Object.entries(params).filter(
+    ([name, value]) => value !== null && value !== false && value !== PARAM_DEFAULTS[name],
+  );
+  return changed.length ? changed.map(([name, value]) => `${name}=${value}`) : ["defaults"];
 }
 
 /** The params as chips that wrap between, never inside, `name=value`. */
@@ -882,7 +920,7 @@ async function downloadWindows(jobId) {
 function renderHistogram(section, job, report, windows) {
   if (!job.protocols.includes("sliding") || !job.protocols.includes("slot")) return;
   section.hidden = false;
-  const heading = el("h2", {}, "SLOT gain per window");
+  const heading = el("h2", {}, "SLOT gain per window (bpb)");
   const params = Object.fromEntries(report.reports.map((r) => [r.protocol, r.params]));
   const a = params.sliding;
   const b = params.slot;
@@ -909,17 +947,19 @@ function renderHistogram(section, job, report, windows) {
     el(
       "p",
       { id: "histogram-note", class: "muted" },
-      `sliding nll − slot nll (nats) over ${gains.length} windows; mean ${mean.toFixed(4)}; ` +
-        `slot better on ${better} of ${gains.length}.`,
+      `Per window: (sliding nll − slot nll) / ln 2 / the window's bytes, in bits per byte, ` +
+        `over ${gains.length} windows; mean ${mean.toFixed(4)} bpb; slot better on ${better} ` +
+        `of ${gains.length}.`,
     ),
   );
 }
 
+/** Per window, the bits per byte SLOT saved: (sliding nll − slot nll) / ln 2 / bytes. */
 function slotGains(sliding, slot) {
   const slotByWindow = new Map(slot.map((w) => [w.window, w.nll_sum]));
   return sliding
-    .filter((w) => slotByWindow.has(w.window))
-    .map((w) => w.nll_sum - slotByWindow.get(w.window));
+    .filter((w) => slotByWindow.has(w.window) && w.bytes > 0)
+    .map((w) => (w.nll_sum - slotByWindow.get(w.window)) / Math.LN2 / w.bytes);
 }
 
 const HIST = { width: 560, height: 200, left: 40, right: 16, top: 12, bottom: 36, bins: 24 };
@@ -1001,16 +1041,31 @@ const BOARD_COLUMNS = [
   // [key, heading, numeric?]
   ["rank", "#", true],
   ["protocol", "Protocol", false],
-  ["val_bpb", "val_bpb", true],
+  ["val_bpb", "val_bpb (mean ± std)", true],
+  ["seeds", "n", true],
   ["val_loss", "val_loss", true],
-  ["artifact", "Artifact", false],
-  ["group", "Group", false],
-  ["job", "Job", false],
+  ["entry", "Entry", false],
+  ["owner", "Owner", false],
+  ["params", "Eval params", false],
+  ["eval_s", "Eval s", true],
   ["total_bytes", "Bytes", true],
+  ["code_bytes", "Code", true],
   ["verdict", "Verdict", false],
   ["flags", "Flags", false],
-  ["finished_at", "Finished", true],
+  ["job", "Job", false],
 ];
+
+/** `L 2048 · stride 64 · slot 24 steps`: what decides a row's score (service/boards.py). */
+function boardParams(params) {
+  if (!params) return "—";
+  const parts = [`L ${params.seq_len}`, `stride ${params.stride}`];
+  if (params.slot_steps !== undefined) {
+    parts.push(`slot ${params.slot_steps} steps lr ${params.slot_lr}→${params.slot_lr_min}`);
+  }
+  if (params.plan) parts.push(params.plan);
+  if (params.precision && params.precision !== "auto") parts.push(params.precision);
+  return parts.join(" · ");
+}
 
 /** Finished jobs of one dataset ranked by val_bpb (GET /v1/leaderboard): sortable by any
  * column (click its heading, again to reverse), filtered by protocol and by text. */
@@ -1019,6 +1074,8 @@ function leaderboardPage(app) {
   const state = {
     dataset: params.get("dataset"),
     protocol: params.get("protocol") || "",
+    board: params.get("board") === "shared" ? "shared" : "mine",
+    partial: params.get("partial") === "1",
     text: params.get("q") || "",
     sort: "order", // the API's: by protocol, then val_bpb
     ascending: true,
@@ -1026,6 +1083,14 @@ function leaderboardPage(app) {
   };
   const datasetSelect = el("select", { id: "board-dataset", "aria-label": "Dataset" });
   const protocolSelect = el("select", { id: "board-protocol", "aria-label": "Protocol" });
+  const boardSelect = el(
+    "select",
+    { id: "board-which", "aria-label": "Board" },
+    el("option", { value: "mine", selected: state.board === "mine" }, "mine"),
+    el("option", { value: "shared", selected: state.board === "shared" }, "shared (published)"),
+  );
+  const partialToggle = el("input", { id: "board-partial", type: "checkbox" });
+  partialToggle.checked = state.partial;
   const filter = el("input", {
     id: "board-filter",
     type: "search",
@@ -1041,6 +1106,8 @@ function leaderboardPage(app) {
       { class: "toolbar" },
       el("label", {}, "Dataset ", datasetSelect),
       el("label", {}, "Protocol ", protocolSelect),
+      el("label", {}, "Board ", boardSelect),
+      el("label", { title: "Runs cut short of the whole val: marked, unranked" }, partialToggle, " Show partial runs"),
       filter,
     ),
     el("div", { class: "scroll" }, table),
@@ -1048,12 +1115,15 @@ function leaderboardPage(app) {
   );
   const draw = () => renderBoard(table, note, state);
   const load = async () => {
-    const query = new URLSearchParams({ dataset: state.dataset });
+    const query = new URLSearchParams({ dataset: state.dataset, board: state.board });
+    if (state.partial) query.set("include_partial", "true");
     const doc = await api(`/v1/leaderboard?${query}`);
     const seen = {};
     state.rows = doc.rows.map((row, i) => {
+      if (row.partial) return { ...row, order: i, rank: null, entry: row.group || row.artifact };
       seen[row.protocol] = (seen[row.protocol] || 0) + 1;
-      return { ...row, order: i, rank: seen[row.protocol] }; // rank within its protocol
+      // rank within its protocol; a partial run holds none
+      return { ...row, order: i, rank: seen[row.protocol], entry: row.group || row.artifact };
     });
     const protocols = [...new Set(state.rows.map((r) => r.protocol))].sort();
     fill(
@@ -1070,6 +1140,14 @@ function leaderboardPage(app) {
   protocolSelect.addEventListener("change", () => {
     state.protocol = protocolSelect.value;
     draw();
+  });
+  boardSelect.addEventListener("change", () => {
+    state.board = boardSelect.value;
+    load().catch(handleError);
+  });
+  partialToggle.addEventListener("change", () => {
+    state.partial = partialToggle.checked;
+    load().catch(handleError);
   });
   filter.addEventListener("input", () => {
     state.text = filter.value;
@@ -1104,7 +1182,7 @@ function leaderboardPage(app) {
 }
 
 function boardText(row) {
-  return [row.protocol, row.artifact, row.group, row.job, row.verdict]
+  return [row.protocol, row.artifact, row.group, row.owner, row.job, row.verdict]
     .concat((row.flags || []).map((f) => f.code))
     .filter(Boolean)
     .join(" ")
@@ -1113,6 +1191,7 @@ function boardText(row) {
 
 function boardValue(row, key) {
   if (key === "flags") return (row.flags || []).map((f) => f.code).join(",");
+  if (key === "params") return boardParams(row.params);
   const value = row[key];
   return value === null || value === undefined ? "" : value;
 }
@@ -1148,28 +1227,56 @@ function renderBoard(table, note, state) {
   const body = rows.map((r) =>
     el(
       "tr",
-      { "data-job": r.job, "data-protocol": r.protocol },
-      el("td", { class: "num rank" }, r.rank),
+      { "data-job": r.job, "data-protocol": r.protocol, class: r.partial ? "partial" : null },
+      el("td", { class: "num rank" }, r.rank === null ? "—" : r.rank),
       el("td", {}, r.protocol),
-      el("td", { class: "num val-bpb" }, fmtBpb(r.val_bpb)),
+      el(
+        "td",
+        { class: "num score" },
+        el("span", { class: "val-bpb" }, fmtBpb(r.val_bpb)),
+        r.val_bpb_std === null || r.val_bpb_std === undefined
+          ? ""
+          : el("span", { class: "std" }, ` ± ${r.val_bpb_std.toFixed(6)}`),
+        r.partial ? el("span", { class: "tag tag-partial", title: "scored only the first windows" }, "partial") : "",
+      ),
+      el("td", { class: "num seeds" }, r.seeds ?? 1),
       el("td", { class: "num" }, r.val_loss === null || r.val_loss === undefined ? "—" : r.val_loss.toFixed(6)),
-      el("td", {}, el("code", { title: r.artifact }, shortHash(r.artifact || ""))),
-      el("td", {}, r.group || "—"),
-      el("td", {}, el("a", { href: `/jobs/${encodeURIComponent(r.job)}` }, r.job)),
+      el(
+        "td",
+        {},
+        r.group ? r.group : el("code", { title: r.artifact }, shortHash(r.artifact || "")),
+      ),
+      el("td", {}, r.owner || "—"),
+      el("td", { class: "params" }, boardParams(r.params)),
+      el(
+        "td",
+        {
+          class: "num",
+          title: r.projected_8xh100_s == null ? r.device || "" : `8×H100 ≈ ${r.projected_8xh100_s.toFixed(1)} s`,
+        },
+        r.eval_s == null ? "—" : r.eval_s.toFixed(1),
+        (r.projected_8xh100_s || 0) > 600 ? el("span", { class: "tag tag-flag" }, "> 600 s on 8×H100") : "",
+      ),
       el("td", { class: "num" }, r.total_bytes === undefined ? "—" : fmtInt(r.total_bytes)),
+      el("td", { class: "num" }, r.code_bytes ? fmtInt(r.code_bytes) : el("span", { class: "muted", title: "code size not declared" }, "—")),
       el("td", {}, r.verdict ? verdictBadge(r.verdict) : "—"),
       el(
         "td",
         { class: "flags" },
         (r.flags || []).map((f) => el("span", { class: "tag tag-flag", "data-flag": f.code }, f.code)),
       ),
-      el("td", { class: "num created" }, fmtTime(r.finished_at)),
+      el("td", {}, el("a", { href: `/jobs/${encodeURIComponent(r.job)}` }, r.job)),
     ),
   );
   fill(table, el("thead", {}, head), el("tbody", {}, body));
+  const partial = state.rows.some((r) => r.partial)
+    ? " Partial runs scored only the first windows: marked, unranked."
+    : "";
   note.textContent = state.rows.length
-    ? `${rows.length} of ${state.rows.length} rows on ${state.dataset}`
-    : `No finished job on ${state.dataset} yet.`;
+    ? `${rows.length} of ${state.rows.length} rows on ${state.dataset}. val_bpb: the mean over ` +
+      `each entry's seeds (n), ± their sample std.${partial}`
+    : `No finished whole-val run on ${state.dataset} yet` +
+      (state.partial ? "." : " (partial runs are hidden: tick “Show partial runs”).");
 }
 
 window.addEventListener("DOMContentLoaded", () => route());
