@@ -736,7 +736,30 @@ function renderReport(section, job, report) {
     el("h3", {}, "Provenance"),
     definitionList([
       ["Artifact", el("code", {}, report.artifact.id)],
-      ["Size", `${fmtInt(report.artifact.total_bytes)} bytes`],
+      [
+        "Size",
+        report.artifact.code_declared === false
+          ? `${fmtInt(report.artifact.total_bytes)} bytes (code size not declared)`
+          : `${fmtInt(report.artifact.total_bytes)} bytes`,
+      ],
+      [
+        "Eval time",
+        el(
+          "span",
+          { id: "eval-time" },
+          report.reports
+            .map((r) => {
+              const wall = r.wall_s ?? r.elapsed_s;
+              const where = r.engine ? r.engine.device_name : "unknown hardware";
+              const projected =
+                r.projected_8xh100_s == null
+                  ? ""
+                  : `, 8×H100 ≈ ${r.projected_8xh100_s.toFixed(1)} s${r.projected_8xh100_s > 600 ? " (over 600 s)" : ""}`;
+              return `${r.protocol} ${wall.toFixed(1)} s wall on ${where}${projected}`;
+            })
+            .join("; "),
+        ),
+      ],
       [
         "Declared",
         report.artifact.flags.length
@@ -1030,7 +1053,7 @@ function histogramSvg(gains) {
         y: HIST.height - 4,
         "text-anchor": "middle",
       },
-      "gain (nats per window)",
+      "gain (bits per byte of the window)",
     ),
   );
 }
