@@ -272,6 +272,14 @@ def submit(
     wait: Annotated[
         bool, typer.Option("--wait", help="Show live progress, then print the report.")
     ] = False,
+    rerun: Annotated[
+        bool,
+        typer.Option(
+            "--rerun",
+            help="Evaluate again even if one of your jobs already succeeded on the same "
+            "artifact, dataset, protocols, parameters and group (its report is reused).",
+        ),
+    ] = False,
     fmt: FormatOpt = "table",
     as_json: JsonOpt = False,
     server: ServerOpt = DEFAULT_SERVER,
@@ -282,22 +290,39 @@ def submit(
     With --wait, a live view on stderr until the job ends (Ctrl-C detaches, the job
     keeps running), then the report on stdout. Only the evaluation parameters given are
     sent (checked here first); the server's defaults fill in the others. The dataset is
-    checked with the server (golf datasets) before the upload; protocols and parameters
-    when the job is posted, after it.
+    checked with the server (golf datasets) and the protocol names here, before the
+    upload; the parameters when the job is posted. A job of yours that already succeeded
+    on the same inputs is reused (its id printed, a note on stderr) unless --rerun or
+    --code is given.
     """
     fmt = _format(fmt, as_json)
     if group is not None and not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", group):
         fail(f"--group {group!r}: 1 to 64 of A-Z a-z 0-9 . _ -")
     given = params.model_dump(mode="json", exclude_unset=True)
     from golf.spec.records import code_file
+    from golf.spec.registry import protocol_names
 
+    for name in protocol:  # before anything is uploaded
+        if name not in protocol_names():
+            fail(f"unknown protocol {name!r}; expected one of: {', '.join(protocol_names())}")
     declared = code_file(code) if code is not None else None
     with Client(server, api_key) as client:
         _check_dataset(client, dataset)
         artifact_id = _artifact_id(client, artifact)
-        job = client.submit(
-            artifact_id, dataset, protocol, given, priority, group=group, code=declared
-        )
+        twin = None
+        if not rerun and declared is None:
+            twin = _identical_job(client, artifact_id, dataset, protocol, params, group)
+        if twin is not None:
+            err.print(
+                f"job {twin['id']} already scored these inputs (succeeded); reusing its "
+                "report (pass --rerun to evaluate again)",
+                markup=False,
+            )
+            job = twin
+        else:
+            job = client.submit(
+                artifact_id, dataset, protocol, given, priority, group=group, code=declared
+            )
         if wait:
             err.print(f"job {job['id']} {job['state']}")
             if followed := _follow(client, job["id"]):
@@ -737,6 +762,31 @@ def publish(
                     fail(f"unknown job {job_id} (HTTP 404); list yours with golf jobs")
                 raise
             typer.echo(f"{doc['job']} {'published' if doc['published'] else 'unpublished'}")
+
+
+def _identical_job(
+    client: Client,
+    artifact: str,
+    dataset: str,
+    protocols: list[str],
+    params: EvalParams,
+    group: str | None,
+) -> dict[str, Any] | None:
+    """The caller's newest succeeded job with these inputs (artifact, dataset, protocols in
+    order, every evaluation parameter, group), or None: evaluation is exact, so its
+    report is the one a new job would give."""
+    wanted = params.model_dump(mode="json")
+    for job in client.jobs():  # newest first
+        if (
+            job["state"] == "succeeded"
+            and job["artifact"] == artifact
+            and job["dataset"] == dataset
+            and job["protocols"] == list(protocols)
+            and job["params"] == wanted
+            and job.get("group") == group
+        ):
+            return job
+    return None
 
 
 def _group_jobs(client: Client, name: str) -> list[dict[str, Any]]:

@@ -616,7 +616,13 @@ UNKNOWN = "unknown job j_nope (HTTP 404); list yours with golf jobs"
         (["compare", __file__, "j_x"], ALICE, None, f"{__file__}: not a JSON report"),
         (["report", "j_nope", "--format", "xml"], ALICE, None, "unknown --format xml"),
         (["report", "j_nope", "--json", "-f", "md"], ALICE, None, "--json and --format md"),
-        (["submit", "no.golf", "--dataset", "demo", "--protocol", "x"], ALICE, None, "no.golf"),
+        (["submit", "no.golf", "--dataset", "demo", "--protocol", "plain"], ALICE, None, "no.golf"),
+        (
+            ["submit", "no.golf", "--dataset", "demo", "--protocol", "x"],
+            ALICE,
+            None,
+            "unknown protocol 'x'; expected one of: plain, sliding, slot, slot-causal",
+        ),  # before the file is even looked at
     ],
 )
 def test_cli_errors_are_one_line_exit_2(
@@ -736,6 +742,26 @@ def test_cli_datasets_cancel_and_report_advice(server: str, client: Client, arti
     code, _, stderr = golf("report", job["id"], server=server)
     assert code == 2 and stderr.count("\n") == 1
     assert "was cancelled" in stderr and "golf watch" not in stderr and "golf submit" in stderr
+
+
+def test_cli_submit_reuses_an_identical_finished_job_unless_rerun(
+    finished: dict, server: str, client: Client
+) -> None:
+    """Evaluation is exact: the same inputs get the finished job's report, not a new run."""
+    job = finished["job"]
+    args = ["submit", job["artifact"], "--dataset", "demo", *_flags(PARAMS)]
+    args += [a for p in PROTOCOLS for a in ("--protocol", p)]
+    code, stdout, stderr = golf(*args, server=server)
+    assert code == 0 and stdout.strip() == job["id"]
+    assert f"job {job['id']} already scored these inputs" in stderr and "--rerun" in stderr
+    code, stdout, stderr = golf(*args, "--slot-steps", "2", server=server)  # other params
+    assert code == 0 and stdout.strip() != job["id"] and "already" not in stderr
+    code, stdout, _ = golf(*args, "--rerun", server=server)
+    assert code == 0 and stdout.strip() != job["id"]
+    for new in (stdout.strip(),):
+        assert (
+            client.wait(new)["reports"][0]["val_bpb"] == finished["report"]["reports"][0]["val_bpb"]
+        )
 
 
 def test_cli_submit_checks_the_dataset_first_and_names_a_bad_file(
