@@ -44,6 +44,7 @@ STRIP_CELLS = 48  # more shards than this share cells, so a protocol stays on on
 MIN_STRIP = 8  # the narrowest shard strip, on a narrow console
 BAR, MIN_BAR = 32, 10  # the job line's progress bar: its width, and the least it shrinks to
 LOG_EVERY_S = 30.0  # off a terminal, one progress line this often (a CI log sees life)
+ETA_BLEND = 0.5  # how far the shown ETA moves towards each new server estimate
 
 
 def cell_state(states: list[str]) -> str:
@@ -104,6 +105,11 @@ class LiveJob:
         while len(self._samples) > 2 and self._samples[1][0] < now - RATE_WINDOW_S:
             self._samples.popleft()
         eta = job.get("eta_s")
+        if eta is not None and self._eta is not None:
+            # The server's ETA jumps as shards land in chunks: move halfway to each new one
+            # from the current countdown, so the shown ETA runs down smoothly.
+            counted = max(0.0, self._eta[0] - (now - self._eta[1]))
+            eta = counted + ETA_BLEND * (eta - counted)
         self._eta = (eta, now) if eta is not None else None
         self.job = job
         if not self._console.is_terminal and now - self._logged >= LOG_EVERY_S:
@@ -116,9 +122,10 @@ class LiveJob:
         self.update(job)
 
     def rate(self) -> float | None:
-        """Windows scored per second over the recent samples; None before there are two."""
+        """Windows scored per second over the recent samples; None before there are two,
+        or while none landed in them (a batch still running is no rate of 0)."""
         (t0, d0), (t1, d1) = self._samples[0], self._samples[-1]
-        return (d1 - d0) / (t1 - t0) if t1 - t0 >= 0.2 else None
+        return (d1 - d0) / (t1 - t0) if t1 - t0 >= 0.2 and d1 > d0 else None
 
     def eta(self, done: int, total: int) -> float | None:
         if self.job is None or self.job["state"] not in ("queued", "running"):

@@ -43,7 +43,7 @@ export GOLF_API_KEY
 
 mkdir -p "${DEMO_DIR}/state"
 echo "${GOLF_API_KEY} demo admin" > "${DEMO_DIR}/keys.txt"
-echo "starting the service at ${GOLF_SERVER} (log: ${DEMO_DIR}/serve.log)"
+echo "starting the service at ${GOLF_SERVER} (log: ${DEMO_DIR}/serve.log); dashboard: ${GOLF_SERVER}/ with API key ${GOLF_API_KEY}"
 "${GOLF}" serve --port "${PORT}" --data-root "${DEMO_DIR}/datasets" \
     --state-dir "${DEMO_DIR}/state" --api-keys "${DEMO_DIR}/keys.txt" --workers 2 \
     > "${DEMO_DIR}/serve.log" 2>&1 &

@@ -257,8 +257,17 @@ def test_live_view_rate_and_eta() -> None:
     view.update(job | {"progress": {"windows_done": 30, "windows_total": 100}, "eta_s": 9.0})
     now[0] = 107.0
     assert view.eta(30, 100) == 6.0
+    now[0] = 108.0  # a new server estimate: the shown ETA moves halfway to it, no jump
+    view.update(job | {"progress": {"windows_done": 30, "windows_total": 100}, "eta_s": 25.0})
+    assert view.eta(30, 100) == 5.0 + 0.5 * (25.0 - 5.0)
     view.update(job | {"state": "succeeded", "progress": {"windows_done": 100}})
     assert view.eta(100, 100) is None
+    # No window landed in the recent samples: no rate, not "0.0 windows/s".
+    still = LiveJob("j_z", Console(file=io.StringIO()), now=lambda: now[0])
+    still.update(job | {"progress": {"windows_done": 0, "windows_total": 100}})
+    now[0] += 5.0
+    still.update(job | {"progress": {"windows_done": 0, "windows_total": 100}})
+    assert still.rate() is None
     # Off a terminal, a plain job line every 30 s of updates.
     log = io.StringIO()
     view = LiveJob("j_y", Console(file=log, width=120), now=lambda: now[0])
