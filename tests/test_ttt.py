@@ -39,8 +39,11 @@ def test_sequences_cover_the_first_tokens(tokens):
 def test_ttt_lowers_its_loss_and_keeps_frozen_blocks(model, tokens):
     gpt = copy.deepcopy(model)
     before = {k: v.clone() for k, v in gpt.state_dict().items()}
-    logs, steps = [], []
-    res = ttt(gpt, tokens, CFG, CPU, on_log=logs.append, progress=lambda s, n, r: steps.append(s))
+    logs, steps, batches = [], [], []
+    res = ttt(
+        gpt, tokens, CFG, CPU, on_log=logs.append, progress=lambda s, n, r: steps.append(s),
+        step_progress=lambda done, total: batches.append((done, total)),
+    )  # fmt: skip
 
     rows = sequences(tokens, CFG)
     with torch.no_grad():
@@ -51,6 +54,8 @@ def test_ttt_lowers_its_loss_and_keeps_frozen_blocks(model, tokens):
     assert [r["epoch"] for r in logs] == [1, 2] and logs == res.log
     assert logs[0]["lr"] == pytest.approx(3e-3) and logs[1]["lr"] == pytest.approx(1.65e-3)
     assert steps == [1, 2]
+    per_epoch = -(-32 // CFG.ttt_batch_seqs)  # 32 sequences in batches of ttt_batch_seqs
+    assert batches == [(k, 2 * per_epoch) for k in range(1, 2 * per_epoch + 1)]
 
     after = gpt.state_dict()
     for name, w in before.items():

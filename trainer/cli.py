@@ -26,6 +26,15 @@ def train_command(
     tokenizer: Annotated[Path | None, typer.Option(help="tokenizer.model if not in DATA.")] = None,
     seed: Annotated[int | None, typer.Option(help="Training seed.")] = None,
     code_bytes: Annotated[int, typer.Option(help="Bytes of code counted in the budget.")] = 0,
+    code: Annotated[
+        Path | None,
+        typer.Option(
+            "--code",
+            help="The submission's code file: its size is the code bytes (instead of "
+            "--code-bytes) declared in the artifact.",
+            show_default=False,
+        ),
+    ] = None,
     log: Annotated[Path | None, typer.Option(help="JSONL log of every logged step.")] = None,
     iterations: Annotated[int | None, typer.Option(help="Training steps.")] = None,
     max_wallclock: Annotated[
@@ -48,6 +57,12 @@ def train_command(
 
     if (preset_name is None) == (config is None):
         raise ConfigError("give exactly one of --preset and --config")
+    if code is not None:
+        from golf.spec.records import code_file
+
+        if code_bytes:
+            raise ConfigError("give one of --code and --code-bytes")
+        code_bytes = code_file(code)[0]
     cfg = TrainConfig.load(config) if config else preset(preset_name)
     overrides = {
         "seed": seed,

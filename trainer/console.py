@@ -85,7 +85,9 @@ def _clock(seconds: float) -> str:
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
-_SHOWN = ("loss", "tok_s", "lr_scale", "qat", "tensor", "bytes", "pre_quant", "artifact", "rtn")
+_SHOWN = (
+    "loss", "tok_s", "lr_scale", "qat", "tensor", "bytes", "model", "pre_quant", "artifact", "rtn"
+)  # fmt: skip
 
 
 def _short(key: str, value: Any) -> str:

@@ -26,6 +26,7 @@ from golf.formats.artifact import (
 from golf.formats.quant import QTensor, quantize_state_dict
 from golf.models.gpt import GPT
 from golf.spec.errors import MismatchError
+from golf.spec.jobplan import plan_protocol
 from golf.spec.params import EvalParams
 from trainer.config import TrainConfig
 from trainer.dist import Dist
@@ -116,14 +117,22 @@ def run(
     model.load_state_dict(result.ema_state)
     if cfg.ttt_epochs:
         ttt_tokens = train_tokens if cfg.ttt_data == "train" else dataset.val_tokens()
-        reporter.start("ttt", cfg.ttt_epochs)
+        steps = {"done": 0}
+
+        def ttt_step(done: int, total: int) -> None:
+            if done == 1:  # the stage's size is the optimizer steps, known once it runs
+                reporter.start("ttt", total)
+            steps["done"] = done
+            reporter.advance("ttt", done, {})
+
         adapted = ttt(
             model,
             ttt_tokens,
             cfg,
             dist,
             on_log=reporter.record,
-            progress=lambda epoch, total, rec: reporter.advance("ttt", epoch, rec),
+            progress=lambda epoch, total, rec: reporter.advance("ttt", steps["done"], rec),
+            step_progress=ttt_step,
         )
         figures["ttt"] = {
             "data": cfg.ttt_data,
@@ -153,7 +162,6 @@ def run(
     summary = RunSummary(str(out), artifact.sha256, artifact.n_bytes, code_bytes, figures)
     reporter.advance("pack", 1, {"bytes": artifact.n_bytes})
 
-    reporter.start("verify", 3 if cfg.gptq else 2)
     figures["verify"] = verify(cfg, dataset, model, load_model(artifact, dist.device), reporter)
     figures["seconds"] = time.perf_counter() - started
     reporter.record({"stage": "summary", **figures, "size": summary.size_line()})
@@ -194,10 +202,21 @@ def verify(
     tokens = dataset.val_tokens(cfg.seq_len)
     lut = dataset.byte_lut(cfg.model.vocab_size)
     params = EvalParams(seq_len=cfg.seq_len, batch_windows=16)
-    bpb = {}
-    for k, (name, m) in enumerate(models.items(), 1):
-        bpb[name] = summarize(evaluate(m, tokens, lut, "plain", params))["val_bpb"]
-        reporter.advance("verify", k, {name: bpb[name]})
+    batches = plan_protocol("plain", tokens.size, params).batches
+    reporter.start("verify", batches * len(models))  # a batch at a time: minutes on a CPU
+    bpb: dict[str, float] = {}
+    done = {"batches": 0}
+
+    def batch_done(name: str) -> None:
+        done["batches"] += 1
+        reporter.advance("verify", done["batches"], {"model": name})
+
+    for name, m in models.items():
+        records = evaluate(
+            m, tokens, lut, "plain", params, progress=lambda k, batch, who=name: batch_done(who)
+        )
+        bpb[name] = summarize(records)["val_bpb"]
+        reporter.advance("verify", done["batches"], {name: bpb[name]})
     figures = {
         "val_bpb_pre_quant": bpb["pre_quant"],
         "val_bpb_artifact": bpb["artifact"],

@@ -85,11 +85,13 @@ def ttt(
     *,
     on_log: Callable[[dict], None] | None = None,
     progress: Callable[[int, int, dict], None] | None = None,
+    step_progress: Callable[[int, int], None] | None = None,
 ) -> TTTResult:
     """Adapt `model` in place; losses are measured on the adapted tokens themselves.
 
     `on_log` and `progress(epoch, epochs, record)` run after each epoch, on the main rank
-    only. With 0 epochs the weights are untouched.
+    only; `step_progress(steps done, steps in all)` after each optimizer step (a single
+    epoch of many batches shows life too). With 0 epochs the weights are untouched.
     """
     rows = sequences(tokens, cfg)
     n_tokens = rows.size(0) * cfg.seq_len
@@ -108,6 +110,7 @@ def ttt(
     lr_min = cfg.ttt_lr * LR_MIN_FRACTION
     model.train()
     start = time.perf_counter()
+    total_steps, step = cfg.ttt_epochs * len(slices), 0
     for epoch in range(cfg.ttt_epochs):
         lr = lr_min + 0.5 * (cfg.ttt_lr - lr_min) * (1 + math.cos(math.pi * epoch / cfg.ttt_epochs))
         for group in opt.param_groups:
@@ -128,6 +131,9 @@ def ttt(
             opt.step()
             opt.zero_grad(set_to_none=True)
             loss_sum += loss.detach().double() * batch.size(0)
+            step += 1
+            if step_progress is not None and dist.is_main:
+                step_progress(step, total_steps)
         epoch_loss = dist.all_reduce_sum(loss_sum)
         record = {
             "stage": "ttt",
