@@ -829,3 +829,33 @@ def test_cli_compare_rule_record_on_both_sides_of_the_margin(
     assert "within-run" in stdout and "never a record verdict" in stdout
     code, _, stderr = golf("compare", "--group", sota, "--rule", "record", server="x")
     assert code == 2 and "--rule record compares seed groups" in stderr
+
+
+def test_local_eval_json_has_the_service_reports_digest_and_numbers(
+    finished: dict, artifact: Path, demo_data: Path
+) -> None:
+    """`golf eval --json` on the job's inputs: the same digest, environment keys and
+    numbers (CI, partial counts included) as the service's report."""
+    from golf.cli import app as golf_app
+
+    flags = [a for p in PROTOCOLS for a in ("--protocol", p)] + _flags(PARAMS)
+    args = ["eval", str(artifact), "--data", str(demo_data), *flags, "--json"]
+    result = CliRunner().invoke(golf_app, args)
+    assert result.exit_code == 0, result.stderr
+    local, service = json.loads(result.stdout), finished["report"]
+    assert local["digest"] == service["digest"]
+    assert set(local["environment"]) == set(service["environment"])
+    timing = ("elapsed_s", "wall_s")
+    assert [{k: v for k, v in r.items() if k not in timing} for r in local["reports"]] == [
+        {k: v for k, v in r.items() if k not in timing} for r in service["reports"]
+    ]
+
+
+def test_jobs_name_the_protocol_of_the_lowest_val_bpb_and_mark_running_ones() -> None:
+    from clients.cli import best_bpb
+
+    running = {"sliding": {"val_bpb": 2.5}, "slot": {"val_bpb": 2.25}, "plain": {}}
+    assert best_bpb({"state": "succeeded", "running": running}) == "2.2500 slot"
+    assert best_bpb({"state": "running", "running": running}) == "2.2500 slot (running)"
+    assert best_bpb({"state": "cancelled", "running": running}) == "2.2500 slot (stopped)"
+    assert best_bpb({"state": "queued", "running": {}}) == "—"

@@ -478,7 +478,7 @@ def test_groups_and_the_leaderboard(client, artifact_id: str, root: Path, demo_d
     jobs = [
         submit(client, artifact_id, ["sliding"], owner="alice", params=small, group="recipe-1.a"),
         submit(client, artifact_id, ["sliding", "slot"], owner="alice", params=small,
-               group="recipe-1.a"),
+               group="recipe-1.a", code_bytes=48_000, code_sha256="c" * 64),
         submit(client, other_id, ["sliding"], owner="dave", params=small),
     ]  # fmt: skip
     assert [j["group"] for j in jobs] == ["recipe-1.a", "recipe-1.a", None]
@@ -530,7 +530,12 @@ def test_groups_and_the_leaderboard(client, artifact_id: str, root: Path, demo_d
     (sliding,) = [r for r in grouped if r["protocol"] == "sliding"]
     assert sliding["seeds"] == 1 and sliding["job"] == jobs[1]["id"]  # one artifact: one seed
     (slot,) = [r for r in grouped if r["protocol"] == "slot"]
-    assert slot["job"] == jobs[1]["id"]
+    assert slot["job"] == jobs[1]["id"] and slot["code_bytes"] == 48_000
+    # The code bytes the job was submitted with count in its report's size verdict.
+    art = client.get(f"/v1/jobs/{jobs[1]['id']}/report", headers=auth("alice")).json()["artifact"]
+    assert art["code_bytes"] == 48_000 and art["code_declared"] is True
+    assert art["total_bytes"] == art["artifact_bytes"] + 48_000
+    assert report["artifact"]["code_declared"] is False  # dave's job declared none
     assert slot["flags"] == [{"code": "non_causal_protocol", "protocol": "slot"}]
     only = client.get(url + "&protocol=slot", headers=auth(ADMIN))
     assert {r["protocol"] for r in only.json()["rows"]} == {"slot"}
