@@ -40,14 +40,16 @@ def _commands() -> dict[str, Any]:
 
 EXCLUDED = {"eval": frozenset(), "audit causality": AUDIT_EXCLUDES, "submit": frozenset()}
 OWN = {
-    "eval": COMMON | {"save", "fmt"},
+    "eval": COMMON | {"save", "fmt", "code"},
     "audit causality": COMMON | {"samples", "seed"},
     "submit": {
         "dataset",
         "protocol",
         "priority",
         "group",
+        "code",
         "wait",
+        "rerun",
         "fmt",
         "as_json",
         "server",
@@ -179,6 +181,9 @@ class FakeClient:
     def datasets(self) -> list[dict[str, Any]]:
         return [{"name": "demo"}]
 
+    def jobs(self) -> list[dict[str, Any]]:
+        return []  # nothing to reuse
+
     def submit(
         self,
         artifact: str,
@@ -187,6 +192,7 @@ class FakeClient:
         params: Any,
         prio: int,
         group: str | None = None,
+        code: tuple[int, str] | None = None,
     ):
         FakeClient.sent.append(
             {"artifact": artifact, "dataset": dataset, "protocols": protocols, "params": params}

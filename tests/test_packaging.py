@@ -109,11 +109,15 @@ def test_commands_of_missing_layers_name_their_extra(
 
 
 class Stub(BaseHTTPRequestHandler):
-    """Just enough of the service for `golf submit`: lists one dataset, records each job."""
+    """Just enough of the service for `golf submit`: lists one dataset and no jobs, records
+    each job."""
 
     jobs: list[dict[str, Any]] = []
 
     def do_GET(self) -> None:
+        if self.path == "/v1/jobs":  # submit looks for an identical finished job first
+            self._reply({"jobs": []})
+            return
         assert self.path == "/v1/datasets", self.path
         self._reply({"datasets": [{"name": "demo"}]})
 
