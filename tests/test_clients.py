@@ -859,3 +859,19 @@ def test_jobs_name_the_protocol_of_the_lowest_val_bpb_and_mark_running_ones() ->
     assert best_bpb({"state": "running", "running": running}) == "2.2500 slot (running)"
     assert best_bpb({"state": "cancelled", "running": running}) == "2.2500 slot (stopped)"
     assert best_bpb({"state": "queued", "running": {}}) == "—"
+
+
+def test_compare_warns_of_a_partial_side_and_names_saved_folders(tmp_path: Path) -> None:
+    """Two `golf eval --save` folders both hold report.json: each side is named by its
+    folder; a partial side is a PARTIAL RUN note, not a silent number."""
+    for name, cap in (("run1", None), ("run2", 40)):
+        (tmp_path / name).mkdir()
+        doc = _report([("sliding", 1000, 128, cap)])
+        (tmp_path / name / "report.json").write_text(json.dumps(doc))
+    sides = [str(tmp_path / n / "report.json") for n in ("run1", "run2")]
+    code, stdout, stderr = golf("compare", *sides, "-f", "md", server="http://127.0.0.1:9")
+    assert code == 0, stderr
+    assert (
+        stdout.startswith("A = j_x (run1/report.json)") and "B = j_x (run2/report.json)" in stdout
+    )
+    assert "> PARTIAL RUN: B scored only the first windows of sliding" in stdout

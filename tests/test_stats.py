@@ -199,3 +199,26 @@ def test_record_rule_needs_two_seeds_a_group() -> None:
 
     assert record_test([3.0], [2.9, 2.91]).verdict == "undecided"
     assert record_test([3.0, 3.0], [2.9, 2.9]).verdict == "undecided"  # no spread: no t
+
+
+# ---- eval time -------------------------------------------------------------------------
+
+
+def test_eval_time_is_projected_only_from_h100_class_gpus_and_flagged_past_600_s() -> None:
+    from golf.spec.evaltime import projected_8xh100_s, time_words
+    from golf.spec.records import time_flags
+
+    assert projected_8xh100_s(4000.0, "NVIDIA H100 80GB HBM3") == 500.0  # ÷ 8 GPUs
+    assert projected_8xh100_s(4000.0, "NVIDIA H200") == 500.0
+    assert projected_8xh100_s(4000.0, "cpu") is None  # no honest factor: no guess
+    assert projected_8xh100_s(4000.0, "NVIDIA A100-SXM4-80GB") is None
+    reports = [
+        {"protocol": "sliding", "projected_8xh100_s": 500.0},
+        {"protocol": "slot", "projected_8xh100_s": 600.5},
+        {"protocol": "plain", "projected_8xh100_s": None},
+    ]
+    assert [f.model_dump() for f in time_flags(reports)] == [
+        {"code": "eval_time_over_limit", "protocol": "slot"}
+    ]
+    words = time_words({"wall_s": 75.0, "engine": {"device_name": "NVIDIA H100"}} | reports[1])
+    assert words == "75.0 s wall on NVIDIA H100 (8×H100 ≈ 600.5 s OVER the 600 s limit)"
