@@ -21,6 +21,7 @@ from golf.spec.tables import (
     REPORT_COLUMNS,
     Report,
     artifact_words,
+    hardware_line,
     md_table,
     params_line,
     report_markdown,
@@ -224,6 +225,7 @@ def report_table(report: Report, dataset: str | None = None) -> Table:
         caption.append(f"digest {report['digest'][:16]}…")
     if env:
         caption.append(f"{env.get('device')} · torch {env.get('torch')}")
+    caption.append(hardware_line(report))
     _, notes = scored_alike(report)
     text = Text("  ·  ".join(caption) + "\n" + CI_NOTE)
     for note in notes:  # loud: a partial run must not pass for a full one

@@ -355,11 +355,12 @@ def eval_cmd(
         "tokens",
     ):
         table.add_column(name, justify="left" if name == "protocol" else "right")
-    table.add_column("seconds", justify="right")
-    from golf.spec.tables import CI_NOTE, ci_words, scored_alike
+    table.add_column("wall s", justify="right")
+    from golf.spec.tables import CI_NOTE, ci_words, hardware_line, scored_alike
 
     comparable, notes = scored_alike(doc)
-    table.caption, table.caption_justify = "\n".join([*notes, CI_NOTE]), "left"
+    where = hardware_line(doc)
+    table.caption, table.caption_justify = "\n".join([*notes, where, CI_NOTE]), "left"
     if notes:
         table.caption_style = "bold yellow"
     first = reports[0].val_bpb

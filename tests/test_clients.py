@@ -216,6 +216,7 @@ def test_cli_submit_wait_shows_the_live_view_then_the_report(
 ) -> None:
     protocol_args = [a for p in PROTOCOLS for a in ("--protocol", p)]
     args = ["submit", artifact, "--dataset", "demo", *protocol_args, *_flags(PARAMS), "--wait"]
+    args.append("--rerun")  # a new job to follow, not the identical finished one
     code, stdout, stderr = golf(*args, "--format", "json", server=server)
     assert code == 0, stderr
     report = json.loads(stdout)
@@ -309,7 +310,16 @@ def test_ctrl_c_detaches_submit_wait_and_the_job_completes(
 ) -> None:
     _detach_on_update(monkeypatch, at=2)  # the first progress event of the stream
     artifact_id = client.jobs()[0]["artifact"]
-    args = ["submit", artifact_id, "--dataset", "demo", "--protocol", "sliding", *_flags(PARAMS)]
+    args = [
+        "submit",
+        artifact_id,
+        "--dataset",
+        "demo",
+        "--protocol",
+        "sliding",
+        *_flags(PARAMS),
+        "--rerun",
+    ]
     code, stdout, stderr = golf(*args, "--wait", server=server)
     job_id = stderr.splitlines()[0].split()[1]
     assert code == 0 and stdout == ""
@@ -358,7 +368,7 @@ def test_cli_report_md_is_the_json_report(finished: dict, server: str, client: C
     table, line = stdout.rpartition("\n\n")[0], stdout.splitlines()[-2]
     header, *rows = _md_rows(table)
     assert header == [
-        "protocol", "val_bpb", "95% CI", "Δ bpb", "val_loss", "tokens", "windows", "seconds",
+        "protocol", "val_bpb", "95% CI", "Δ bpb", "val_loss", "tokens", "windows", "wall s",
         "flags",
     ]  # fmt: skip
     assert stdout.splitlines()[1] == "|---|---:|---:|---:|---:|---:|---:|---:|---|"
@@ -371,7 +381,7 @@ def test_cli_report_md_is_the_json_report(finished: dict, server: str, client: C
         assert abs(float(row[4]) - r["val_loss"]) <= 5e-7
         assert int(row[5].replace(",", "")) == r["tokens"]
         assert int(row[6]) == r["windows"] == PARAMS["max_windows"]
-        assert abs(float(row[7]) - r["elapsed_s"]) <= 0.005
+        assert abs(float(row[7]) - r["wall_s"]) <= 0.005 and r["wall_s"] > 0
     assert [row[8] for row in rows] == ["", "`non_causal_protocol`"]
     art = report["artifact"]
     assert line == (
@@ -379,6 +389,7 @@ def test_cli_report_md_is_the_json_report(finished: dict, server: str, client: C
         f"code size not declared) · dataset `demo` "
         f"(`{report['reports'][0]['dataset_sha256'][:12]}`) · seq_len 64, "
         f"stride sliding 32 / slot 32, slot steps 8, max_windows 48 · "
+        f"eval on {report['reports'][0]['engine']['device_name']} · "
         f"digest `{report['digest'][:16]}`  "
     )
     assert stdout.splitlines()[-1].startswith("95% CI: within-run")
@@ -761,8 +772,14 @@ def test_cli_submit_reuses_an_identical_finished_job_unless_rerun(
     args = ["submit", job["artifact"], "--dataset", "demo", *_flags(PARAMS)]
     args += [a for p in PROTOCOLS for a in ("--protocol", p)]
     code, stdout, stderr = golf(*args, server=server)
-    assert code == 0 and stdout.strip() == job["id"]
-    assert f"job {job['id']} already scored these inputs" in stderr and "--rerun" in stderr
+    reused = client.get(stdout.strip())  # the newest identical one of earlier tests'
+    assert (
+        code == 0 and reused["state"] == "succeeded" and reused["created_at"] >= job["created_at"]
+    )
+    assert {k: reused[k] for k in ("artifact", "protocols", "params", "group")} == {
+        k: client.get(job["id"])[k] for k in ("artifact", "protocols", "params", "group")
+    }
+    assert f"job {reused['id']} already scored these inputs" in stderr and "--rerun" in stderr
     code, stdout, stderr = golf(*args, "--slot-steps", "2", server=server)  # other params
     assert code == 0 and stdout.strip() != job["id"] and "already" not in stderr
     code, stdout, _ = golf(*args, "--rerun", server=server)

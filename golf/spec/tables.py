@@ -13,7 +13,7 @@ from typing import Any
 Report = dict[str, Any]
 
 REPORT_COLUMNS = (
-    "protocol", "val_bpb", "95% CI", "Δ bpb", "val_loss", "tokens", "windows", "seconds"
+    "protocol", "val_bpb", "95% CI", "Δ bpb", "val_loss", "tokens", "windows", "wall s"
 )  # fmt: skip
 CI_NOTE = "95% CI: within-run (bootstrap over this run's windows), not seed variance"
 
@@ -68,6 +68,32 @@ def scored_alike(report: Report) -> tuple[bool, list[str]]:
     return same, notes
 
 
+def wall_seconds(r: dict[str, Any]) -> float:
+    """The protocol's wall-clock seconds (`wall_s`); reports made before it was recorded
+    have only `elapsed_s` (locally the same; on the service the sum of shard seconds)."""
+    return r["wall_s"] if r.get("wall_s") is not None else r["elapsed_s"]
+
+
+def hardware_line(report: Report) -> str:
+    """`on NVIDIA H100 80GB HBM3 (8×H100 ≈ 12.3 s)`: where each protocol's time was taken,
+    and the projection to the rules' 8×H100 where the hardware allows one."""
+    from golf.spec.evaltime import EVAL_LIMIT_S
+
+    devices = {
+        (r.get("engine") or {}).get("device_name") or "unknown hardware" for r in report["reports"]
+    }
+    line = "eval on " + " / ".join(sorted(devices))
+    projected = {r["protocol"]: r.get("projected_8xh100_s") for r in report["reports"]}
+    if any(v is not None for v in projected.values()):
+        parts = [
+            f"{p} {v:.1f} s" + (" OVER 600 s" if v > EVAL_LIMIT_S else "")
+            for p, v in projected.items()
+            if v is not None
+        ]
+        line += f" (8×H100 ≈ {', '.join(parts)})"
+    return line
+
+
 def ci_words(r: dict[str, Any]) -> str:
     """`[1.2301, 1.2355]` (within-run 95 % CI of val_bpb), or — when not recorded."""
     ci = r.get("ci95")
@@ -88,7 +114,7 @@ def report_rows(report: Report) -> list[list[str]]:
             f"{r['val_loss']:.6f}",
             f"{r['tokens']:,}",
             f"{r['windows']:,}",
-            f"{r['elapsed_s']:.2f}",
+            f"{wall_seconds(r):.2f}",
             ", ".join(flag_codes(report, r["protocol"])),
         ]
         for r in report["reports"]
@@ -148,6 +174,7 @@ def report_markdown(report: Report, dataset: str | None = None) -> str:
         f"artifact `{art['id'][:12]}` {artifact_words(art)}",
         f"dataset `{dataset}` (`{ds}`)" if dataset else f"dataset `{ds}`",
         params_line(report),
+        hardware_line(report),
     ]
     if report.get("digest"):
         line.append(f"digest `{report['digest'][:16]}`")
