@@ -22,7 +22,6 @@ from golf.spec.stats import mean_std
 from golf.spec.tables import is_partial
 from service.store import JobRow
 
-ENGINE_FIELDS = ("precision", "attention", "compile", "slot_kernel")
 SLOT_FIELDS = ("slot_steps", "slot_lr", "slot_lr_min", "batch_windows", "batch_invariant")
 
 

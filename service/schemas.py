@@ -126,6 +126,9 @@ class JobSummary(BaseModel):
     """The artifact's file name as its owner uploaded it, if the upload sent one."""
     group: str | None = None
     """The group (submission) the job was submitted under, if any."""
+    partial: bool = False
+    """Its plan scores fewer windows than the whole val (max_windows cut it): decided from
+    the counts, so a max_windows past the end is no partial run."""
 
 
 class JobOut(JobSummary):
@@ -295,6 +298,10 @@ def job_object(
         "running": running,
         "eta_s": eta,
         "shard_counts": progress.counts,
+        "partial": any(
+            plan.partial if plan.partial is not None else plan.params.max_windows is not None
+            for plan in job.plans.values()
+        ),
     }
     if shards is not None:
         doc["shards"] = [

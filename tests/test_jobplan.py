@@ -3,7 +3,7 @@
 import pytest
 
 from golf.spec.errors import ConfigError
-from golf.spec.jobplan import plan_job, plan_protocol
+from golf.spec.jobplan import ProtocolPlan, plan_job, plan_protocol
 from golf.spec.params import EvalParams
 from golf.spec.registry import get_protocol
 
@@ -48,3 +48,20 @@ def test_plans_round_trip_through_json():
 def test_bad_protocol_lists_are_config_errors(protocols, fragment):
     with pytest.raises(ConfigError, match=fragment):
         plan_job(N_TOKENS, protocols, EvalParams(seq_len=128), 2)
+
+
+def test_a_plan_knows_whether_max_windows_cut_it() -> None:
+    """Partial is decided from the counts: the uncut plan's windows are kept beside."""
+    n_tokens = 1 + 10 * 64  # 10 windows of 64 at stride 64
+    params = EvalParams(seq_len=64, stride=64)
+    whole = plan_protocol("sliding", n_tokens, params)
+    assert (whole.windows, whole.windows_total, whole.partial) == (10, 10, False)
+    past_the_end = plan_protocol(
+        "sliding", n_tokens, params.model_copy(update={"max_windows": 10**9})
+    )
+    assert (past_the_end.windows, past_the_end.partial) == (10, False)
+    cut = plan_protocol("sliding", n_tokens, params.model_copy(update={"max_windows": 4}))
+    assert (cut.windows, cut.windows_total, cut.partial) == (4, 10, True)
+    assert (
+        ProtocolPlan.model_validate(cut.model_dump() | {"windows_total": None}).partial is None
+    )  # a plan stored before the count was kept: unknown

@@ -105,6 +105,7 @@ def test_report_equals_golf_eval(client, artifact_id: str, expected: list[dict])
     assert without_elapsed(report["reports"]) == without_elapsed(expected)
     assert [row["protocol"] for row in report["table"]] == PROTOCOLS
     assert [row["delta_bpb"] for row in report["table"]] == [None] * 3  # partial: no Δ
+    assert done["partial"] is True  # the job object says so too (the dashboard marks it)
     assert all(r["partial"] and r["windows"] == 48 < r["windows_total"] for r in report["reports"])
     assert report["flags"] == [{"code": "non_causal_protocol", "protocol": "slot"}]
     assert report["environment"]["device"] == "cpu" and report["environment"]["workers"] == 2

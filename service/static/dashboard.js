@@ -257,7 +257,8 @@ function verdictBadge(verdict) {
  * early or scored only the first windows (max_windows); null for a full, finished job. */
 function provisional(job) {
   if (!TERMINAL.has(job.state)) return "running";
-  if (job.state !== "succeeded" || job.params.max_windows) return "partial";
+  const cut = job.partial ?? job.params.max_windows != null; // from the counts (service)
+  if (job.state !== "succeeded" || cut) return "partial";
   return null;
 }
 
