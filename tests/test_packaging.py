@@ -115,7 +115,7 @@ class Stub(BaseHTTPRequestHandler):
     jobs: list[dict[str, Any]] = []
 
     def do_GET(self) -> None:
-        if self.path == "/v1/jobs":  # submit looks for an identical finished job first
+        if self.path.split("?")[0] == "/v1/jobs":  # submit looks for an identical job first
             self._reply({"jobs": []})
             return
         assert self.path == "/v1/datasets", self.path

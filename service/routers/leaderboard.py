@@ -12,13 +12,14 @@ from service.auth import CallerDep
 from service.boards import board_rows
 from service.deps import StateDep
 from service.errors import http_error
+from service.openapi import BODY, CONFLICT, INVALID, NOT_FOUND, READ_ERRORS, UNAUTHORIZED
 from service.schemas import Leaderboard, PublishIn, PublishOut
 from service.store import JobRow
 
 router = APIRouter(prefix="/v1/leaderboard", tags=["leaderboard"])
 
 
-@router.get("", response_model=Leaderboard)
+@router.get("", response_model=Leaderboard, responses=READ_ERRORS)
 async def leaderboard(
     dataset: str,
     caller: CallerDep,
@@ -63,7 +64,11 @@ async def leaderboard(
 publish_router = APIRouter(prefix="/v1/jobs", tags=["leaderboard"])
 
 
-@publish_router.post("/{job_id}/publish", response_model=PublishOut)
+@publish_router.post(
+    "/{job_id}/publish",
+    response_model=PublishOut,
+    responses=UNAUTHORIZED | NOT_FOUND | INVALID | BODY | CONFLICT,
+)
 async def publish(job_id: str, body: PublishIn, caller: CallerDep, s: StateDep) -> dict[str, Any]:
     """Put a succeeded job of yours on the shared board (`published: false` takes it off)."""
     job = s.store.job(job_id)
