@@ -222,3 +222,11 @@ def test_eval_time_is_projected_only_from_h100_class_gpus_and_flagged_past_600_s
     ]
     words = time_words({"wall_s": 75.0, "engine": {"device_name": "NVIDIA H100"}} | reports[1])
     assert words == "75.0 s wall on NVIDIA H100 (8×H100 ≈ 600.5 s OVER the 600 s limit)"
+
+
+def test_t_upper_p_is_half_the_two_sided_on_the_right() -> None:
+    from golf.spec.stats import t_upper_p
+
+    assert t_upper_p(2.0, 4) == pytest.approx(t_two_sided_p(2.0, 4) / 2)
+    assert t_upper_p(-2.0, 4) == pytest.approx(1 - t_two_sided_p(2.0, 4) / 2)
+    assert t_upper_p(0.0, 4) == pytest.approx(0.5)

@@ -4,7 +4,8 @@
 One-sided Welch test of H0: improvement ≤ 0.005 nats, with improvement = mean(baseline
 val_loss) − mean(candidate val_loss) over per-seed values: t = (Δ − 0.005) / √(s²_b/n_b +
 s²_c/n_c), Welch–Satterthwaite dof, p = P(T ≥ t). The t distribution is golf.spec.stats'
-(one-sided p = half the two-sided p on the right side). When the baseline is only a mean
+(`t_upper_p`; the rule's margin and alpha are `golf.spec.stats`' too, as `golf compare
+--rule record` uses them). When the baseline is only a mean
 (`--against-loss`, `--against-bpb`, or a baseline folder with one seed), its variance is
 unknown: the test becomes one-sample over the candidate's seeds (baseline taken as exact),
 which is said in the result. `--against-bpb X` converts X to nats with the candidate's own
@@ -17,16 +18,9 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from golf.spec.stats import mean_std, t_two_sided_p
-
-MIN_NATS = 0.005
-ALPHA = 0.01
-
-
-def one_sided_p(t: float, dof: float) -> float:
-    """P(T ≥ t) for Student's t with `dof` degrees of freedom."""
-    half = t_two_sided_p(abs(t), dof) / 2
-    return half if t >= 0 else 1.0 - half
+from golf.spec.stats import RECORD_ALPHA as ALPHA
+from golf.spec.stats import RECORD_MARGIN_NATS as MIN_NATS
+from golf.spec.stats import mean_std, t_upper_p
 
 
 def significance(
@@ -100,7 +94,7 @@ def significance(
         return out
     dof = var * var / math.fsum(v * v / (n - 1) for v, n in dof_terms)
     t = (delta - MIN_NATS) / math.sqrt(var)
-    p = one_sided_p(t, dof)
+    p = t_upper_p(t, dof)
     out.update(
         {"t": t, "dof": dof, "p": p, "verdict": "significant" if p < ALPHA else "not significant"}
     )
