@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import uvicorn
 from fastapi.testclient import TestClient
 
@@ -76,8 +77,14 @@ def serve_http(settings: Settings) -> Iterator[str]:
     while not server.started:
         assert thread.is_alive() and time.monotonic() < deadline, "service did not start"
         time.sleep(0.05)
+    url = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+    # Settled, as a load balancer would wait: every worker up (their start-up takes the
+    # CPU for a while), so that timings measure the service, not its start.
+    while httpx.get(url + "/healthz").json()["workers"] < (settings.workers or 1):
+        assert thread.is_alive() and time.monotonic() < deadline, "workers did not start"
+        time.sleep(0.1)
     try:
-        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+        yield url
     finally:
         server.should_exit = True
         thread.join(timeout=30)
