@@ -9,6 +9,7 @@ counted once.
 from __future__ import annotations
 
 import hmac
+import itertools
 import json
 import math
 import secrets
@@ -55,7 +56,7 @@ CREATE INDEX IF NOT EXISTS shards_queued ON shards (job, protocol, shard)
 CREATE TABLE IF NOT EXISTS windows (
     job TEXT NOT NULL, protocol TEXT NOT NULL, window INTEGER NOT NULL,
     nll_sum REAL NOT NULL, tokens INTEGER NOT NULL, bytes INTEGER NOT NULL, checksum TEXT,
-    PRIMARY KEY (job, protocol, window)) WITHOUT ROWID;
+    shard INTEGER, PRIMARY KEY (job, protocol, window)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS dispatches (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, job TEXT NOT NULL,
     owner TEXT NOT NULL, protocol TEXT NOT NULL, shard INTEGER NOT NULL,
@@ -87,6 +88,7 @@ MIGRATIONS = (
     ("jobs", "filename", "TEXT"),
     ("jobs", "grp", "TEXT"),  # `group` is an SQL keyword
     ("shards", "digest", "TEXT"),
+    ("windows", "shard", "INTEGER"),  # which shard sent the row (document batches interleave)
 )
 
 
@@ -277,7 +279,8 @@ class Store:
 
     def snapshot(self, job_id: str, report: dict[str, Any]) -> dict[str, Any]:
         """A job's rows as plain data (service/results.py), its state set to succeeded
-        with `report`; window rows by protocol as [window, nll_sum, tokens, bytes, checksum]."""
+        with `report`; window rows by protocol as [window, nll_sum, tokens, bytes, checksum,
+        shard]."""
         with self._lock:
             job = dict(self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone())
             job |= {"state": "succeeded", "report": json.dumps(report)}
@@ -303,7 +306,7 @@ class Store:
             ]
             windows: dict[str, list[list[Any]]] = {}
             for r in self._db.execute(
-                "SELECT protocol, window, nll_sum, tokens, bytes, checksum FROM windows"
+                "SELECT protocol, window, nll_sum, tokens, bytes, checksum, shard FROM windows"
                 " WHERE job = ? ORDER BY protocol, window",
                 (job_id,),
             ):
@@ -323,8 +326,9 @@ class Store:
             for protocol, rows in doc["windows"].items():
                 db.executemany(
                     "INSERT OR REPLACE INTO windows (job, protocol, window, nll_sum, tokens,"
-                    " bytes, checksum) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [(job["id"], protocol, *row) for row in rows],
+                    " bytes, checksum, shard) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    # snapshots written before rows kept their shard have 5 columns
+                    [(job["id"], protocol, *row, *[None] * (6 - len(row))) for row in rows],
                 )
 
     def job_state(self, job_id: str) -> str | None:
@@ -627,8 +631,18 @@ class Store:
         with self._tx() as db:
             for r, checksum in zip(records, checksums, strict=True):
                 cur = db.execute(
-                    "INSERT OR IGNORE INTO windows VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (key.job, key.protocol, r.window, r.nll_sum, r.tokens, r.bytes, checksum),
+                    "INSERT OR IGNORE INTO windows (job, protocol, window, nll_sum, tokens,"
+                    " bytes, checksum, shard) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        key.job,
+                        key.protocol,
+                        r.window,
+                        r.nll_sum,
+                        r.tokens,
+                        r.bytes,
+                        checksum,
+                        key.shard,
+                    ),
                 )
                 if cur.rowcount == 1:
                     added += 1
@@ -782,7 +796,7 @@ class Store:
             raise IntegrityError("no record key: window records cannot be verified")
         with self._lock:
             rows = self._db.execute(
-                "SELECT window, nll_sum, tokens, bytes, checksum FROM windows"
+                "SELECT window, nll_sum, tokens, bytes, checksum, shard FROM windows"
                 " WHERE job = ? AND protocol = ? ORDER BY window",
                 (job_id, protocol),
             ).fetchall()
@@ -811,7 +825,7 @@ class Store:
                 f"(first: window {bad[0]}); the report is withheld"
             )
         if len(records) == sum(s["windows_total"] for s in shards):
-            _check_shards(protocol, records, checksums, shards)
+            _check_shards(protocol, records, checksums, [row["shard"] for row in rows], shards)
         if totals is not None:
             _check_sums(
                 f"{protocol}: the running totals",
@@ -912,14 +926,34 @@ def _check_sums(
 
 
 def _check_shards(
-    protocol: str, records: list[WindowRecord], checksums: list[str], shards: list[sqlite3.Row]
+    protocol: str,
+    records: list[WindowRecord],
+    checksums: list[str],
+    owners: list[int | None],
+    shards: list[sqlite3.Row],
 ) -> None:
-    """Each shard's rows (consecutive, in window order) against its digest and sums."""
-    start = 0
-    for shard in shards:
-        end = start + shard["windows_total"]
+    """Each shard's rows (in window order) against its digest and sums. A row names the
+    shard that sent it (a document batch's documents are not consecutive); rows stored
+    before rows kept their shard are the shards' consecutive runs, as they were then."""
+    if all(owner is not None for owner in owners):
+        groups: dict[int, list[int]] = {}
+        for i, owner in enumerate(owners):
+            groups.setdefault(owner, []).append(i)  # type: ignore[arg-type]
+        parts = [groups.get(shard["shard"], []) for shard in shards]
+        if sum(map(len, parts)) != len(records):
+            raise IntegrityError(
+                f"{protocol}: stored window records name shards the job does not have; "
+                "the report is withheld"
+            )
+    else:
+        ends = list(itertools.accumulate(shard["windows_total"] for shard in shards))
+        parts = [
+            list(range(end - shard["windows_total"], end))
+            for shard, end in zip(shards, ends, strict=True)
+        ]
+    for shard, part in zip(shards, parts, strict=True):
         if shard["digest"] is None or not hmac.compare_digest(
-            shard["digest"], shard_digest(checksums[start:end])
+            shard["digest"], shard_digest(checksums[i] for i in part)
         ):
             raise IntegrityError(
                 f"{protocol}#{shard['shard']}: stored window records do not match the "
@@ -927,10 +961,9 @@ def _check_shards(
             )
         _check_sums(
             f"{protocol}#{shard['shard']}: the shard sums",
-            records[start:end],
+            [records[i] for i in part],
             (shard["windows_done"], shard["tokens"], shard["bytes"], shard["nll_sum"]),
         )
-        start = end
 
 
 def _close_shards(db: sqlite3.Connection, job_id: str, state: str) -> None:

@@ -1,7 +1,9 @@
 """The pure job planner that the router and the scheduler share."""
 
+import numpy as np
 import pytest
 
+from golf.spec.documents import BOS_ID, find_documents
 from golf.spec.errors import ConfigError
 from golf.spec.jobplan import ProtocolPlan, plan_job, plan_protocol
 from golf.spec.params import EvalParams
@@ -65,3 +67,53 @@ def test_a_plan_knows_whether_max_windows_cut_it() -> None:
     assert (
         ProtocolPlan.model_validate(cut.model_dump() | {"windows_total": None}).partial is None
     )  # a plan stored before the count was kept: unknown
+
+
+def doc_stream(lengths: list[int], lead: int = 3) -> np.ndarray:
+    """A token stream of `lead` tokens before the first BOS, then documents of `lengths`
+    tokens (BOS first; no other token is BOS), plus the final BOS-free token."""
+    parts = [np.full(lead, 7)]
+    parts += [np.concatenate(([BOS_ID], np.full(n - 1, 5))) for n in lengths]
+    return np.concatenate(parts)
+
+
+def test_ttt_lora_is_planned_by_document_batch():
+    lengths = [9, 40, 3, 17, 17, 25, 2, 60, 11, 8]
+    tokens = doc_stream(lengths)
+    params = EvalParams(seq_len=32, lora_batch_docs=3, lora_chunk=8)
+    planned = plan_protocol("ttt-lora", tokens, params)
+    protocol = get_protocol("ttt-lora")
+    # one record per document; a document predicts the next one's BOS, the last one
+    # runs to the end of the stream: every token after the first BOS is a target once
+    assert planned.windows == len(find_documents(tokens)) == 10
+    assert planned.scored_tokens == sum(lengths) - 1
+    # the protocol's own batch count (progress steps), longest documents first: cut
+    # from the shortest up, the longest document is the odd one out and runs first
+    assert planned.batches == protocol.steps(len(tokens), tokens, params) == 4
+    assert planned.batch_sizes == (1, 3, 3, 3)
+    job = plan_job(tokens, ["ttt-lora", "sliding"], params, 3)
+    lora = [s for s in job.shards if s.protocol == "ttt-lora"]
+    assert [(s.batch_lo, s.batch_hi, s.windows) for s in lora] == [(0, 2, 4), (2, 4, 6)]
+    # priced as sliding over the same targets times the protocol's factor (3·S / chunk)
+    stride = planned.params.stride
+    assert stride == 32
+    assert planned.cost == pytest.approx(planned.scored_tokens / stride * 32 * 3 * stride / 8)
+
+
+@pytest.mark.parametrize(
+    ("name", "update", "fragment"),
+    [
+        ("ttt", {}, "'ttt' is a sequential chain"),
+        ("ttt-phased", {}, "'ttt-phased' is a sequential chain"),
+        ("ttt-lora", {"ttt_mode": "record"}, "runs ttt_mode=canonical"),
+    ],
+)
+def test_chains_are_refused(name, update, fragment):
+    params = EvalParams(seq_len=32).model_copy(update=update)
+    with pytest.raises(ConfigError, match=fragment):
+        plan_job(doc_stream([9, 40, 3]), [name], params, 2)
+
+
+def test_ttt_lora_needs_the_tokens_not_their_count():
+    with pytest.raises(ConfigError, match="planned from the val tokens"):
+        plan_protocol("ttt-lora", N_TOKENS, EvalParams(seq_len=32))

@@ -18,13 +18,21 @@ import torch
 from torch import nn
 
 from golf.engine.engine import Engine, EngineModel
-from golf.engine.evaluate import batch_nll, device_tokens, window_records
+from golf.engine.evaluate import (
+    WindowRecord,
+    batch_nll,
+    device_tokens,
+    stream_records,
+    window_records,
+)
 from golf.formats.artifact import load_model, read_artifact
 from golf.models.attention import flash_attn_available
 from golf.protocols.slot_kernels import resolve_slot_kernel
+from golf.protocols.stream import StreamProtocol
+from golf.spec.errors import ConfigError
 from golf.spec.registry import get_protocol
 from workers.cache import LRU
-from workers.integrity import ShardDigest, record_checksum, verified
+from workers.integrity import ShardDigest, record_checksum, shard_digest, verified
 from workers.synthetic import synthetic_shard
 from workers.task import ShardTask
 
@@ -90,20 +98,15 @@ class EvalWorker:
         )
         byte_lut = self.luts.get(task.byte_lut.key, lambda: ray.get(task.byte_lut.ref))
         protocol = get_protocol(task.protocol)
+        if isinstance(protocol, StreamProtocol):
+            yield from self._stream_shard(task, model, tokens, byte_lut, protocol)
+            return
         plan = protocol.plan(tokens.numel() - 1, task.params)
         digest = ShardDigest()
         for k in range(task.batch_lo, task.batch_hi):
             started = time.perf_counter()
             batch, nll = batch_nll(model, tokens, plan, protocol, task.params, k)
-            records = [
-                asdict(r)
-                | {
-                    "checksum": record_checksum(
-                        task.record_key, task.job, task.protocol, *astuple(r)
-                    )
-                }
-                for r in window_records(batch, nll, byte_lut)
-            ]
+            records = checked(task, window_records(batch, nll, byte_lut))
             self.last_engine = model.info().model_dump(mode="json")
             yield {
                 "batch": k,
@@ -112,3 +115,43 @@ class EvalWorker:
                 "engine": self.last_engine,
                 "digest": digest.update(r["checksum"] for r in records),
             }
+
+    def _stream_shard(
+        self,
+        task: ShardTask,
+        model: EngineModel,
+        tokens: torch.Tensor,
+        byte_lut: Any,
+        protocol: StreamProtocol,
+    ) -> Iterator[dict[str, Any]]:
+        """A shardable stream protocol (canonical `ttt-lora`) one document batch at a time,
+        each exactly as in the whole run (`score(..., only=[k])`). Its records are per
+        document, and a batch's documents are not consecutive, so the digest runs over the
+        shard's records so far in window order (the order the service checks them in)."""
+        if not protocol.shardable(task.params):
+            raise ConfigError(f"protocol {task.protocol!r} runs whole, not by batch")
+        done: list[dict[str, Any]] = []
+        for k in range(task.batch_lo, task.batch_hi):
+            started = time.perf_counter()
+            units = stream_records(model, tokens, byte_lut, protocol, task.params, batches=[k])
+            records = checked(task, units)
+            done.extend(records)
+            self.last_engine = model.info().model_dump(mode="json")
+            yield {
+                "batch": k,
+                "seconds": time.perf_counter() - started,
+                "records": records,
+                "engine": self.last_engine,
+                "digest": shard_digest(
+                    r["checksum"] for r in sorted(done, key=lambda r: r["window"])
+                ),
+            }
+
+
+def checked(task: ShardTask, records: list[WindowRecord]) -> list[dict[str, Any]]:
+    """Records as dicts, each with its checksum under the task's record key."""
+    return [
+        asdict(r)
+        | {"checksum": record_checksum(task.record_key, task.job, task.protocol, *astuple(r))}
+        for r in records
+    ]

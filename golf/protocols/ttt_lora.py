@@ -18,7 +18,6 @@ the record's single process does. `reference=True` runs each document alone, lit
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -34,30 +33,9 @@ from golf.protocols.stream import (
     module_of,
     trainable_copy,
 )
-from golf.spec.documents import Documents, find_documents
+from golf.spec.documents import Documents, doc_batches, find_documents
 from golf.spec.errors import ConfigError
 from golf.spec.params import EvalParams
-
-
-@dataclass(frozen=True)
-class DocBatch:
-    """Documents of one batch (indices into `Documents`), shortest first; `order` is the
-    batch's index among the length-sorted batches (the records' `orig_batch_idx`)."""
-
-    order: int
-    docs: np.ndarray
-
-
-def doc_batches(docs: Documents, size: int) -> list[DocBatch]:
-    """Batches in processing order: documents sorted by length (stable), cut into `size`s,
-    batches ordered by their longest document, longest first (stable)."""
-    by_length = np.argsort(docs.lengths, kind="stable")
-    batches = [
-        DocBatch(i, by_length[lo : lo + size])
-        for i, lo in enumerate(range(0, len(by_length), size))
-    ]
-    longest = [-int(docs.lengths[b.docs].max()) for b in batches]
-    return [batches[i] for i in np.argsort(longest, kind="stable")]
 
 
 def lora_shape(module: nn.Module, params: EvalParams) -> LoRAShape:

@@ -32,8 +32,8 @@ from golf.protocols.stream import (
     sgd_chunks,
     trainable_copy,
 )
-from golf.protocols.ttt_lora import DocBatch, TTTLoRA, batch_generator, doc_batches, lora_shape
-from golf.spec.documents import Documents, find_documents
+from golf.protocols.ttt_lora import TTTLoRA, batch_generator, lora_shape
+from golf.spec.documents import DocBatch, Documents, doc_batches, find_documents
 from golf.spec.errors import ConfigError
 from golf.spec.params import EvalParams
 

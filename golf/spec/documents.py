@@ -51,3 +51,24 @@ def find_documents(tokens: np.ndarray, bos: int = BOS_ID) -> Documents:
     for array in (at, lengths):
         array.flags.writeable = False
     return Documents(at, lengths)
+
+
+@dataclass(frozen=True)
+class DocBatch:
+    """Documents of one batch (indices into `Documents`), shortest first; `order` is the
+    batch's index among the length-sorted batches (the records' `orig_batch_idx`)."""
+
+    order: int
+    docs: np.ndarray
+
+
+def doc_batches(docs: Documents, size: int) -> list[DocBatch]:
+    """Batches in processing order: documents sorted by length (stable), cut into `size`s,
+    batches ordered by their longest document, longest first (stable)."""
+    by_length = np.argsort(docs.lengths, kind="stable")
+    batches = [
+        DocBatch(i, by_length[lo : lo + size])
+        for i, lo in enumerate(range(0, len(by_length), size))
+    ]
+    longest = [-int(docs.lengths[b.docs].max()) for b in batches]
+    return [batches[i] for i in np.argsort(longest, kind="stable")]

@@ -10,8 +10,10 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict
 
+from golf.spec.documents import doc_batches, find_documents
 from golf.spec.errors import ConfigError
 from golf.spec.params import EvalParams
 from golf.spec.plan import shard_plan
@@ -27,6 +29,9 @@ class ProtocolPlan(BaseModel):
     params: EvalParams  # resolved: the stride that is used, never None
     windows: int
     scored_tokens: int
+    batch_sizes: tuple[int, ...] = ()
+    """Records per batch where batches are not `batch_windows` windows: a document-batched
+    protocol (`ttt-lora`) has one record per document and its batches in processing order."""
     windows_total: int | None = None
     """Windows of the uncut plan (max_windows aside); None in plans stored before."""
 
@@ -37,12 +42,28 @@ class ProtocolPlan(BaseModel):
 
     @property
     def batches(self) -> int:
+        if self.batch_sizes:
+            return len(self.batch_sizes)
         return -(-self.windows // self.params.batch_windows)
+
+    def windows_in(self, lo: int, hi: int) -> int:
+        """Records of batches `[lo, hi)`."""
+        if self.batch_sizes:
+            return sum(self.batch_sizes[lo:hi])
+        B = self.params.batch_windows
+        return min(hi * B, self.windows) - lo * B
 
     @property
     def cost(self) -> float:
-        """Work in forward window-tokens: windows × seq_len × the protocol's cost factor."""
+        """Work in forward window-tokens: windows × seq_len × the protocol's cost factor.
+
+        A document-batched protocol's factor is relative to sliding over the same targets
+        (TTTLoRA.cost_factor), so it is priced on the scored tokens / stride windows that
+        sliding would run."""
         factor = get_protocol(self.protocol).cost_factor(self.params)
+        if self.batch_sizes:
+            assert self.params.stride is not None  # resolved
+            return self.scored_tokens / self.params.stride * self.params.seq_len * factor
         return self.windows * self.params.seq_len * factor
 
 
@@ -106,8 +127,13 @@ def batch_bytes(
     """Estimated peak activation bytes of one batch (fp32): attention scores of a layer,
     the residual stream of every layer, and the head's [B, T, V] buffers of the path the
     protocol runs (HEAD_FACTORS). An upper estimate for refusing batches no worker can
-    hold; `protocol` None is priced as the costliest path."""
+    hold; `protocol` None is priced as the costliest path. `ttt-lora`'s batch is
+    `lora_batch_docs` documents whose head runs on one `lora_chunk` of rows (not calibrated
+    by measurement: the largest factor stands in for its backward)."""
     B, T = params.batch_windows, params.seq_len
+    head_rows = T
+    if protocol == "ttt-lora":  # a batch of documents, windows ≤ L, the head on one chunk
+        B, head_rows = params.lora_batch_docs, min(params.lora_chunk, T)
     attention = B * num_heads * T * T
     stream = B * T * model_dim * (num_layers + 8)
     if protocol in FROZEN:
@@ -116,18 +142,21 @@ def batch_bytes(
         factor = HEAD_FACTORS["slot-reference" if params.reference else "slot"]
     else:
         factor = max(HEAD_FACTORS.values())
-    return int(4 * (attention + stream + factor * B * T * vocab_size))
+    return int(4 * (attention + stream + factor * B * head_rows * vocab_size))
 
 
-def plan_protocol(name: str, n_tokens: int, params: EvalParams) -> ProtocolPlan:
-    """Protocol `name` over `n_tokens` val tokens (N + 1, already truncated for seq_len)."""
+def plan_protocol(name: str, tokens: int | np.ndarray, params: EvalParams) -> ProtocolPlan:
+    """Protocol `name` over the val tokens (N + 1, already truncated for seq_len), or over
+    just their count for protocols planned by windows.
+
+    A stream protocol is planned only where its steps stand alone (`shardable`: canonical
+    `ttt-lora`, by document batch); the chains (`ttt`, `ttt-phased`, record mode) are
+    ConfigErrors."""
     protocol = get_protocol(name)
-    if protocol.sequential:
-        raise ConfigError(
-            f"protocol {name!r} adapts along the stream and runs as one chain; "
-            "the service does not shard it yet: score it with `golf eval`"
-        )
     resolved = protocol.resolve(params)
+    if protocol.sequential:
+        return plan_documents(name, tokens, resolved)
+    n_tokens = tokens if isinstance(tokens, int | np.integer) else len(tokens)
     plan = protocol.plan(n_tokens - 1, resolved)
     whole = plan
     if resolved.max_windows is not None:
@@ -141,8 +170,42 @@ def plan_protocol(name: str, n_tokens: int, params: EvalParams) -> ProtocolPlan:
     )
 
 
+def plan_documents(name: str, tokens: int | np.ndarray, params: EvalParams) -> ProtocolPlan:
+    """A shardable stream protocol's plan: one record per document, its batches as the
+    protocol runs them (golf.spec.documents.doc_batches, longest first)."""
+    protocol = get_protocol(name)
+    shardable = getattr(protocol, "shardable", None)
+    if shardable is None or not shardable(params):
+        if name == "ttt-lora":
+            why = (
+                f"ttt-lora in {params.ttt_mode!r} mode draws every batch's adapters from one "
+                "stream in batch order, so its batches cannot run apart; the service runs "
+                "ttt_mode=canonical"
+            )
+        else:
+            why = (
+                f"protocol {name!r} is a sequential chain (each step trains the weights the "
+                "next one scores with), which the service does not run yet"
+            )
+        raise ConfigError(f"{why}: score it with `golf eval`")
+    if getattr(protocol, "unit_name", None) != "document":
+        raise ConfigError(f"protocol {name!r} is not planned by document batch")
+    if isinstance(tokens, int | np.integer):
+        raise ConfigError(f"protocol {name!r} is planned from the val tokens, not their count")
+    docs = find_documents(tokens)
+    batches = doc_batches(docs, params.lora_batch_docs)
+    return ProtocolPlan(
+        protocol=name,
+        params=params,
+        windows=len(docs),
+        scored_tokens=int(docs.targets.sum()),
+        windows_total=len(docs),  # every document: max_windows does not cut documents
+        batch_sizes=tuple(len(b.docs) for b in batches),
+    )
+
+
 def plan_job(
-    n_tokens: int, protocols: Sequence[str], params: EvalParams, batches_per_shard: int
+    tokens: int | np.ndarray, protocols: Sequence[str], params: EvalParams, batches_per_shard: int
 ) -> JobPlan:
     """Plan each protocol and cut it into shards of at most `batches_per_shard` batches.
 
@@ -152,10 +215,9 @@ def plan_job(
         raise ConfigError("protocols: name each protocol once")
     if batches_per_shard < 1:
         raise ConfigError(f"batches_per_shard must be ≥ 1, got {batches_per_shard}")
-    plans = tuple(plan_protocol(name, n_tokens, params) for name in protocols)
+    plans = tuple(plan_protocol(name, tokens, params) for name in protocols)
     shards: list[ShardSpec] = []
     for plan in plans:
-        B = plan.params.batch_windows
         ranges = shard_plan(plan.batches, math.ceil(plan.batches / batches_per_shard))
         shards.extend(
             ShardSpec(
@@ -163,7 +225,7 @@ def plan_job(
                 shard=i,
                 batch_lo=r.start,
                 batch_hi=r.stop,
-                windows=min(r.stop * B, plan.windows) - r.start * B,
+                windows=plan.windows_in(r.start, r.stop),
             )
             for i, r in enumerate(ranges)
         )

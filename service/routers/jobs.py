@@ -67,8 +67,8 @@ async def submit_job(body: JobCreate, caller: CallerDep, s: StateDep) -> dict[st
 
     def prepare() -> tuple[JobPlan, str]:
         dataset.check_compatible(artifact.tokenizer_sha256, artifact.vocab_size)
-        n_tokens = dataset.val_tokens(params.seq_len).size
-        plan = plan_job(n_tokens, body.protocols, params, s.settings.batches_per_shard)
+        tokens = dataset.val_tokens(params.seq_len)  # document plans count their documents
+        plan = plan_job(tokens, body.protocols, params, s.settings.batches_per_shard)
         check_plan(plan, artifact, s.settings)
         return plan, dataset.sha256
 
