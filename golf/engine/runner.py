@@ -61,7 +61,9 @@ def run_protocol(
     tokens = inputs.dataset.val_tokens(params.seq_len)
     # The whole val's window count tells a partial run; a chain (score-first TTT) has no
     # window plan to count, so its reports fall back on max_windows (golf.spec.tables).
-    whole = None if protocol.sequential else plan_protocol(protocol.name, tokens.size, params)
+    # Canonical ttt-lora is planned by document (as the service plans it): every document.
+    planned = not protocol.sequential or protocol.shardable(params)  # type: ignore[attr-defined]
+    whole = plan_protocol(protocol.name, tokens, params) if planned else None
     model = prepare(inputs.model, params)
     started = time.perf_counter()
     records = evaluate(model, tokens, inputs.byte_lut, protocol, params, progress=progress)
