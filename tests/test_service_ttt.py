@@ -25,9 +25,12 @@ from golf.data.shards import Dataset
 from golf.engine.evaluate import evaluate
 from golf.engine.runner import EvalInputs
 from golf.spec.documents import doc_batches, find_documents
+from golf.spec.errors import ConfigError
 from golf.spec.params import EvalParams
 from service.reports import build_report
 from workers.integrity import IntegrityError
+from workers.synthetic import synthetic_shard
+from workers.task import Blob, ShardTask
 
 # Tiny LoRA: rank 4, 32-target chunks, 48 documents per batch: the demo val's documents
 # (a few hundred) make a handful of batches, a few seconds of CPU in all.
@@ -139,3 +142,23 @@ def test_chains_are_refused_with_one_line(
     assert response.status_code == 422, response.text
     detail = response.json()["detail"]
     assert fragment in detail and "golf eval" in detail and "\n" not in detail
+
+
+def test_the_synthetic_scorer_refuses_document_batches() -> None:
+    """The load-test scorer makes up window-plan records; for ttt-lora it would make up
+    the wrong units, so it says so in one line instead of failing the totals check."""
+    blob = Blob("k", None)
+    task = ShardTask(
+        job="j",
+        protocol="ttt-lora",
+        shard=0,
+        batch_lo=0,
+        batch_hi=1,
+        params=EvalParams.parse(LORA),
+        artifact=blob,
+        max_decompressed=1,
+        tokens=blob,
+        byte_lut=blob,
+    )
+    with pytest.raises(ConfigError, match="window plans only, not 'ttt-lora'"):
+        next(synthetic_shard(task, "synthetic"))

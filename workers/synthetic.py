@@ -18,6 +18,7 @@ from typing import Any
 
 import ray
 
+from golf.spec.errors import ConfigError
 from golf.spec.params import EvalParams
 from golf.spec.registry import get_protocol
 from workers.integrity import ShardDigest, record_checksum
@@ -54,6 +55,11 @@ _n_tokens: dict[str, int] = {}  # dataset key -> token count (the tokens are not
 def synthetic_shard(task: ShardTask, scorer: str) -> Iterator[dict[str, Any]]:
     """Yield the batches of `task` as `EvalWorker.run_shard` does, with made-up values:
     window w scores its plan's tokens at a deterministic NLL and byte count."""
+    if get_protocol(task.protocol).sequential:
+        raise ConfigError(
+            f"the synthetic scorer simulates window plans only, not {task.protocol!r}'s "
+            "document batches"
+        )
     rate = parse_scorer(scorer)
     key = task.tokens.key
     if key not in _n_tokens:
