@@ -37,10 +37,11 @@ class ObjectCache:
             lambda: np.ascontiguousarray(dataset.val_tokens(seq_len)),
         )
 
-    def byte_lut(self, dataset: Dataset, vocab_size: int) -> Blob:
-        return self._put(
-            f"{dataset.tokenizer_sha256}:{vocab_size}", lambda: dataset.byte_lut(vocab_size)
-        )
+    def byte_counter(self, dataset: Dataset, vocab_size: int) -> Blob:
+        """What workers count target bytes with, as `golf eval` does: a CaseOps dataset's
+        sidecar (part of its identity), else the tokenizer's tables."""
+        key = f"{dataset.sha256}:sidecar" if dataset.sidecar_files else dataset.tokenizer_sha256
+        return self._put(f"{key}:{vocab_size}", lambda: dataset.byte_counter(vocab_size))
 
     def _put(self, key: str, load: Callable[[], object]) -> Blob:
         with self._lock:

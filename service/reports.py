@@ -60,8 +60,14 @@ def declared_code(store: Store, job_id: str, artifact: ArtifactSummary) -> int |
     return artifact.code_bytes or None
 
 
-def build_report(store: Store, job_id: str, environment: dict[str, Any]) -> dict[str, Any]:
+def build_report(
+    store: Store,
+    job_id: str,
+    environment: dict[str, Any],
+    byte_source: str = "sentencepiece-luts",
+) -> dict[str, Any]:
     """The report of a job whose shards are all done; IncompleteJob unless Σ tokens = plan.
+    `byte_source` names what the workers counted bytes with (the dataset's).
 
     Each protocol reports the engine its shards' workers ran (stored with each shard); one
     whose shards ran on different engines has no single, reproducible number and fails.
@@ -102,6 +108,7 @@ def build_report(store: Store, job_id: str, environment: dict[str, Any]) -> dict
                 flags=[*own_flags, *protocol_flags([protocol])],  # as golf eval's reports
                 windows_total=plan.windows_total,
                 wall_s=wall.get(protocol),
+                byte_source=byte_source,
             )
         )
     first = reports[0].val_bpb

@@ -106,6 +106,13 @@ class Scheduler:
                     ray.cancel(stream)
         self.wake()
 
+    def _report(self, store: Store, job_id: str, environment: dict[str, Any]) -> dict[str, Any]:
+        """build_report, naming what the job's dataset counts bytes with (in a read thread)."""
+        job = store.job(job_id)
+        dataset = self.datasets.get(job.dataset) if job is not None else None
+        source = dataset.byte_source if dataset is not None else "sentencepiece-luts"
+        return build_report(store, job_id, environment, source)
+
     def environment(self) -> dict[str, Any]:
         infos = [w.info for w in self.pool.workers if w.info]
         return {
@@ -253,7 +260,7 @@ class Scheduler:
             artifact=self.objects.artifact(job.artifact),
             max_decompressed=self.max_decompressed,
             tokens=self.objects.tokens(dataset, params.seq_len),
-            byte_lut=self.objects.byte_lut(dataset, artifact.vocab_size),
+            byte_lut=self.objects.byte_counter(dataset, artifact.vocab_size),
             record_key=self.store.record_key or b"",
         )
 
@@ -263,7 +270,7 @@ class Scheduler:
         only then does the database mark the job succeeded and fold its WAL in."""
         for job_id in await self.reads(lambda store: store.finished_jobs()):
             try:
-                report = await self.reads(build_report, job_id, self.environment())
+                report = await self.reads(self._report, job_id, self.environment())
                 if self.results is not None:
                     snapshot = await self.reads(job_snapshot, job_id, report)
                     await asyncio.to_thread(self.results.save, job_id, snapshot)

@@ -34,5 +34,5 @@ class ShardTask:
     artifact: Blob  # the .golf bytes
     max_decompressed: int
     tokens: Blob  # the N + 1 val tokens (uint16 ndarray) for params.seq_len
-    byte_lut: Blob  # golf.data.bytes.ByteLUT sized for the artifact's vocabulary
+    byte_lut: Blob  # ByteLUT sized for the vocabulary, or a CaseOps dataset's SidecarBytes
     record_key: bytes = b""  # keys the window checksums (workers/integrity.py)

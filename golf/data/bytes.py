@@ -123,6 +123,10 @@ class ByteLUT:
         del starts
         return self.count(inputs, targets)
 
+    def at_positions(self, tokens: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        """Bytes of the val tokens predicted at `positions` (token p + 1, after token p)."""
+        return self.count(tokens[positions], tokens[positions + 1])
+
     def count(
         self, prev_ids: Tensor | np.ndarray, target_ids: Tensor | np.ndarray
     ) -> Tensor | np.ndarray:
@@ -174,6 +178,11 @@ class SidecarBytes:
         )
         inside = positions < table.numel()
         return torch.where(inside, table[positions.clamp(max=table.numel() - 1)], 0)
+
+    def at_positions(self, tokens: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        """Bytes of the val tokens predicted at `positions` (token p + 1), whatever the ids."""
+        del tokens
+        return self.per_token[np.asarray(positions, dtype=np.intp) + 1]
 
 
 def bits_per_byte(nll_sum_nats: float, n_bytes: int) -> float:

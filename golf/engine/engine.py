@@ -127,7 +127,6 @@ class EngineModel:
         self._head = model.head_weight.detach().float()
         self.slot_kernel = engine.slot_kernel
         self.attention_context = AttentionContext(mode=engine.attention)
-        self.attention = "none"
         self._cuda_graphs = engine.compile and engine.device.type == "cuda"
         self._forward = self._body
         if engine.compile:
@@ -146,6 +145,12 @@ class EngineModel:
     def head_weight(self) -> Tensor:
         """[V, d] fp32 (the bf16-rounded table in bf16 mode)."""
         return self._head
+
+    @property
+    def attention(self) -> str:
+        """The attention backends of the last forward ("+"-joined), or "none" before one;
+        kept on the context, which eager copies share, so a copy's forwards count too."""
+        return self.attention_context.ran
 
     def trainable_copy(self) -> EngineModel:
         """A private deep copy of the model, frozen until a protocol trains it, running
@@ -187,13 +192,13 @@ class EngineModel:
             with self.engine.body():
                 hidden = self.model.forward_hidden(ids, rows, attention=ctx)
             if seen:
-                self.attention = "+".join(seen)
+                self.attention_context.ran = "+".join(seen)
             return hidden.float()
         if self._cuda_graphs:
             torch.compiler.cudagraph_mark_step_begin()
         hidden = self._forward(ids, rows)
         if seen:
-            self.attention = "+".join(seen)
+            self.attention_context.ran = "+".join(seen)
         if self._cuda_graphs:  # the graph's output buffer is reused by the next replay
             return hidden.float().clone() if hidden.dtype == torch.float32 else hidden.float()
         return hidden.float()

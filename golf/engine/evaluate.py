@@ -77,7 +77,7 @@ def evaluate(
 def stream_records(
     model: Scorer,
     tokens: Tensor,
-    byte_lut: ByteLUT,
+    byte_lut: ByteLUT | SidecarBytes,
     protocol: StreamProtocol,
     params: EvalParams,
     progress: Progress | None = None,
@@ -99,10 +99,12 @@ def stream_records(
     return records(protocol.score(model, tokens, params, step, only=batches))  # type: ignore[call-arg]
 
 
-def scored_record(unit: Scored, tokens: np.ndarray, byte_lut: ByteLUT) -> WindowRecord:
+def scored_record(
+    unit: Scored, tokens: np.ndarray, byte_lut: ByteLUT | SidecarBytes
+) -> WindowRecord:
     """One unit's record: exact Σ NLL, target count and bytes of its targets."""
     targets = unit.targets
-    n_bytes = int(byte_lut.count(tokens[targets], tokens[targets + 1]).sum())
+    n_bytes = int(byte_lut.at_positions(tokens, targets).sum())
     return WindowRecord(unit.unit, math.fsum(unit.nll.tolist()), len(targets), n_bytes)
 
 

@@ -48,6 +48,8 @@ class AttentionContext:
     """The backends attention calls used since `seen` was last cleared (insertion order)."""
     sdpa_choice: dict[tuple, str] = field(default_factory=dict)
     """(device, dtype, head_dim, masked) -> the SDPA backend that ran there first."""
+    ran: str = "none"
+    """What the engine reports: the backends of the last forward, "+"-joined."""
     segments: Tensor | None = None
     """[B, T] segment (document) index of each position, non-decreasing along T, or None.
     With it attention stays inside a segment (document-bounded evaluation); set per call
