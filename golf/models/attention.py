@@ -79,6 +79,17 @@ class Adapter(typing.Protocol):
     def delta(self, site: str, layer: int, x: Tensor) -> Tensor | None: ...
 
 
+def adapter_delta(ctx: AttentionContext, site: str, layer: int, x: Tensor) -> Tensor | None:
+    """The per-call adapter's update at `site` of virtual layer `layer` (score-first TTT's
+    LoRA), or None without one."""
+    return None if ctx.adapter is None else ctx.adapter.delta(site, layer, x)
+
+
+def plus_delta(y: Tensor, delta: Tensor | None) -> Tensor:
+    """y plus an adapter's update (y unchanged without one)."""
+    return y if delta is None else y + delta.to(y.dtype)
+
+
 def flash_attn_available() -> str | None:
     """ "flash-attn-3" or "flash-attn-2" when that library imports, else None."""
     if _flash_attn_3 is not None:

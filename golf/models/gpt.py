@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from golf.models.attention import Adapter, AttentionContext, causal_attention
+from golf.models.attention import Adapter, AttentionContext, causal_attention, plus_delta
 from golf.models.roles import Role, role, roles_of
 from golf.spec.config import ModelConfig
 
@@ -40,11 +40,15 @@ def rms_norm(x: Tensor) -> Tensor:
     return F.rms_norm(x, (x.size(-1),))
 
 
-def rotary(cfg: ModelConfig, seq_len: int, device: torch.device) -> tuple[Tensor, Tensor]:
-    """cos/sin [1,T,1,rd/2]; NTK-scaled base beyond the training length, as the reference."""
+def rotary(
+    cfg: ModelConfig, seq_len: int, device: torch.device, ntk: bool = True
+) -> tuple[Tensor, Tensor]:
+    """cos/sin [1,T,1,rd/2]; with `ntk` an NTK-scaled base beyond the training length, as
+    the reference (every family's config names rope_dims, head_dim, rope_base and
+    rope_train_seq_len alike)."""
     rd = cfg.rope_dims or cfg.head_dim
     base = cfg.rope_base
-    if seq_len > cfg.rope_train_seq_len:
+    if ntk and seq_len > cfg.rope_train_seq_len:
         base = base * (seq_len / cfg.rope_train_seq_len) ** (rd / (rd - 2))
     inv_freq = 1.0 / base ** (torch.arange(0, rd, 2, dtype=torch.float32, device=device) / rd)
     freqs = torch.outer(torch.arange(seq_len, dtype=torch.float32, device=device), inv_freq)
@@ -160,8 +164,7 @@ class Attention(nn.Module):
 
 def _adapt(adapter: Adapter, site: str, layer: int, x: Tensor, y: Tensor) -> Tensor:
     """y plus the adapter's update of `site` from input x (y unchanged without one)."""
-    delta = adapter.delta(site, layer, x)
-    return y if delta is None else y + delta.to(y.dtype)
+    return plus_delta(y, adapter.delta(site, layer, x))
 
 
 class MLP(nn.Module):

@@ -25,8 +25,14 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor, nn
 
-from golf.models.attention import Adapter, AttentionContext, causal_attention
-from golf.models.gpt import CastedLinear, apply_rotary, exclusive, rms_norm, take_rows
+from golf.models.attention import (
+    Adapter,
+    AttentionContext,
+    adapter_delta,
+    causal_attention,
+    plus_delta,
+)
+from golf.models.gpt import CastedLinear, apply_rotary, exclusive, rms_norm, rotary, take_rows
 from golf.models.roles import Role, role, roles_of
 from golf.spec.errors import ConfigError, parse_document
 
@@ -132,26 +138,6 @@ class LoopedConfig(BaseModel):
         return parse_document(cls, doc, "model config")
 
 
-def rotary(cfg: LoopedConfig, seq_len: int, device: torch.device) -> tuple[Tensor, Tensor]:
-    """cos/sin [1,T,1,rd/2] of the records' Rotary (NTK base past rope_train_seq_len)."""
-    rd = cfg.rope_dims or cfg.head_dim
-    base = cfg.rope_base
-    if seq_len > cfg.rope_train_seq_len:
-        base = base * (seq_len / cfg.rope_train_seq_len) ** (rd / (rd - 2))
-    inv_freq = 1.0 / base ** (torch.arange(0, rd, 2, dtype=torch.float32, device=device) / rd)
-    freqs = torch.outer(torch.arange(seq_len, dtype=torch.float32, device=device), inv_freq)
-    return freqs.cos()[None, :, None, :], freqs.sin()[None, :, None, :]
-
-
-def _delta(ctx: AttentionContext, site: str, layer: int, x: Tensor) -> Tensor | None:
-    """The per-call adapter's update at `site` of virtual layer `layer` (TTT's LoRA)."""
-    return None if ctx.adapter is None else ctx.adapter.delta(site, layer, x)
-
-
-def _plus(y: Tensor, d: Tensor | None) -> Tensor:
-    return y if d is None else y + d.to(y.dtype)
-
-
 class Attention(nn.Module):
     """GQA attention: q/k RMS-norm, partial RoPE, per-head q gain, causal, optional XSA."""
 
@@ -170,16 +156,22 @@ class Attention(nn.Module):
     def forward(self, x: Tensor, rope: Rope, ctx: AttentionContext, slot: int) -> Tensor:
         cfg = self.cfg
         b, t, d = x.shape
-        q = _plus(self.c_q(x), _delta(ctx, "q", slot, x)).reshape(b, t, cfg.num_heads, -1)
-        k = _plus(self.c_k(x), _delta(ctx, "k", slot, x)).reshape(b, t, cfg.num_kv_heads, -1)
-        v = _plus(self.c_v(x), _delta(ctx, "v", slot, x)).reshape(b, t, cfg.num_kv_heads, -1)
+        q = plus_delta(self.c_q(x), adapter_delta(ctx, "q", slot, x)).reshape(
+            b, t, cfg.num_heads, -1
+        )
+        k = plus_delta(self.c_k(x), adapter_delta(ctx, "k", slot, x)).reshape(
+            b, t, cfg.num_kv_heads, -1
+        )
+        v = plus_delta(self.c_v(x), adapter_delta(ctx, "v", slot, x)).reshape(
+            b, t, cfg.num_kv_heads, -1
+        )
         q, k = rms_norm(q), rms_norm(k)
         q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)
         q = q * self.q_gain.to(q.dtype)[None, None, :, None]
         y = causal_attention(q, k, v, None, ctx)
         if self.use_xsa:
             y = exclusive(y, v)
-        return _plus(self.proj(y.reshape(b, t, d)), _delta(ctx, "o", slot, x))
+        return plus_delta(self.proj(y.reshape(b, t, d)), adapter_delta(ctx, "o", slot, x))
 
 
 class MLP(nn.Module):
@@ -193,7 +185,7 @@ class MLP(nn.Module):
 
     def forward(self, x: Tensor, ctx: AttentionContext, slot: int) -> Tensor:
         out = self.proj(F.leaky_relu(self.fc(x), negative_slope=0.5).square())
-        return _plus(out, _delta(ctx, "mlp", slot, x))
+        return plus_delta(out, adapter_delta(ctx, "mlp", slot, x))
 
 
 class Block(nn.Module):
@@ -332,7 +324,7 @@ class LoopedGPT(nn.Module):
         c = self.config.logit_softcap
         z = F.linear(hidden, self.head_weight.to(hidden.dtype))
         if adapter is not None:
-            z = _plus(z, adapter.delta("head", -1, hidden))
+            z = plus_delta(z, adapter.delta("head", -1, hidden))
         return c * torch.tanh(z / c)
 
     def forward(self, ids: Tensor, targets: Tensor) -> Tensor:

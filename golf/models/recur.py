@@ -34,6 +34,7 @@ from golf.models.gpt import (
     apply_rotary,
     exclusive,
     rms_norm,
+    rotary,
     take_rows,
 )
 from golf.models.roles import Role, role, roles_of
@@ -144,17 +145,6 @@ class RecurConfig(BaseModel):
     @classmethod
     def parse(cls, doc: dict[str, Any]) -> RecurConfig:
         return parse_document(cls, doc, "model config")
-
-
-def rotary(cfg: RecurConfig, seq_len: int, device: torch.device) -> Rope:
-    """cos/sin [1,T,1,rd/2], NTK-scaled base past rope_train_seq_len, as the records."""
-    rd = cfg.rope_dims or cfg.head_dim
-    base = cfg.rope_base
-    if seq_len > cfg.rope_train_seq_len:
-        base = base * (seq_len / cfg.rope_train_seq_len) ** (rd / (rd - 2))
-    inv_freq = 1.0 / base ** (torch.arange(0, rd, 2, dtype=torch.float32, device=device) / rd)
-    freqs = torch.outer(torch.arange(seq_len, dtype=torch.float32, device=device), inv_freq)
-    return freqs.cos()[None, :, None, :], freqs.sin()[None, :, None, :]
 
 
 class Attention(nn.Module):

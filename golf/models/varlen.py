@@ -33,8 +33,14 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor, nn
 
-from golf.models.attention import Adapter, AttentionContext, causal_attention
-from golf.models.gpt import CastedLinear, apply_rotary, exclusive, rms_norm, take_rows
+from golf.models.attention import (
+    Adapter,
+    AttentionContext,
+    adapter_delta,
+    causal_attention,
+    plus_delta,
+)
+from golf.models.gpt import CastedLinear, apply_rotary, exclusive, rms_norm, rotary, take_rows
 from golf.models.roles import Role, role, roles_of
 from golf.spec.errors import ConfigError, parse_document
 
@@ -150,28 +156,6 @@ class VarlenConfig(BaseModel):
         return parse_document(cls, doc, "model config")
 
 
-def rotary(cfg: VarlenConfig, seq_len: int, device: torch.device) -> Rope:
-    """cos/sin [1,T,1,rd/2] of the records' Rotary (NTK base past the training length only
-    with rope_yarn)."""
-    rd = cfg.rope_dims or cfg.head_dim
-    base = cfg.rope_base
-    if cfg.rope_yarn and seq_len > cfg.rope_train_seq_len:
-        base = base * (seq_len / cfg.rope_train_seq_len) ** (rd / (rd - 2))
-    inv_freq = 1.0 / base ** (torch.arange(0, rd, 2, dtype=torch.float32, device=device) / rd)
-    freqs = torch.outer(torch.arange(seq_len, dtype=torch.float32, device=device), inv_freq)
-    return freqs.cos()[None, :, None, :], freqs.sin()[None, :, None, :]
-
-
-def _delta(ctx: AttentionContext, site: str, layer: int, x: Tensor) -> Tensor | None:
-    """The per-call adapter's update at `site` (score-first TTT's LoRA; `layer` is the
-    virtual layer, as the records' LoRA slots), if any."""
-    return None if ctx.adapter is None else ctx.adapter.delta(site, layer, x)
-
-
-def _plus(y: Tensor, d: Tensor | None) -> Tensor:
-    return y if d is None else y + d.to(y.dtype)
-
-
 class Attention(nn.Module):
     """GQA attention: q/k RMS-norm, partial RoPE, per-head q gain, causal within documents,
     optional XSA, then the configured output gate."""
@@ -196,10 +180,14 @@ class Attention(nn.Module):
     def forward(self, x: Tensor, rope: Rope, ctx: AttentionContext, slot: int) -> Tensor:
         cfg = self.cfg
         b, t, d = x.shape
-        q_raw = _plus(self.c_q(x), _delta(ctx, "q", slot, x))
+        q_raw = plus_delta(self.c_q(x), adapter_delta(ctx, "q", slot, x))
         q = q_raw.reshape(b, t, cfg.num_heads, cfg.head_dim)
-        k = _plus(self.c_k(x), _delta(ctx, "k", slot, x)).reshape(b, t, cfg.num_kv_heads, -1)
-        v = _plus(self.c_v(x), _delta(ctx, "v", slot, x)).reshape(b, t, cfg.num_kv_heads, -1)
+        k = plus_delta(self.c_k(x), adapter_delta(ctx, "k", slot, x)).reshape(
+            b, t, cfg.num_kv_heads, -1
+        )
+        v = plus_delta(self.c_v(x), adapter_delta(ctx, "v", slot, x)).reshape(
+            b, t, cfg.num_kv_heads, -1
+        )
         q, k = rms_norm(q), rms_norm(k)
         q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)
         q = q * self.q_gain.to(q.dtype)[None, None, :, None]
@@ -215,7 +203,7 @@ class Attention(nn.Module):
         elif cfg.gate == "sparse":
             g = cfg.sparse_gate_scale * F.linear(x[..., :w], self.attn_gate_w.to(x.dtype))
             y = y * torch.sigmoid(g)[..., None]
-        return _plus(self.proj(y.reshape(b, t, d)), _delta(ctx, "o", slot, x))
+        return plus_delta(self.proj(y.reshape(b, t, d)), adapter_delta(ctx, "o", slot, x))
 
 
 class MLP(nn.Module):
@@ -233,7 +221,7 @@ class MLP(nn.Module):
         out = self.proj(F.leaky_relu(self.fc(x), negative_slope=0.5).square())
         if self.cfg.mlp_out_gate:
             out = out * (2.0 * torch.sigmoid(self.mlp_gate_proj(x[..., : self.cfg.gate_window])))
-        return _plus(out, _delta(ctx, "mlp", slot, x))
+        return plus_delta(out, adapter_delta(ctx, "mlp", slot, x))
 
 
 class Block(nn.Module):
@@ -355,7 +343,7 @@ class VarlenGPT(nn.Module):
         if cfg.embed_dim != cfg.model_dim:
             x = self.embed_proj(x)
         x0 = x
-        rope = rotary(cfg, ids.size(1), ids.device)
+        rope = rotary(cfg, ids.size(1), ids.device, ntk=cfg.rope_yarn)
         layers = cfg.virtual_layers
         num_enc = len(layers) // 2
         skips: list[Tensor] = []
@@ -394,7 +382,7 @@ class VarlenGPT(nn.Module):
         c = self.config.logit_softcap
         z = F.linear(hidden, self.head_weight.to(hidden.dtype))
         if adapter is not None:
-            z = _plus(z, adapter.delta("head", -1, hidden))
+            z = plus_delta(z, adapter.delta("head", -1, hidden))
         return c * torch.tanh(z / c)
 
     def forward(self, ids: Tensor, targets: Tensor) -> Tensor:
