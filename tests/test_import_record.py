@@ -101,3 +101,56 @@ def test_an_unknown_set_key_is_refused(tmp_path):
         "--set", "NOT_A_KNOB=1",
     )  # fmt: skip
     assert code == 2 and "NOT_A_KNOB" in stderr and "\n" not in stderr.strip()
+
+
+LEAKY_SCRIPT = """
+import os
+import torch.nn.functional as F
+
+class Hyperparameters:
+    vocab_size = int(os.environ.get("VOCAB_SIZE", 1024))
+    logit_softcap = float(os.environ.get("LOGIT_SOFTCAP", 30.0))
+    rope_base = float(os.environ.get("ROPE_BASE", 10000.0))
+    negative_slope = float(os.environ.get("NEGATIVE_SLOPE", {slope}))
+
+class MLP:
+    def __init__(self, dim, mlp_mult, neg_slope=0.5):
+        self.neg_slope = neg_slope
+    def forward(self, x, up_w, down_w):
+        x = F.leaky_relu(F.linear(x, up_w), negative_slope=self.neg_slope)
+        return F.linear(x.square(), down_w)
+
+class Block:
+    def __init__(self, dim, neg_slope=0.5):
+        self.mlp = MLP(dim, 3, neg_slope=neg_slope)
+
+def build(args):
+    return Block(512, neg_slope=args.negative_slope)
+"""
+
+
+def _leaky_record(tmp_path: Path, slope: str = "0.5", log: str | None = None) -> Path:
+    folder = tmp_path / "2026-01-02_Leaky"
+    folder.mkdir(parents=True)
+    (folder / "train_gpt.py").write_text(LEAKY_SCRIPT.format(slope=slope))
+    if log is not None:
+        (folder / "train_seed1.log").write_text(log)
+    return folder
+
+
+def test_the_leaky_slope_is_the_resolved_hyperparameter(tmp_path):
+    """03-29's MLP takes its slope from NEGATIVE_SLOPE: the code's default 0.5 is golf's
+    family; the same code run at another slope (log dump or --set) is refused by name."""
+    assert read_facts(_leaky_record(tmp_path)).arch == "gpt-sp1024"
+    with pytest.raises(ConfigInvalid, match=r"LeakyReLU\(0.3\)² \(slope from negative_slope"):
+        read_facts(_leaky_record(tmp_path / "a"), {"NEGATIVE_SLOPE": "0.3"})
+    with pytest.raises(ConfigInvalid, match=r"LeakyReLU\(0.25\)².*\(code\)"):
+        read_facts(_leaky_record(tmp_path / "b", slope="0.25"))
+    dump = "Hyperparameters:\n  negative_slope: 0.75\n====\n"
+    with pytest.raises(ConfigInvalid, match=r"LeakyReLU\(0.75\)².*\(log\)"):
+        read_facts(_leaky_record(tmp_path / "c", log=dump))
+    facts = read_facts(_leaky_record(tmp_path / "d", slope="0.25"), {"NEGATIVE_SLOPE": "0.5"})
+    assert facts.arch == "gpt-sp1024" and facts.overrides == {"negative_slope": "0.5"}
+    folder = _leaky_record(tmp_path / "e", slope='os.environ["SLOPE"]')
+    with pytest.raises(ConfigInvalid, match=r"slope\) not determined.*--set NEGATIVE_SLOPE"):
+        read_facts(folder)

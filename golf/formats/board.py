@@ -106,7 +106,7 @@ def read_facts(record_dir: str | Path, overrides: Mapping[str, str] | None = Non
         arch = family
     else:
         blind, origins = _blind_fields(tree, rec, h)
-        arch = _arch(tree)
+        arch = _arch(tree, h)
     seed = h.values.get("seed")
     vocab = h.values.get("vocab_size")
     return RecordFacts(
@@ -214,20 +214,42 @@ def _class(tree: ast.Module, name: str) -> ast.ClassDef | None:
     return next((n for n in ast.walk(tree) if isinstance(n, ast.ClassDef) and n.name == name), None)
 
 
-def _arch(tree: ast.Module) -> str:
-    """The family from the MLP's forward: relu² -> gpt-relu2, LeakyReLU(0.5)² -> gpt-sp1024."""
+def _arch(tree: ast.Module, h: Any = None) -> str:
+    """The family from the MLP's forward: relu² -> gpt-relu2, LeakyReLU(0.5)² -> gpt-sp1024.
+
+    The LeakyReLU slope is read where the code takes it from: a literal, or a constructor
+    argument threaded from a hyperparameter (03-29: `neg_slope=args.negative_slope`), then
+    resolved like every hyperparameter (`h`: code defaults < log < --set; the code's
+    defaults when None). A slope other than 0.5 is refused: golf's family hard-wires it."""
     mlp = _class(tree, "MLP")
     if mlp is None:
         raise ConfigInvalid("the record's code has no MLP class: its family is not known")
-    forward = next(
-        (n for n in mlp.body if isinstance(n, ast.FunctionDef) and n.name == "forward"), None
-    )
+    forward = _method(mlp, "forward")
     text = ast.unparse(forward) if forward is not None else ""
-    if "leaky_relu" in text:
-        if "0.5" in text and ("square" in text or "** 2" in text):
-            return DEFAULT_ARCH
-        raise ConfigInvalid("MLP uses a LeakyReLU other than LeakyReLU(0.5)²: no family for it")
-    if "relu" in text and ("square" in text or "** 2" in text):
+    squared = "square" in text or "** 2" in text
+    leaky = next(
+        (
+            n
+            for n in ast.walk(forward or mlp)
+            if isinstance(n, ast.Call) and _called_name(n.func) == "leaky_relu"
+        ),
+        None,
+    )
+    if leaky is not None:
+        if not squared:
+            raise ConfigInvalid("MLP uses a LeakyReLU that is not squared: no family for it")
+        if h is None:
+            from golf.record.hparams import code_defaults
+
+            h = code_defaults(tree)
+        slope, origin = _leaky_slope(tree, mlp, leaky, h)
+        if slope != 0.5:
+            raise ConfigInvalid(
+                f"MLP uses LeakyReLU({slope:g})² (slope from {origin}); golf's {DEFAULT_ARCH} "
+                "runs LeakyReLU(0.5)² only: no family for it"
+            )
+        return DEFAULT_ARCH
+    if "relu" in text and squared:
         pair_hash = _class(tree, "BigramHash")
         if pair_hash is not None and "92821" in ast.unparse(pair_hash):
             smear = _class(tree, "SmearGate")
@@ -236,6 +258,96 @@ def _arch(tree: ast.Module) -> str:
             return PAIRHASH_ARCH
         return RELU2_ARCH
     raise ConfigInvalid("MLP activation is neither relu² nor LeakyReLU(0.5)²: no family for it")
+
+
+TORCH_LEAKY_SLOPE = 0.01
+"""F.leaky_relu's negative_slope when the call passes none."""
+
+
+def _leaky_slope(tree: ast.Module, mlp: ast.ClassDef, call: ast.Call, h: Any) -> tuple[float, str]:
+    """The negative_slope of the MLP's `leaky_relu` call, and where it came from."""
+    arg = next((kw.value for kw in call.keywords if kw.arg == "negative_slope"), None)
+    if arg is None and len(call.args) > 1:
+        arg = call.args[1]
+    if arg is None:
+        return TORCH_LEAKY_SLOPE, "F.leaky_relu's default"
+    if isinstance(arg, ast.Constant) and isinstance(arg.value, int | float):
+        return float(arg.value), "a literal in MLP.forward"
+    param = _init_param(mlp, arg)
+    if param is None:
+        raise ConfigInvalid(
+            f"MLP's LeakyReLU slope {ast.unparse(arg)} is neither a literal nor a constructor "
+            "argument: no family for it"
+        )
+    passed = [
+        kw.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        for kw in node.keywords
+        if kw.arg == param.arg
+    ]
+    hparams = {v.attr for v in passed if isinstance(v, ast.Attribute)}
+    literals = {v.value for v in passed if isinstance(v, ast.Constant)}
+    if len(hparams) + len(literals) > 1:
+        raise ConfigInvalid(f"MLP's LeakyReLU slope {param.arg} is passed several values")
+    if hparams:
+        name = hparams.pop()
+        if name in h.values and isinstance(h.values[name], int | float):
+            return float(h.values[name]), f"{name} ({h.origin.get(name, 'code')})"
+        reason = h.unresolved.get(name, "not a Hyperparameters field")
+        key = h.env.get(name, name)
+        raise ConfigInvalid(
+            f"hyperparameter {name} (the LeakyReLU slope) not determined ({reason}); "
+            f"pass --set {key}=…"
+        )
+    if literals:
+        value = literals.pop()
+        if isinstance(value, int | float):
+            return float(value), f"{param.arg}={value} in the code"
+    if param.default is not None and isinstance(param.default, ast.Constant):
+        if isinstance(param.default.value, int | float):
+            return float(param.default.value), f"MLP's default {param.arg}={param.default.value}"
+    raise ConfigInvalid(f"MLP's LeakyReLU slope {param.arg} cannot be read from the code")
+
+
+@dataclass(frozen=True)
+class _Param:
+    arg: str
+    default: ast.expr | None
+
+
+def _init_param(mlp: ast.ClassDef, expr: ast.expr) -> _Param | None:
+    """The `MLP.__init__` parameter a forward expression `self.X` (or `X`) stores."""
+    init = _method(mlp, "__init__")
+    if init is None:
+        return None
+    stored = expr.attr if isinstance(expr, ast.Attribute) else getattr(expr, "id", None)
+    source = None
+    for node in ast.walk(init):
+        if (
+            isinstance(node, ast.Assign)
+            and len(node.targets) == 1
+            and isinstance(node.targets[0], ast.Attribute)
+            and node.targets[0].attr == stored
+            and isinstance(node.value, ast.Name)
+        ):
+            source = node.value.id
+    source = source or stored
+    args = init.args.args + init.args.kwonlyargs
+    defaults = [None] * (len(init.args.args) - len(init.args.defaults)) + list(init.args.defaults)
+    defaults += list(init.args.kw_defaults)
+    for a, d in zip(args, defaults, strict=True):
+        if a.arg == source:
+            return _Param(a.arg, d)
+    return None
+
+
+def _method(cls: ast.ClassDef, name: str) -> ast.FunctionDef | None:
+    return next((n for n in cls.body if isinstance(n, ast.FunctionDef) and n.name == name), None)
+
+
+def _called_name(func: ast.expr) -> str:
+    return getattr(func, "attr", None) or getattr(func, "id", None) or ""
 
 
 def _mentions(tree: ast.Module, word: str) -> bool:

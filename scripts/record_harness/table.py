@@ -268,6 +268,15 @@ DRIVERS: dict[str, Driver] = {
     "2026-03-22_11L_EMA_GPTQ-lite_warmdown3500_QAT015_1.1233": Driver(
         checks=(PLAIN_INT6, ("final_int6_sliding_window_exact", "sliding", "legacy"))
     ),
+    "2026-03-25_ValCalib_GPTQ_XSA_BigramHash3072": Driver(
+        checks=(PLAIN_INT6, ("final_int6_sliding_window_exact", "sliding", "legacy")),
+        notes="banks unbanked before GPTQ (AR self-generated calibration, 64 x TRAIN_SEQ_LEN)",
+    ),
+    "2026-03-29_Loader_FullGPTQ_XSA11_BigramHash2816": Driver(
+        env={"USE_GPTQ": "1", "GPTQ_CALIB_SAMPLES": "2", "GPTQ_RESERVE_MS": "0"},
+        checks=(PLAIN_INT6, ("final_int6_sliding_window_exact", "sliding", "legacy")),
+        notes="README: full GPTQ on; NEGATIVE_SLOPE left at its default 0.5",
+    ),
     "2026-04-01_Vocab4096_MLPMult4_WD085": Driver(
         vocab=512, env=SP4096_ENV, edits=MINIFIED_SCALE_EDITS, notes="seed family (gpt-sp1024)"
     ),
