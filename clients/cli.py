@@ -798,6 +798,58 @@ def _group_jobs(client: Client, name: str) -> list[dict[str, Any]]:
 
 
 @service_errors
+@user_errors
+def upload_record(
+    record: Annotated[
+        Path, typer.Argument(help="A record folder (train_gpt.py, logs, ...).", show_default=False)
+    ],
+    artifact: Annotated[
+        Path, typer.Option(help="The record's artifact (final_model*.ptz).", show_default=False)
+    ],
+    dataset: Annotated[
+        str,
+        typer.Option(help="Dataset on the server whose tokenizer the artifact was trained with."),
+    ],
+    set_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="KEY=VALUE over the code's defaults and the log's dump (a Hyperparameters "
+            "field or its variable name); repeatable.",
+        ),
+    ] = None,
+    as_json: JsonOpt = False,
+    server: ServerOpt = DEFAULT_SERVER,
+    api_key: ApiKeyOpt = None,
+) -> None:
+    """`golf import` on the server: send a record folder's code, logs and submission.json
+    with its artifact; the server reads them as `golf import` does (never running the
+    code), stores the `.golf` and prints its id (for golf submit)."""
+    from clients.sdk import record_files
+
+    if not record.is_dir():
+        fail(f"{record}: not a folder")
+    if not artifact.is_file():
+        fail(f"{artifact}: no such file")
+    if not record_files(record):
+        fail(f"{record}: no record files (.py, .log, .txt, .json, .md) in it")
+    with Client(server, api_key) as client:
+        _check_dataset(client, dataset)
+        doc = client.import_record(record, artifact, dataset, set_ or [])
+    if as_json:
+        typer.echo(json.dumps(doc, indent=2))
+        return
+    for line in doc["decisions"]:
+        err.print(line, markup=False)
+    err.print(
+        f"imported {doc['record']}: {doc['format']}, {doc['arch']}, {doc['total_bytes']:,} "
+        f"bytes ({doc['verdict']})",
+        markup=False,
+    )
+    typer.echo(doc["id"])
+
+
+@service_errors
 def jobs(
     as_json: JsonOpt = False,
     server: ServerOpt = DEFAULT_SERVER,
@@ -869,3 +921,4 @@ def cancel(
 def register(app: typer.Typer) -> None:
     for command in (submit, watch, report, compare, jobs, datasets, cancel, leaderboard, publish):
         app.command(command.__name__)(command)
+    app.command("upload-record")(upload_record)

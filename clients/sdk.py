@@ -11,7 +11,7 @@ import inspect
 import os
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from contextlib import aclosing
+from contextlib import ExitStack, aclosing
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -29,6 +29,42 @@ _STREAM_BREAKS = (httpx.ReadTimeout, httpx.ReadError, httpx.RemoteProtocolError)
 
 _OCTETS = "application/octet-stream"
 Progress = Callable[[dict[str, Any]], Any]
+RECORD_SUFFIXES = (".py", ".log", ".txt", ".json", ".md")
+"""The files of a record folder `import_record` sends: code, logs, submission.json, README
+(those directly in the folder; the server reads them as `golf import` does)."""
+
+
+def record_files(folder: str | os.PathLike[str]) -> list[Path]:
+    """The files of a record folder the import sends (see RECORD_SUFFIXES), by name."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: not a folder")
+    return sorted(
+        p
+        for p in root.iterdir()
+        if p.is_file()
+        and not p.is_symlink()
+        and not p.name.startswith(".")
+        and p.name.lower().endswith(RECORD_SUFFIXES)
+    )
+
+
+def _record_form(
+    stack: ExitStack,
+    folder: str | os.PathLike[str],
+    artifact: str | os.PathLike[str],
+    dataset: str,
+    sets: Sequence[str],
+    record: str | None,
+) -> dict[str, Any]:
+    """The multipart form of POST /v1/artifacts/import, its files opened on `stack`."""
+    files: list[tuple[str, tuple[str, Any, str]]] = [
+        ("file", (p.name, stack.enter_context(p.open("rb")), _OCTETS)) for p in record_files(folder)
+    ]
+    a = Path(artifact)
+    files.append(("artifact", (a.name, stack.enter_context(a.open("rb")), _OCTETS)))
+    data = {"record": record or Path(folder).resolve().name, "dataset": dataset, "set": list(sets)}
+    return {"files": files, "data": data}
 
 
 class ServiceError(Exception):
@@ -144,6 +180,23 @@ class Client:
         p = Path(path)
         with p.open("rb") as f:
             return self._call("POST", "/v1/artifacts", files={"file": (p.name, f, _OCTETS)})
+
+    def import_record(
+        self,
+        folder: str | os.PathLike[str],
+        artifact: str | os.PathLike[str],
+        dataset: str,
+        sets: Sequence[str] = (),
+        record: str | None = None,
+    ) -> dict[str, Any]:
+        """`golf import FOLDER --artifact ARTIFACT` on the server: the folder's record files
+        and the artifact are sent, converted there and stored as a `.golf` (tokenizer: the
+        served `dataset`'s; `sets`: `KEY=VALUE` overrides; `record`: the folder's name by
+        default). Returns the stored artifact (its `id` is what `submit` takes) and how
+        the import decided (`record`, `format`, `arch`, `decisions`)."""
+        with ExitStack() as stack:
+            form = _record_form(stack, folder, artifact, dataset, sets, record)
+            return self._call("POST", "/v1/artifacts/import", **form)
 
     def submit(
         self,
@@ -281,6 +334,19 @@ class AsyncClient:
         p = Path(path)
         with p.open("rb") as f:
             return await self._call("POST", "/v1/artifacts", files={"file": (p.name, f, _OCTETS)})
+
+    async def import_record(
+        self,
+        folder: str | os.PathLike[str],
+        artifact: str | os.PathLike[str],
+        dataset: str,
+        sets: Sequence[str] = (),
+        record: str | None = None,
+    ) -> dict[str, Any]:
+        """`Client.import_record`, awaited."""
+        with ExitStack() as stack:
+            form = _record_form(stack, folder, artifact, dataset, sets, record)
+            return await self._call("POST", "/v1/artifacts/import", **form)
 
     async def submit(
         self,

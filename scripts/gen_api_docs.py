@@ -65,6 +65,22 @@ both times.
 `flags` names contested techniques read from provenance (`ttt_on_val`,
 `gptq_calibrated_on_val`); the job report adds `non_causal_protocol:slot` for `slot`.
 
+`POST /v1/artifacts/import` is `golf import RECORD_DIR --artifact F` on the server
+(`golf upload-record`, `Client.import_record`). `multipart/form-data` fields: `record`
+(the folder's name, letters, digits and `. _ + -`), `dataset` (a served dataset: its
+tokenizer is the one the artifact was trained with; 404 if unknown), `file` (repeatable:
+the folder's `.py .log .txt .json .md` files by their bare names: `train_gpt.py` and a
+decode sibling, logs, `submission.json`, README), `artifact` (the record's artifact as
+written, e.g. `final_model.int6.ptz`) and `set` (repeatable `KEY=VALUE`, as `--set`).
+The folder is read by the same function as `golf import` (never run), the artifact
+converted and stored as an upload's; the answer is the artifact object plus `record`,
+`format`, `arch` and `decisions` (one line per decision, as `golf import` prints). Its
+provenance notes name the record, `code_file`/`code_sha256` and the original artifact
+(`imported_from`, `imported_sha256`). A path, `..`, hidden or unprintable file name, an
+unknown field, unparsable code, a shim that decodes past its cap, an unknown
+hyperparameter or a damaged artifact is 422; a file type not listed 415; more than 64
+files, code over 2,000,000 bytes or a body over the upload cap 413.
+
 ## Jobs
 
 `POST /v1/jobs`, answered 201 with the job object (`state` `queued`):

@@ -28,8 +28,9 @@ Receive = Callable[[], Any]
 Send = Callable[[Message], Any]
 
 BODY_METHODS = {b"POST", b"PUT", b"PATCH", "POST", "PUT", "PATCH"}
-UPLOAD_PATHS = frozenset({"/v1/artifacts"})
-"""Where a multipart body (an artifact upload, capped by max_upload_bytes) is accepted."""
+UPLOAD_PATHS = frozenset({"/v1/artifacts", "/v1/artifacts/import", "/v1/reviews"})
+"""Where a multipart body (an artifact, a record folder and its artifact, a record's
+tarball: each capped by max_upload_bytes) is accepted."""
 
 
 class BodyRejected(HTTPException):
@@ -70,7 +71,7 @@ class RequestLimits:
         multipart = headers.get(b"content-type", b"").lower().lstrip().startswith(b"multipart/")
         upload = multipart and scope["path"].rstrip("/") in UPLOAD_PATHS
         if multipart and not upload:
-            await _answer(send, 415, "multipart bodies are accepted on artifact uploads only")
+            await _answer(send, 415, "multipart bodies are accepted on upload routes only")
             return
         cap = None if upload else self.max_json_bytes
         declared = headers.get(b"content-length", b"")

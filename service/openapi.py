@@ -54,7 +54,37 @@ UPLOADS = {
                 }
             }
         },
-    }
+    },
+    "/v1/artifacts/import": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "record": {"type": "string", "description": "the folder's name"},
+                        "dataset": {
+                            "type": "string",
+                            "description": "a served dataset; its tokenizer is the artifact's",
+                        },
+                        "file": {
+                            "type": "array",
+                            "items": {"type": "string", "format": "binary"},
+                            "description": "the folder's files by their own names "
+                            "(train_gpt*.py, logs, submission.json, README.md)",
+                        },
+                        "artifact": {"type": "string", "format": "binary"},
+                        "set": {
+                            "type": "array",
+                            "items": {"type": "string"},
+                            "description": "KEY=VALUE over the code's and the log's values",
+                        },
+                    },
+                    "required": ["record", "dataset", "file", "artifact"],
+                }
+            }
+        },
+    },
 }
 """Bodies the routes read themselves (streamed uploads), so FastAPI cannot describe them."""
 

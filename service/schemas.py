@@ -46,6 +46,25 @@ class ArtifactOut(BaseModel):
         )
 
 
+class RecordImportOut(ArtifactOut):
+    """The stored `.golf` of `POST /v1/artifacts/import`, and how `golf import` decided:
+    the record's folder name, the artifact format detected, the family, and one line per
+    decision (what `golf import` prints on stderr)."""
+
+    record: str
+    format: str
+    arch: str
+    decisions: list[str]
+
+    @classmethod
+    def from_import(
+        cls, summary: ArtifactSummary, fmt: str, arch: str, decisions: list[str]
+    ) -> RecordImportOut:
+        base = ArtifactOut.from_summary(summary).model_dump()
+        record = summary.provenance["notes"].get("record", "")
+        return cls(**base, record=record, format=fmt, arch=arch, decisions=decisions)
+
+
 class DatasetOut(BaseModel):
     name: str
     sha256: str

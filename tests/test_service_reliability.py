@@ -199,7 +199,7 @@ def test_multipart_is_refused_off_the_upload_route_unread(client) -> None:
     """N3: a 4 MB body labelled multipart to /v1/jobs is 415 at once, not read whole."""
     headers = auth("alice") | {"Content-Type": "multipart/form-data; boundary=x"}
     response = client.post("/v1/jobs", content=b"x" * (4 << 20), headers=headers)
-    assert response.status_code == 415 and "artifact uploads only" in response.json()["detail"]
+    assert response.status_code == 415 and "upload routes only" in response.json()["detail"]
     headers = auth("alice") | {"Content-Type": "text/plain"}
     response = client.post("/v1/jobs", content=b"x" * (1 << 20), headers=headers)
     assert response.status_code == 413

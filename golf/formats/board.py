@@ -91,13 +91,22 @@ class Imported:
 
 def read_facts(record_dir: str | Path, overrides: Mapping[str, str] | None = None) -> RecordFacts:
     """The family, the tensor-blind config fields and the budget facts of a record folder."""
-    from golf.record import read_record
+    return _read_facts(record_dir, overrides)[0]
+
+
+def _read_facts(
+    record_dir: str | Path, overrides: Mapping[str, str] | None
+) -> tuple[RecordFacts, dict[str, str]]:
+    """`read_facts`, and the provenance notes naming the record's code (its sha256)."""
+    from golf.record import RecordError, read_record
 
     rec = read_record(record_dir)
+    if rec.source is None:  # say why the code could not be read, not only that it was not
+        raise RecordError(rec.problems[0] if rec.problems else f"{rec.name}: no code")
     tree = rec.tree()
     sets = _attribute_names(rec.code_hparams(), overrides or {})
     h = rec.hparams(sets)
-    family = family_of(rec.source.code) if rec.source is not None else None
+    family = family_of(rec.source.code)
     if family is not None:  # a board family with its own module (golf.formats.families)
         code_traits = traits(rec.source.code)
         plain = (bool, int, float, str)
@@ -109,16 +118,34 @@ def read_facts(record_dir: str | Path, overrides: Mapping[str, str] | None = Non
         arch = _arch(tree, h)
     seed = h.values.get("seed")
     vocab = h.values.get("vocab_size")
-    return RecordFacts(
+    facts = RecordFacts(
         record=rec.name,
         arch=arch,
         blind=blind,
         origins=origins,
         vocab_size=int(vocab) if isinstance(vocab, int) else None,
         seed=int(seed) if isinstance(seed, int) else None,
-        code_bytes=rec.source.submitted_bytes if rec.source is not None else 0,
+        code_bytes=rec.source.submitted_bytes,
         overrides=dict(sets),
     )
+    return facts, code_notes(rec.source)
+
+
+def code_notes(source: Any) -> dict[str, str]:
+    """Provenance notes naming the code an import read: the submitted script's name and
+    sha256 (the bytes the rules count), and a stub's target's."""
+    from golf.record.files import read_bytes
+    from golf.record.source import MAX_SUBMITTED_BYTES
+
+    submitted = read_bytes(source.path.parent, source.path, MAX_SUBMITTED_BYTES)
+    notes = {
+        "code_file": source.path.name,
+        "code_sha256": hashlib.sha256(submitted).hexdigest(),
+    }
+    if source.target is not None:
+        notes["code_target"] = source.target.name
+        notes["code_target_sha256"] = hashlib.sha256(source.code.encode("utf-8")).hexdigest()
+    return notes
 
 
 def import_record(
@@ -130,10 +157,19 @@ def import_record(
     overrides: Mapping[str, str] | None = None,
     max_decompressed: int = DEFAULT_MAX_DECOMPRESSED,
 ) -> Imported:
-    """Read the record folder and its artifact, write `out_path` (.golf), return it."""
-    facts = read_facts(record_dir, overrides)
+    """Read the record folder and its artifact, write `out_path` (.golf), return it.
+
+    `golf import` and the service's `POST /v1/artifacts/import` both call this: the
+    provenance names the record (its folder's name), its code and the original artifact
+    (file name and sha256 of each)."""
+    facts, notes = _read_facts(record_dir, overrides)
     return import_artifact(
-        artifact_path, facts, out_path, tokenizer=tokenizer, max_decompressed=max_decompressed
+        artifact_path,
+        facts,
+        out_path,
+        tokenizer=tokenizer,
+        max_decompressed=max_decompressed,
+        notes=notes,
     )
 
 
@@ -144,8 +180,10 @@ def import_artifact(
     *,
     tokenizer: str | Path,
     max_decompressed: int = DEFAULT_MAX_DECOMPRESSED,
+    notes: Mapping[str, str] | None = None,
 ) -> Imported:
-    """A record's artifact as `.golf`, given the facts of its folder."""
+    """A record's artifact as `.golf`, given the facts of its folder (and `notes`, more
+    provenance: `import_record`'s names the code)."""
     data = read_file(artifact_path, max_decompressed)
     ref = read_reference(data, limit=max_decompressed)
     try:
@@ -179,6 +217,7 @@ def import_artifact(
             "format": ref.description,
             "record": facts.record,
             "overrides": ",".join(f"{k}={v}" for k, v in sorted(facts.overrides.items())),
+            **(notes or {}),
         },
     )
     write_artifact(
