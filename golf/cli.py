@@ -586,3 +586,7 @@ def _load_plugins() -> None:
 def main() -> None:
     _load_plugins()
     app()
+
+
+if __name__ == "__main__":  # python -m golf.cli, as the `golf` script
+    main()
