@@ -171,7 +171,7 @@ def test_ttt_chain_resumes_from_a_checkpoint(model, data) -> None:
     engine_model = prepare(model, TTT_PARAMS)
     saved = []
     whole = proto.score(engine_model, tokens, TTT_PARAMS, checkpoint=saved.append, every=2)
-    assert [s.chunk for s in saved] == [2, 4, 6]  # 1,600 targets: 7 chunks of 256
+    assert [s.step for s in saved] == [2, 4, 6]  # 1,600 targets: 7 chunks of 256
     resumed = proto.score(engine_model, tokens, TTT_PARAMS, resume=saved[1])
     assert [u.unit for u in resumed] == [u.unit for u in whole]
     assert all(np.array_equal(a.nll, b.nll) for a, b in zip(whole, resumed, strict=True))
