@@ -9,18 +9,22 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 import ray
+import torch
 from service_support import make_artifact
 
 from golf.engine.engine import prepare
 from golf.engine.evaluate import WindowRecord, device_tokens, evaluate, summarize
 from golf.engine.runner import EvalInputs
+from golf.protocols.chain import CheckpointError, chain_bytes, chain_state
 from golf.protocols.collective import Solo
 from golf.protocols.ttt import TTT
+from golf.spec.errors import ConfigError
 from golf.spec.params import EvalParams
 from workers.actor import EvalWorker
 from workers.integrity import record_checksum, shard_digest
@@ -148,3 +152,123 @@ def test_ttt_gang_equals_golf_eval(setup, world: int) -> None:
         assert delta <= WORLD2_BPB
         assert have["tokens"] == want["tokens"] and have["bytes"] == want["bytes"]
         assert delta > 0 or got == expected  # the bound is the rounding, not a no-op
+
+
+LORA = {"lora_rank": 4, "lora_chunk": 16, "lora_batch_docs": 3, "lora_lr": 0.01}
+PHASED = BASE.model_copy(
+    update=LORA
+    | {
+        "phased_prefix_docs": 7,
+        "phased_phases": 2,
+        "global_chunk_tokens": 192,
+        "global_batch_seqs": 2,
+        "global_lr": 0.02,
+    }
+)
+
+
+@pytest.mark.parametrize("packed", [True, False])
+def test_ttt_phased_gang_equals_golf_eval(setup, packed: bool) -> None:
+    """The LoRA batches are each their own on any rank; a packed phase runs whole on
+    every rank (the same bits as world 1), an unpacked one splits its rows (within the
+    rounding bound of ttt's, from the same argument over 2 phases of a few steps)."""
+    params = PHASED.model_copy(update={"global_doc_bounded": packed})
+    expected = local_records(setup, "ttt-phased", params)
+    results = {}
+    for world in (1, 2):
+        actors = workers(world)
+        items, seconds = run(actors, task(setup, "ttt-phased", params))
+        for actor in actors:
+            ray.kill(actor)
+        results[world] = as_records(items)
+        assert [i["step"] for i in items] == list(range(items[0]["steps"]))
+        print(f"ttt-phased packed={packed} world {world}: {seconds:.2f} s")
+    assert results[1] == expected
+    if packed:
+        assert results[2] == expected
+    else:
+        delta = abs(summarize(results[2])["val_bpb"] - summarize(expected)["val_bpb"])
+        print(f"ttt-phased unpacked world 2: |Δ val_bpb| = {delta:.3g}")
+        assert [r.window for r in results[2]] == [r.window for r in expected]
+        assert 0 < delta <= WORLD2_BPB
+
+
+def test_record_mode_refuses_a_gang(setup) -> None:
+    params = PHASED.model_copy(update={"ttt_mode": "record"})
+    actors = workers(2)
+    with pytest.raises(ConfigError, match="one worker"):
+        run(actors, task(setup, "ttt-phased", params))
+    for actor in actors:
+        ray.kill(actor)
+
+
+@pytest.mark.parametrize(("protocol", "params"), [("ttt", TTT_PARAMS), ("ttt-phased", PHASED)])
+def test_killed_chain_resumes_to_the_same_number(setup, protocol, params) -> None:
+    """Checkpoint every step; kill rank 1 after the first step came; fresh actors resume
+    from the last checkpoint that arrived: the records, val_bpb and final digest of the
+    uninterrupted run, to the bit."""
+    chain = task(setup, protocol, params, every=1)
+    actors = workers(2)
+    whole, _ = run(actors, chain)
+    assert all(i["checkpoint"] is not None for i in whole[:-1]) and whole[-1]["checkpoint"] is None
+
+    from workers.gang import Gang
+
+    actors = workers(2)
+    gang = Gang(actors, "killed", ahead=1)  # ranks stay within a step or two of the test
+    got: list[dict] = []
+
+    async def until_killed() -> None:
+        async for item in gang.stream(chain):
+            got.append(item)
+            if len(got) == 1:
+                ray.kill(actors[1])
+
+    with pytest.raises((ray.exceptions.RayActorError, ray.exceptions.RayTaskError)):
+        asyncio.run(until_killed())
+    gang.close()
+    ray.kill(actors[0])
+    assert len(got) < len(whole)  # the chain did stop mid-way
+    last = [i for i in got if i["checkpoint"] is not None][-1]
+    resumed, _ = run(workers(2), replace(chain, resume=Blob("ckpt", ray.put(last["checkpoint"]))))
+    assert resumed[0]["step"] == last["step"] + 1
+    before = [r for i in whole if i["step"] <= last["step"] for r in as_records([i])]
+    assert before + as_records(resumed) == as_records(whole)
+    assert resumed[-1]["digest"] == whole[-1]["digest"]
+    assert summarize(before + as_records(resumed)) == summarize(as_records(whole))
+
+
+def test_broken_checkpoint_is_one_line(setup) -> None:
+    inputs, tokens, _ = setup
+    saved = []
+    model = prepare(inputs.model, TTT_PARAMS)
+    TTT().score(model, device_tokens(tokens, model), TTT_PARAMS, checkpoint=saved.append, every=2)
+    data = chain_bytes(saved[0])
+    back = chain_state(data, len(data))
+    assert back.step == saved[0].step == 2
+    assert all(torch.equal(back.model[k], v) for k, v in saved[0].model.items())
+    assert [u.unit for u in back.scored] == [u.unit for u in saved[0].scored]
+    for bad, match in (
+        (data[: len(data) // 2], "unreadable"),
+        (b"PK\x03\x04" + b"\0" * 64, "unreadable"),
+        (data, "over"),
+    ):
+        with pytest.raises(CheckpointError, match=match) as err:
+            chain_state(bad, len(data) - 1 if bad is data else len(data))
+        assert "\n" not in str(err.value)
+    actors = workers(1)
+    truncated = Blob("bad", ray.put(data[:-100]))
+    with pytest.raises(CheckpointError, match="unreadable"):
+        run(actors, task(setup, "ttt", TTT_PARAMS, resume=truncated))
+    ray.kill(actors[0])
+
+
+def test_actors_join_another_gang_after_close(setup) -> None:
+    actors = workers(2)
+    first, _ = run(actors, task(setup, "ttt", TTT_PARAMS), name="first")
+    second, _ = run(actors, task(setup, "ttt", TTT_PARAMS), name="second")
+    alone, _ = run(actors[1:], task(setup, "ttt", TTT_PARAMS), name="third")
+    for actor in actors:
+        ray.kill(actor)
+    assert as_records(first) == as_records(second)
+    assert as_records(alone) == local_records(setup, "ttt", TTT_PARAMS)

@@ -152,7 +152,7 @@ def test_canonical_phases_stop_exactly_record_phases_overshoot(model, data, monk
     seen: dict[str, list[int]] = {"canonical": [], "record": []}
     mode = {"now": "canonical"}
 
-    def spy(self, work, tokens, docs, prefix, params):
+    def spy(self, work, tokens, docs, prefix, params, group=None):
         seen[mode["now"]].append(len(prefix))
 
     monkeypatch.setattr(TTTPhased, "global_sgd", spy)

@@ -30,11 +30,15 @@ from workers.task import ChainTask
 class Gang:
     """`actors` (EvalWorker handles) as ranks 0..n−1 of chains named after `name`."""
 
-    def __init__(self, actors: list[Any], name: str):
+    def __init__(self, actors: list[Any], name: str, *, ahead: int | None = None):
+        """`ahead`: how many steps a rank may run past what the stream's consumer has
+        taken (Ray's generator backpressure; checkpoints wait in the object store until
+        taken); None: unbounded."""
         if not actors:
             raise ValueError("a gang needs at least one actor")
         self.actors = list(actors)
         self.name = name
+        self.ahead = ahead
         self.group: str | None = None
         self._streams: list[Any] = []
 
@@ -47,11 +51,12 @@ class Gang:
         error of any rank (RayActorError when an actor died) as soon as it comes."""
         # A fresh group name per chain: a rendezvous never meets a stale one.
         self.group = f"gang-{self.name}-{secrets.token_hex(4)}"
+        options = {} if self.ahead is None else {"_generator_backpressure_num_objects": self.ahead}
         self._streams = [
-            actor.run_chain.remote(task, rank, self.world, self.group)
+            actor.run_chain.options(**options).remote(task, rank, self.world, self.group)
             for rank, actor in enumerate(self.actors)
         ]
-        events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(1 if self.ahead else 0)
 
         async def pump(rank: int, stream: Any) -> None:
             try:
