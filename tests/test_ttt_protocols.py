@@ -152,7 +152,7 @@ def test_canonical_phases_stop_exactly_record_phases_overshoot(model, data, monk
     seen: dict[str, list[int]] = {"canonical": [], "record": []}
     mode = {"now": "canonical"}
 
-    def spy(self, work, tokens, docs, prefix, params):
+    def spy(self, work, tokens, docs, prefix, params, group=None):
         seen[mode["now"]].append(len(prefix))
 
     monkeypatch.setattr(TTTPhased, "global_sgd", spy)
@@ -171,7 +171,7 @@ def test_ttt_chain_resumes_from_a_checkpoint(model, data) -> None:
     engine_model = prepare(model, TTT_PARAMS)
     saved = []
     whole = proto.score(engine_model, tokens, TTT_PARAMS, checkpoint=saved.append, every=2)
-    assert [s.chunk for s in saved] == [2, 4, 6]  # 1,600 targets: 7 chunks of 256
+    assert [s.step for s in saved] == [2, 4, 6]  # 1,600 targets: 7 chunks of 256
     resumed = proto.score(engine_model, tokens, TTT_PARAMS, resume=saved[1])
     assert [u.unit for u in resumed] == [u.unit for u in whole]
     assert all(np.array_equal(a.nll, b.nll) for a, b in zip(whole, resumed, strict=True))

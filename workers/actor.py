@@ -15,6 +15,8 @@ from typing import Any
 
 import ray
 import torch
+import torch.distributed as dist
+from ray.util import collective
 from torch import nn
 
 from golf.engine.engine import Engine, EngineModel
@@ -22,11 +24,14 @@ from golf.engine.evaluate import (
     WindowRecord,
     batch_nll,
     device_tokens,
+    scored_record,
     stream_records,
     window_records,
 )
 from golf.formats.artifact import load_model, read_artifact
 from golf.models.attention import flash_attn_available
+from golf.protocols.chain import chain_bytes, chain_state, due
+from golf.protocols.collective import Distributed, Group, Solo
 from golf.protocols.slot_kernels import resolve_slot_kernel
 from golf.protocols.stream import StreamProtocol
 from golf.spec.errors import ConfigError
@@ -34,7 +39,7 @@ from golf.spec.registry import get_protocol
 from workers.cache import LRU
 from workers.integrity import ShardDigest, record_checksum, shard_digest, verified
 from workers.synthetic import synthetic_shard
-from workers.task import ShardTask
+from workers.task import ChainTask, ShardTask
 
 
 @ray.remote(max_restarts=0)
@@ -78,6 +83,90 @@ class EvalWorker:
         if self.scorer != "model":
             yield from synthetic_shard(task, self.scorer)
             return
+        model, tokens, byte_lut = self._inputs(task)
+        protocol = get_protocol(task.protocol)
+        if isinstance(protocol, StreamProtocol):
+            yield from self._stream_shard(task, model, tokens, byte_lut, protocol)
+            return
+        plan = protocol.plan(tokens.numel() - 1, task.params)
+        digest = ShardDigest()
+        for k in range(task.batch_lo, task.batch_hi):
+            started = time.perf_counter()
+            batch, nll = batch_nll(model, tokens, plan, protocol, task.params, k)
+            records = checked(task, window_records(batch, nll, byte_lut))
+            self.last_engine = model.info().model_dump(mode="json")
+            yield {
+                "batch": k,
+                "seconds": time.perf_counter() - started,
+                "records": records,
+                "engine": self.last_engine,
+                "digest": digest.update(r["checksum"] for r in records),
+            }
+
+    @ray.method(num_returns="streaming")
+    def run_chain(
+        self, task: ChainTask, rank: int, world: int, group: str
+    ) -> Iterator[dict[str, Any]]:
+        """Rank `rank` of `world` of one chain (`ttt`, `ttt-phased`) joined by the gang
+        `group` (workers/gang.py). Yields `{"step", "steps", "seconds", "records",
+        "engine", "digest", "checkpoint"}` per chain step; records (with checksums), the
+        digest over every record of the chain so far (restored ones included, in window
+        order) and the checkpoint (bytes, every `task.every` steps) come from rank 0 only.
+        The group is left at the end, however the chain ends."""
+        if self.scorer != "model":
+            raise ConfigError("the synthetic scorer makes up shard records; it runs no chain")
+        gang = join_gang(rank, world, group, self.device)
+        try:
+            yield from self._chain(task, gang)
+        finally:
+            leave_gang(group)
+
+    def leave_gang(self, group: str) -> None:
+        """Leave `group` if this actor is still in it (a chain that never started its
+        generator, say); harmless otherwise."""
+        leave_gang(group)
+
+    def _chain(self, task: ChainTask, gang: Group) -> Iterator[dict[str, Any]]:
+        model, tokens, byte_lut = self._inputs(task)
+        protocol = get_protocol(task.protocol)
+        chain = getattr(protocol, "chain", None)
+        if chain is None:
+            raise ConfigError(f"protocol {task.protocol!r} is not a chain")
+        resume = None
+        if task.resume is not None:
+            data = ray.get(task.resume.ref)
+            resume = chain_state(data, checkpoint_cap(model, tokens))
+        host = tokens.cpu().numpy()
+        digest = RunningDigest()
+        if resume is not None and gang.rank == 0:
+            digest.add(checked(task, [scored_record(u, host, byte_lut) for u in resume.scored]))
+        steps = chain(model, tokens, task.params, resume=resume, group=gang)
+        while True:
+            started = time.perf_counter()
+            step = next(steps, None)
+            if step is None:
+                return
+            records: list[dict[str, Any]] = []
+            saved = None
+            if gang.rank == 0:
+                records = checked(task, [scored_record(u, host, byte_lut) for u in step.units])
+                digest.add(records)
+                if due(step, task.every) and step.snapshot is not None:
+                    saved = chain_bytes(step.snapshot())
+            self.last_engine = model.info().model_dump(mode="json")
+            yield {
+                "step": step.index,
+                "steps": step.steps,
+                "seconds": time.perf_counter() - started,
+                "records": records,
+                "engine": self.last_engine,
+                "digest": digest.value() if gang.rank == 0 else None,
+                "checkpoint": saved,
+            }
+
+    def _inputs(self, task: ShardTask | ChainTask) -> tuple[EngineModel, torch.Tensor, Any]:
+        """The task's model prepared for its engine, val tokens on the device and byte
+        counter, from the actor's caches (loaded from the object store on a miss)."""
         raw = self.models.get(
             task.artifact.key,
             lambda: load_model(
@@ -97,24 +186,7 @@ class EvalWorker:
             task.tokens.key, lambda: device_tokens(ray.get(task.tokens.ref), model)
         )
         byte_lut = self.luts.get(task.byte_lut.key, lambda: ray.get(task.byte_lut.ref))
-        protocol = get_protocol(task.protocol)
-        if isinstance(protocol, StreamProtocol):
-            yield from self._stream_shard(task, model, tokens, byte_lut, protocol)
-            return
-        plan = protocol.plan(tokens.numel() - 1, task.params)
-        digest = ShardDigest()
-        for k in range(task.batch_lo, task.batch_hi):
-            started = time.perf_counter()
-            batch, nll = batch_nll(model, tokens, plan, protocol, task.params, k)
-            records = checked(task, window_records(batch, nll, byte_lut))
-            self.last_engine = model.info().model_dump(mode="json")
-            yield {
-                "batch": k,
-                "seconds": time.perf_counter() - started,
-                "records": records,
-                "engine": self.last_engine,
-                "digest": digest.update(r["checksum"] for r in records),
-            }
+        return model, tokens, byte_lut
 
     def _stream_shard(
         self,
@@ -148,7 +220,65 @@ class EvalWorker:
             }
 
 
-def checked(task: ShardTask, records: list[WindowRecord]) -> list[dict[str, Any]]:
+def join_gang(rank: int, world: int, group: str, device: str) -> Group:
+    """This actor as rank `rank` of the gang `group`: torch.distributed's default group
+    joined by Ray's collective utility (gloo, rendezvous through Ray's internal KV), plus
+    a NCCL group beside it for the gradients on CUDA. World 1 joins nothing."""
+    if world == 1:
+        return Solo()
+    if dist.is_initialized():  # a chain before this one did not leave: start clean
+        dist.destroy_process_group()
+    collective.init_collective_group(world, rank, backend="gloo", group_name=group)
+    grads = dist.new_group(backend="nccl") if device == "cuda" else None
+    return Distributed(grads)
+
+
+def leave_gang(group: str) -> None:
+    """Destroy the gang's group here, and the default process group under it, so this
+    actor can join another gang (Ray's destroy leaves the default group standing)."""
+    if collective.is_group_initialized(group):
+        collective.destroy_collective_group(group)
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def checkpoint_cap(model: EngineModel, tokens: torch.Tensor) -> int:
+    """Most bytes a checkpoint of this chain can hold: weights and one optimizer buffer
+    per weight, 16 bytes (target, NLL) per target and 24 per unit, plus 1 MiB of
+    archive overhead."""
+    module = model.model
+    assert isinstance(module, nn.Module)
+    weights = sum(t.numel() * t.element_size() for t in module.state_dict().values())
+    return 2 * weights + 40 * tokens.numel() + (1 << 20)
+
+
+class RunningDigest:
+    """`shard_digest` of a chain's records so far in window order: running while they
+    arrive in window order (`ttt`), recomputed from the sorted list otherwise."""
+
+    def __init__(self) -> None:
+        self.records: list[dict[str, Any]] = []
+        self.running: ShardDigest | None = ShardDigest()
+        self.current = shard_digest([])
+
+    def add(self, records: list[dict[str, Any]]) -> None:
+        last = self.records[-1]["window"] if self.records else -1
+        for r in records:
+            if r["window"] <= last:
+                self.running = None
+            last = r["window"]
+        self.records.extend(records)
+        if self.running is not None:
+            self.current = self.running.update(r["checksum"] for r in records)
+        else:
+            ordered = sorted(self.records, key=lambda r: r["window"])
+            self.current = shard_digest(r["checksum"] for r in ordered)
+
+    def value(self) -> str:
+        return self.current
+
+
+def checked(task: ShardTask | ChainTask, records: list[WindowRecord]) -> list[dict[str, Any]]:
     """Records as dicts, each with its checksum under the task's record key."""
     return [
         asdict(r)

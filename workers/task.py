@@ -36,3 +36,25 @@ class ShardTask:
     tokens: Blob  # the N + 1 val tokens (uint16 ndarray) for params.seq_len
     byte_lut: Blob  # ByteLUT sized for the vocabulary, or a CaseOps dataset's SidecarBytes
     record_key: bytes = b""  # keys the window checksums (workers/integrity.py)
+
+
+@dataclass(frozen=True)
+class ChainTask:
+    """A whole sequential chain (`ttt`, `ttt-phased`) run by a gang of workers.
+
+    `every`: rank 0 yields a checkpoint (bytes, golf.protocols.chain) after every
+    `every`-th chain step (0: never); `resume`: a checkpoint in the object store to start
+    from instead of the beginning.
+    """
+
+    job: str
+    protocol: str
+    shard: int
+    params: EvalParams
+    artifact: Blob
+    max_decompressed: int
+    tokens: Blob
+    byte_lut: Blob
+    record_key: bytes
+    every: int
+    resume: Blob | None = None

@@ -15,7 +15,7 @@ from abc import abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import torch
@@ -27,6 +27,9 @@ from golf.protocols.base import Batch, Protocol, Scorer, Trainable
 from golf.spec.documents import BOS_ID
 from golf.spec.errors import ConfigError
 from golf.spec.params import EvalParams
+
+if TYPE_CHECKING:
+    from golf.protocols.collective import Group
 
 
 @dataclass(frozen=True)
@@ -103,14 +106,19 @@ def training(module: nn.Module, params: list[nn.Parameter]) -> Iterator[None]:
 
 
 def sequence_loss(
-    model: Trainable, x: Tensor, y: Tensor, doc_bounded: bool, max_len: int = 0
+    model: Trainable,
+    x: Tensor,
+    y: Tensor,
+    doc_bounded: bool,
+    max_len: int = 0,
+    reduction: str = "mean",
 ) -> Tensor:
-    """Mean cross entropy of next-token targets y over rows x (per-document attention
-    when `doc_bounded`, segments cut every `max_len` tokens inside a document)."""
+    """Mean (or summed) cross entropy of next-token targets y over rows x (per-document
+    attention when `doc_bounded`, segments cut every `max_len` tokens inside a document)."""
     segments = segment_ids(x, BOS_ID, max_len) if doc_bounded else None
     hidden = model.forward_hidden(x, segments=segments)
     logits = model.logits(hidden)
-    return F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
+    return F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction=reduction)
 
 
 def cosine_lr(peak: float, step: int, steps: int) -> float:
@@ -133,6 +141,7 @@ def sgd_chunks(
     lr: float,
     packed: bool = False,
     doc_bounded: bool = False,
+    group: Group | None = None,
 ) -> int:
     """Train on targets [start, end) of `tokens` as full L-token sequences; return steps.
 
@@ -140,7 +149,20 @@ def sgd_chunks(
     document-bounded attention when `packed`, as the records' global SGD; rows masked per
     document when `doc_bounded`), clipped to
     `clip`, one optimizer step at `lr`. Sequences that do not fit whole are left out.
+
+    With a `group` of several ranks, each rank takes a contiguous share of the step's
+    rows, its loss the sum of cross entropy over its tokens divided by the step's token
+    count, and the gradients are summed in rank order (`Group.sum_grads`): every rank
+    takes the same step, equal to world 1's up to the rounding of the split sum. A packed
+    row cannot be cut without changing its attention segments and positions, so packed
+    steps run whole on every rank (the same bits everywhere, no communication).
     """
+    if group is not None and group.world > 1 and not packed:
+        return _sgd_split(
+            model, train_params, optimizer, tokens, start, end, group,
+            seq_len=seq_len, batch_seqs=batch_seqs, epochs=epochs, clip=clip, lr=lr,
+            doc_bounded=doc_bounded,
+        )  # fmt: skip
     n_seqs = (end - start) // seq_len
     steps = 0
     for group in optimizer.param_groups:
@@ -163,6 +185,52 @@ def sgd_chunks(
                     x, y = local[:-1].view(-1, seq_len), local[1:].view(-1, seq_len)
                     loss = sequence_loss(model, x, y, doc_bounded)
                 loss.backward()
+                torch.nn.utils.clip_grad_norm_(train_params, clip)
+                optimizer.step()
+                steps += 1
+    module.eval()
+    return steps
+
+
+def _sgd_split(
+    model: Trainable,
+    train_params: list[nn.Parameter],
+    optimizer: torch.optim.Optimizer,
+    tokens: Tensor,
+    start: int,
+    end: int,
+    group: Group,
+    *,
+    seq_len: int,
+    batch_seqs: int,
+    epochs: int,
+    clip: float,
+    lr: float,
+    doc_bounded: bool,
+) -> int:
+    """`sgd_chunks` with each step's rows shared among the group's ranks."""
+    n_seqs = (end - start) // seq_len
+    steps = 0
+    for g in optimizer.param_groups:
+        g["lr"] = lr
+    module = module_of(model)
+    module.train()
+    with training(module, train_params):
+        for _ in range(epochs):
+            for first in range(0, n_seqs, batch_seqs):
+                last = min(first + batch_seqs, n_seqs)
+                if start + last * seq_len + 1 > tokens.numel():
+                    continue
+                rows = last - first
+                mine_lo = first + rows * group.rank // group.world
+                mine_hi = first + rows * (group.rank + 1) // group.world
+                optimizer.zero_grad(set_to_none=True)
+                if mine_hi > mine_lo:
+                    local = tokens[start + mine_lo * seq_len : start + mine_hi * seq_len + 1]
+                    x, y = local[:-1].view(-1, seq_len), local[1:].view(-1, seq_len)
+                    loss = sequence_loss(model, x, y, doc_bounded, reduction="sum")
+                    (loss / (rows * seq_len)).backward()
+                group.sum_grads(train_params)
                 torch.nn.utils.clip_grad_norm_(train_params, clip)
                 optimizer.step()
                 steps += 1

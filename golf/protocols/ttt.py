@@ -16,10 +16,7 @@ agree at world size 1. `reference=True` scores each window alone with full logit
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -29,6 +26,16 @@ from torch import Tensor, nn
 from golf.models.attention import segment_ids
 from golf.models.roles import Role
 from golf.protocols.base import Batch, Scorer
+from golf.protocols.chain import (
+    ChainState,
+    ChainStep,
+    Checkpoint,
+    due,
+    optimizer_buffers,
+    resume_model,
+    resume_optimizer,
+)
+from golf.protocols.collective import Group, Solo
 from golf.protocols.sliding import Sliding
 from golf.protocols.stream import (
     Scored,
@@ -42,20 +49,6 @@ from golf.protocols.stream import (
 from golf.spec.documents import BOS_ID
 from golf.spec.params import EvalParams
 from golf.spec.plan import WindowPlan
-
-
-@dataclass
-class ChainState:
-    """Where a chain stands after `chunk` chunks: enough to resume it exactly."""
-
-    chunk: int
-    model: dict[str, Tensor]
-    optimizer: dict[str, Any]
-    scored: list[Scored] = field(default_factory=list)
-
-
-Checkpoint = Callable[[ChainState], None]
-"""Where a chain hands its state every `every` chunks (a file, the object store)."""
 
 
 class TTT(StreamProtocol):
@@ -106,8 +99,34 @@ class TTT(StreamProtocol):
         resume: ChainState | None = None,
         checkpoint: Checkpoint | None = None,
         every: int = 1,
+        group: Group | None = None,
     ) -> list[Scored]:
+        """The whole chain (from `resume` on, with its units first); `checkpoint` gets the
+        state every `every` chunks. With a `group` of several ranks, rank 0 returns every
+        unit and the others []."""
+        scored = list(resume.scored) if resume is not None and _rank(group) == 0 else []
+        for step in self.chain(model, tokens, params, resume=resume, group=group):
+            scored.extend(step.units)
+            if progress is not None and not step.empty:
+                progress(step.index, step.units)
+            if checkpoint is not None and due(step, every) and step.snapshot is not None:
+                checkpoint(step.snapshot())
+        return scored
+
+    def chain(
+        self,
+        model: Scorer,
+        tokens: Tensor,
+        params: EvalParams,
+        *,
+        resume: ChainState | None = None,
+        group: Group | None = None,
+    ) -> Iterator[ChainStep]:
+        """The chain chunk by chunk. With several ranks, a chunk's windows are split by
+        whole `batch_windows` batches (each window scored in the batch it has at world 1)
+        and its training sequences by contiguous rows (`sgd_chunks`); rank 0 gathers."""
         params = self.resolve(params)
+        group = group if group is not None else Solo()
         work = trainable_copy(model)
         module = module_of(work)
         plan = self.plan(tokens.numel() - 1, params)
@@ -117,45 +136,46 @@ class TTT(StreamProtocol):
         scored: list[Scored] = []
         begin = 0
         if resume is not None:
-            module.load_state_dict(resume.model)
-            optimizer.load_state_dict(resume.optimizer)
-            scored, begin = list(resume.scored), resume.chunk
+            resume_model(module, resume)
+            resume_optimizer(optimizer, resume.optimizer)
+            scored, begin = (list(resume.scored) if group.rank == 0 else []), resume.step
         bounds = np.searchsorted(chunk, np.arange(n_chunks + 1))
         for c in range(begin, n_chunks):
             windows = range(int(bounds[c]), int(bounds[c + 1]))
-            if len(windows) == 0:
-                continue
-            units = self.score_windows(work, tokens, plan, windows, params)
-            scored.extend(units)
-            if c < n_chunks - 1 and params.ttt_epochs > 0:
-                lo = c * params.ttt_chunk_tokens
-                hi = min(lo + params.ttt_chunk_tokens, plan.n_targets)
-                sgd_chunks(
-                    work,
-                    train,
-                    optimizer,
-                    tokens,
-                    lo,
-                    hi,
-                    seq_len=params.seq_len,
-                    batch_seqs=params.ttt_batch_seqs,
-                    epochs=params.ttt_epochs,
-                    clip=params.ttt_grad_clip,
-                    lr=cosine_lr(params.ttt_lr, c, n_chunks),
-                    doc_bounded=params.doc_bounded,
-                )
-            if progress is not None:
-                progress(c, units)
-            if checkpoint is not None and (c + 1) % every == 0 and c < n_chunks - 1:
-                checkpoint(
-                    ChainState(
-                        c + 1,
-                        {k: v.detach().clone() for k, v in module.state_dict().items()},
-                        copy.deepcopy(optimizer.state_dict()),  # buffers move on
-                        list(scored),
+            units: list[Scored] = []
+            if len(windows) > 0:
+                mine = rank_windows(windows, params.batch_windows, group)
+                units = group.gather_units(self.score_windows(work, tokens, plan, mine, params))
+                scored.extend(units)
+                if c < n_chunks - 1 and params.ttt_epochs > 0:
+                    lo = c * params.ttt_chunk_tokens
+                    hi = min(lo + params.ttt_chunk_tokens, plan.n_targets)
+                    sgd_chunks(
+                        work,
+                        train,
+                        optimizer,
+                        tokens,
+                        lo,
+                        hi,
+                        seq_len=params.seq_len,
+                        batch_seqs=params.ttt_batch_seqs,
+                        epochs=params.ttt_epochs,
+                        clip=params.ttt_grad_clip,
+                        lr=cosine_lr(params.ttt_lr, c, n_chunks),
+                        doc_bounded=params.doc_bounded,
+                        group=group,
                     )
+
+            def snapshot(c: int = c, done: int = len(scored)) -> ChainState:
+                return ChainState(
+                    c + 1,
+                    {k: v.detach().clone() for k, v in module.state_dict().items()},
+                    optimizer_buffers(optimizer),
+                    scored[:done],
                 )
-        return scored
+
+            last = c == n_chunks - 1
+            yield ChainStep(c, n_chunks, units, None if last else snapshot, len(windows) == 0)
 
     def score_windows(
         self, model: Scorer, tokens: Tensor, plan: WindowPlan, windows: range, params: EvalParams
@@ -191,3 +211,18 @@ class TTT(StreamProtocol):
             nll = F.cross_entropy(model.logits(hidden)[0].float(), y, reduction="none")
         targets = start + np.arange(first, length, dtype=np.int64)
         return Scored(w, targets, nll[first:].double().cpu().numpy())
+
+
+def rank_windows(windows: range, batch_windows: int, group: Group) -> range:
+    """This rank's contiguous share of a chunk's windows, in whole batches."""
+    if group.world == 1:
+        return windows
+    n_batches = -(-len(windows) // batch_windows)
+    lo = n_batches * group.rank // group.world
+    hi = n_batches * (group.rank + 1) // group.world
+    start = windows.start + lo * batch_windows
+    return range(start, min(windows.start + hi * batch_windows, windows.stop))
+
+
+def _rank(group: Group | None) -> int:
+    return 0 if group is None else group.rank

@@ -18,12 +18,16 @@ up to a batch late and train on the first b_k of the documents scored so far.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import torch
 from torch import Tensor
 
 from golf.models.lora import BatchedLoRA
 from golf.protocols.base import Scorer
+from golf.protocols.chain import ChainState, ChainStep, Checkpoint, due, resume_model
+from golf.protocols.collective import Group, Solo
 from golf.protocols.stream import (
     Scored,
     ScoredProgress,
@@ -59,6 +63,35 @@ def canonical_batches(batches: list[DocBatch], bounds: list[int], size: int) -> 
     return out
 
 
+def phase_plan(
+    docs: Documents,
+    batches: list[DocBatch],
+    bounds: list[int],
+    record_rng: torch.Generator | None,
+) -> list[list[list[int]]]:
+    """Per batch, the prefixes (documents to train on) of the phases that run after it.
+
+    Canonical: every boundary the batch ends on (equal boundaries of a tiny prefix);
+    record: at most one phase per batch end, as the record checks the count, training
+    on the first b_k of the documents scored so far (by length rank)."""
+    rank = np.empty(len(docs), dtype=np.int64)
+    rank[np.argsort(docs.lengths, kind="stable")] = np.arange(len(docs))
+    done: list[int] = []
+    phase = 0
+    plan: list[list[list[int]]] = []
+    for batch in batches:
+        after: list[list[int]] = []
+        if phase < len(bounds):
+            done.extend(batch.docs.tolist())
+        while phase < len(bounds) and len(done) >= bounds[phase]:
+            after.append(sorted(done, key=lambda j: rank[j])[: bounds[phase]])
+            phase += 1
+            if record_rng is not None:
+                break
+        plan.append(after)
+    return plan
+
+
 class TTTPhased(TTTLoRA):
     """LoRA per document, with global SGD phases over the scored prefix."""
 
@@ -70,6 +103,19 @@ class TTTPhased(TTTLoRA):
     def shardable(self, params: EvalParams) -> bool:
         return False  # the phases chain the batches
 
+    def steps(self, n_tokens: int, tokens: np.ndarray | None, params: EvalParams) -> int:
+        if tokens is None:
+            return 1
+        return len(self.batches(find_documents(tokens), self.resolve(params)))
+
+    def batches(self, docs: Documents, params: EvalParams) -> list[DocBatch]:
+        """The chain's document batches in processing order (canonical: cut at phases)."""
+        batches = doc_batches(docs, params.lora_batch_docs)
+        if params.ttt_mode == "record":
+            return batches
+        bounds = phase_boundaries(len(docs), params)
+        return canonical_batches(batches, bounds, params.lora_batch_docs)
+
     def score(
         self,
         model: Scorer,
@@ -78,44 +124,101 @@ class TTTPhased(TTTLoRA):
         progress: ScoredProgress | None = None,
         *,
         only: object = None,
+        resume: ChainState | None = None,
+        checkpoint: Checkpoint | None = None,
+        every: int = 1,
+        group: Group | None = None,
     ) -> list[Scored]:
-        params = self.resolve(params)
+        """The whole chain (from `resume` on, with its units first); `checkpoint` gets the
+        state every `every` batches. With a `group` of several ranks, rank 0 returns every
+        unit and the others []."""
         if only is not None:
             raise ConfigError("ttt-phased is one chain: it cannot run a subset of its batches")
-        work = trainable_copy(model)
-        docs = find_documents(tokens.cpu().numpy())
-        batches = doc_batches(docs, params.lora_batch_docs)
-        bounds = phase_boundaries(len(docs), params)
-        rank = np.empty(len(docs), dtype=np.int64)
-        rank[np.argsort(docs.lengths, kind="stable")] = np.arange(len(docs))
-        shape = lora_shape(module_of(work), params)
-        record_rng = self.record_generator(shape, params)
-        if record_rng is None:
-            batches = canonical_batches(batches, bounds, params.lora_batch_docs)
-        scored: list[Scored] = []
-        done: list[int] = []
-        phase = 0
-        for k, batch in enumerate(batches):
-            rng = record_rng if record_rng is not None else batch_generator(params, k)
-            units = self.score_batch(work, tokens, docs, batch.docs, shape, rng, params)
-            scored.extend(units)
-            if phase < len(bounds):
-                done.extend(batch.docs.tolist())
-            # record: at most one phase per batch end, as the record checks; canonical:
-            # every boundary this batch ends on (equal boundaries of a tiny prefix).
-            while phase < len(bounds) and len(done) >= bounds[phase]:
-                prefix = sorted(done, key=lambda j: rank[j])[: bounds[phase]]
-                self.global_sgd(work, tokens, docs, prefix, params)
-                phase += 1
-                if record_rng is not None:  # the record builds a fresh adapter here
-                    BatchedLoRA(shape, params.lora_batch_docs).reset(record_rng)
-                    break
+        first = resume is not None and (group is None or group.rank == 0)
+        scored = list(resume.scored) if first and resume is not None else []
+        for step in self.chain(model, tokens, params, resume=resume, group=group):
+            scored.extend(step.units)
             if progress is not None:
-                progress(k, units)
+                progress(step.index, step.units)
+            if checkpoint is not None and due(step, every) and step.snapshot is not None:
+                checkpoint(step.snapshot())
         return scored
 
+    def chain(
+        self,
+        model: Scorer,
+        tokens: Tensor,
+        params: EvalParams,
+        *,
+        resume: ChainState | None = None,
+        group: Group | None = None,
+    ) -> Iterator[ChainStep]:
+        """The chain batch by batch. With several ranks (canonical mode only), the
+        batches between two phases go round-robin, one per rank at a time (each batch is
+        its own: its documents and its seeded draws), rank 0 gathering each round; the
+        phases' global SGD runs on every rank (`sgd_chunks`: rows split when unpacked)."""
+        params = self.resolve(params)
+        group = group if group is not None else Solo()
+        work = trainable_copy(model)
+        module = module_of(work)
+        docs = find_documents(tokens.cpu().numpy())
+        batches = self.batches(docs, params)
+        shape = lora_shape(module, params)
+        record_rng = self.record_generator(shape, params)
+        if record_rng is not None and group.world > 1:
+            raise ConfigError(
+                "ttt-phased record mode is the record's single process: run it on one worker "
+                "(canonical mode runs on any number)"
+            )
+        if record_rng is not None and resume is not None:
+            raise ConfigError("ttt-phased record mode draws one stream: it cannot resume")
+        phases = phase_plan(docs, batches, phase_boundaries(len(docs), params), record_rng)
+        scored: list[Scored] = []
+        begin = 0
+        if resume is not None:
+            resume_model(module, resume)
+            scored, begin = (list(resume.scored) if group.rank == 0 else []), resume.step
+        n = len(batches)
+        k = begin
+        while k < n:
+            end = k + 1
+            while end < min(k + group.world, n) and not phases[end - 1]:
+                end += 1  # a round never runs past a phase
+            units: list[Scored] = []
+            mine = k + group.rank
+            if mine < end:
+                rng = record_rng if record_rng is not None else batch_generator(params, mine)
+                units = self.score_batch(work, tokens, docs, batches[mine].docs, shape, rng, params)
+            units = group.gather_units(units)
+            at = 0
+            for j in range(k, end):
+                size = len(batches[j].docs) if group.rank == 0 else 0
+                step_units, at = units[at : at + size], at + size
+                scored.extend(step_units)
+                for prefix in phases[j]:
+                    self.global_sgd(work, tokens, docs, prefix, params, group)
+                    if record_rng is not None:  # the record builds a fresh adapter here
+                        BatchedLoRA(shape, params.lora_batch_docs).reset(record_rng)
+
+                def snapshot(j: int = j, done: int = len(scored)) -> ChainState:
+                    return ChainState(
+                        j + 1,
+                        {name: v.detach().clone() for name, v in module.state_dict().items()},
+                        {},  # the phases' SGD starts fresh each time
+                        scored[:done],
+                    )
+
+                yield ChainStep(j, n, step_units, None if j == n - 1 else snapshot)
+            k = end
+
     def global_sgd(
-        self, work: Scorer, tokens: Tensor, docs: Documents, prefix: list[int], params: EvalParams
+        self,
+        work: Scorer,
+        tokens: Tensor,
+        docs: Documents,
+        prefix: list[int],
+        params: EvalParams,
+        group: Group | None = None,
     ) -> None:
         """One phase: fresh SGD over all parameters on the prefix documents' tokens."""
         module = module_of(work)  # type: ignore[arg-type]
@@ -147,4 +250,5 @@ class TTTPhased(TTTLoRA):
                 clip=params.global_grad_clip,
                 lr=cosine_lr(params.global_lr, ci, n_chunks),
                 packed=params.global_doc_bounded,
+                group=group,
             )

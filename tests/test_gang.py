@@ -1,0 +1,274 @@
+"""Chains on a gang of Ray actors: `ttt` and `ttt-phased` run data-parallel on 1 and 2
+EvalWorker actors give `golf eval`'s records (world 1: to the bit; world 2: val_bpb
+within the rounding bound below), a chain killed mid-way resumes from its last
+checkpoint to the uninterrupted run's number and digest, a broken checkpoint is one
+line, and the actors can join another gang after close()."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import ray
+import torch
+from service_support import make_artifact
+
+from golf.engine.engine import prepare
+from golf.engine.evaluate import WindowRecord, device_tokens, evaluate, summarize
+from golf.engine.runner import EvalInputs
+from golf.protocols.chain import CheckpointError, chain_bytes, chain_state
+from golf.protocols.collective import Solo
+from golf.protocols.ttt import TTT
+from golf.spec.errors import ConfigError
+from golf.spec.params import EvalParams
+from workers.actor import EvalWorker
+from workers.integrity import record_checksum, shard_digest
+from workers.task import Blob, ChainTask
+
+N_TOKENS = 4096  # targets: 4 ttt chunks of 1,024, 128 windows of 64 at stride 32
+BASE = EvalParams(seq_len=64, stride=32, precision="fp32", batch_windows=8)
+TTT_PARAMS = BASE.model_copy(
+    update={"ttt_chunk_tokens": 1024, "ttt_lr": 0.02, "ttt_batch_seqs": 4, "ttt_epochs": 2}
+)
+KEY = b"k" * 32
+# World 2 sums each step's gradient as g0 + g1 (each rank's share of Σ CE / n) where
+# world 1 back-propagates the mean over all rows at once: the same sum in another order,
+# so each gradient component differs by a few fp32 ulps (~1e-7 relative). Clipping and
+# SGD pass that on to the weights, which after the chain's 24 steps (3 trained chunks x 2
+# epochs x 4 steps) at lr 0.02 differ by ~1e-7 relative or less; a per-target NLL of
+# ~7 nats then moves by ~1e-6 nats at most, and the mean over ~4,000 targets divided by
+# ln 2 and ~2.4 bytes per token moves val_bpb by well under 1e-6.
+WORLD2_BPB = 1e-6
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory, demo_data: Path, ray_cluster):
+    """The artifact, the sliced val stream and byte counter, as refs and in-process."""
+    path = make_artifact(demo_data, tmp_path_factory.mktemp("gang") / "tiny.golf", seed=3)
+    inputs = EvalInputs.load(str(path), str(demo_data))
+    tokens = np.ascontiguousarray(inputs.dataset.val_tokens(64)[: N_TOKENS + 1])
+    raw = path.read_bytes()
+    blobs = {
+        "artifact": Blob(hashlib.sha256(raw).hexdigest(), ray.put(raw)),
+        "tokens": Blob("tokens", ray.put(tokens)),
+        "byte_lut": Blob("lut", ray.put(inputs.byte_lut)),
+    }
+    return inputs, tokens, blobs
+
+
+def task(setup, protocol: str, params: EvalParams, every: int = 0, resume=None) -> ChainTask:
+    _, _, blobs = setup
+    return ChainTask(
+        job="job",
+        protocol=protocol,
+        shard=0,
+        params=params,
+        artifact=blobs["artifact"],
+        max_decompressed=4 << 20,
+        tokens=blobs["tokens"],
+        byte_lut=blobs["byte_lut"],
+        record_key=KEY,
+        every=every,
+        resume=resume,
+    )
+
+
+def workers(n: int) -> list:
+    return [EvalWorker.options(num_cpus=0.25).remote(f"w{i}", 1, 2) for i in range(n)]
+
+
+def run(gang_actors: list, chain: ChainTask, name: str = "t", stop_after: int | None = None):
+    """Every item rank 0 streams (up to `stop_after` items), and the wall seconds."""
+    from workers.gang import Gang
+
+    gang = Gang(gang_actors, name)
+
+    async def collect() -> list[dict]:
+        items = []
+        async for item in gang.stream(chain):
+            items.append(item)
+            if stop_after is not None and len(items) == stop_after:
+                break
+        return items
+
+    started = time.perf_counter()
+    try:
+        items = asyncio.run(collect())
+    finally:
+        gang.close()
+    return items, time.perf_counter() - started
+
+
+def local_records(setup, protocol: str, params: EvalParams) -> list[WindowRecord]:
+    inputs, tokens, _ = setup
+    return evaluate(inputs.model, tokens, inputs.byte_lut, protocol, params)
+
+
+def as_records(items: list[dict]) -> list[WindowRecord]:
+    return [
+        WindowRecord(r["window"], r["nll_sum"], r["tokens"], r["bytes"])
+        for item in items
+        for r in item["records"]
+    ]
+
+
+def test_solo_group_is_golf_eval(setup) -> None:
+    """`group=Solo()` is the default path: the same units, to the bit."""
+    inputs, tokens, _ = setup
+    model = prepare(inputs.model, TTT_PARAMS)
+    ids = device_tokens(tokens, model)
+    plain = TTT().score(model, ids, TTT_PARAMS)
+    solo = TTT().score(model, ids, TTT_PARAMS, group=Solo())
+    assert [u.unit for u in plain] == [u.unit for u in solo]
+    assert all(np.array_equal(a.nll, b.nll) for a, b in zip(plain, solo, strict=True))
+
+
+@pytest.mark.parametrize("world", [1, 2])
+def test_ttt_gang_equals_golf_eval(setup, world: int) -> None:
+    expected = local_records(setup, "ttt", TTT_PARAMS)
+    actors = workers(world)
+    items, seconds = run(actors, task(setup, "ttt", TTT_PARAMS))
+    for actor in actors:
+        ray.kill(actor)
+    got = as_records(items)
+    assert [i["step"] for i in items] == [0, 1, 2, 3] and items[0]["steps"] == 4
+    assert [r.window for r in got] == [r.window for r in expected]
+    want, have = summarize(expected), summarize(got)
+    checksums = [
+        record_checksum(KEY, "job", "ttt", *(r.window, r.nll_sum, r.tokens, r.bytes)) for r in got
+    ]
+    assert items[-1]["digest"] == shard_digest(checksums)
+    print(f"ttt world {world}: {seconds:.2f} s, val_bpb {have['val_bpb']!r}")
+    if world == 1:
+        assert got == expected
+    else:
+        delta = abs(have["val_bpb"] - want["val_bpb"])
+        print(f"ttt world 2: |Δ val_bpb| = {delta:.3g}")
+        assert delta <= WORLD2_BPB
+        assert have["tokens"] == want["tokens"] and have["bytes"] == want["bytes"]
+        assert delta > 0 or got == expected  # the bound is the rounding, not a no-op
+
+
+LORA = {"lora_rank": 4, "lora_chunk": 16, "lora_batch_docs": 3, "lora_lr": 0.01}
+PHASED = BASE.model_copy(
+    update=LORA
+    | {
+        "phased_prefix_docs": 7,
+        "phased_phases": 2,
+        "global_chunk_tokens": 192,
+        "global_batch_seqs": 2,
+        "global_lr": 0.02,
+    }
+)
+
+
+@pytest.mark.parametrize("packed", [True, False])
+def test_ttt_phased_gang_equals_golf_eval(setup, packed: bool) -> None:
+    """The LoRA batches are each their own on any rank; a packed phase runs whole on
+    every rank (the same bits as world 1), an unpacked one splits its rows (within the
+    rounding bound of ttt's, from the same argument over 2 phases of a few steps)."""
+    params = PHASED.model_copy(update={"global_doc_bounded": packed})
+    expected = local_records(setup, "ttt-phased", params)
+    results = {}
+    for world in (1, 2):
+        actors = workers(world)
+        items, seconds = run(actors, task(setup, "ttt-phased", params))
+        for actor in actors:
+            ray.kill(actor)
+        results[world] = as_records(items)
+        assert [i["step"] for i in items] == list(range(items[0]["steps"]))
+        print(f"ttt-phased packed={packed} world {world}: {seconds:.2f} s")
+    assert results[1] == expected
+    if packed:
+        assert results[2] == expected
+    else:
+        delta = abs(summarize(results[2])["val_bpb"] - summarize(expected)["val_bpb"])
+        print(f"ttt-phased unpacked world 2: |Δ val_bpb| = {delta:.3g}")
+        assert [r.window for r in results[2]] == [r.window for r in expected]
+        assert 0 < delta <= WORLD2_BPB
+
+
+def test_record_mode_refuses_a_gang(setup) -> None:
+    params = PHASED.model_copy(update={"ttt_mode": "record"})
+    actors = workers(2)
+    with pytest.raises(ConfigError, match="one worker"):
+        run(actors, task(setup, "ttt-phased", params))
+    for actor in actors:
+        ray.kill(actor)
+
+
+@pytest.mark.parametrize(("protocol", "params"), [("ttt", TTT_PARAMS), ("ttt-phased", PHASED)])
+def test_killed_chain_resumes_to_the_same_number(setup, protocol, params) -> None:
+    """Checkpoint every step; kill rank 1 after the first step came; fresh actors resume
+    from the last checkpoint that arrived: the records, val_bpb and final digest of the
+    uninterrupted run, to the bit."""
+    chain = task(setup, protocol, params, every=1)
+    actors = workers(2)
+    whole, _ = run(actors, chain)
+    assert all(i["checkpoint"] is not None for i in whole[:-1]) and whole[-1]["checkpoint"] is None
+
+    from workers.gang import Gang
+
+    actors = workers(2)
+    gang = Gang(actors, "killed", ahead=1)  # ranks stay within a step or two of the test
+    got: list[dict] = []
+
+    async def until_killed() -> None:
+        async for item in gang.stream(chain):
+            got.append(item)
+            if len(got) == 1:
+                ray.kill(actors[1])
+
+    with pytest.raises((ray.exceptions.RayActorError, ray.exceptions.RayTaskError)):
+        asyncio.run(until_killed())
+    gang.close()
+    ray.kill(actors[0])
+    assert len(got) < len(whole)  # the chain did stop mid-way
+    last = [i for i in got if i["checkpoint"] is not None][-1]
+    resumed, _ = run(workers(2), replace(chain, resume=Blob("ckpt", ray.put(last["checkpoint"]))))
+    assert resumed[0]["step"] == last["step"] + 1
+    before = [r for i in whole if i["step"] <= last["step"] for r in as_records([i])]
+    assert before + as_records(resumed) == as_records(whole)
+    assert resumed[-1]["digest"] == whole[-1]["digest"]
+    assert summarize(before + as_records(resumed)) == summarize(as_records(whole))
+
+
+def test_broken_checkpoint_is_one_line(setup) -> None:
+    inputs, tokens, _ = setup
+    saved = []
+    model = prepare(inputs.model, TTT_PARAMS)
+    TTT().score(model, device_tokens(tokens, model), TTT_PARAMS, checkpoint=saved.append, every=2)
+    data = chain_bytes(saved[0])
+    back = chain_state(data, len(data))
+    assert back.step == saved[0].step == 2
+    assert all(torch.equal(back.model[k], v) for k, v in saved[0].model.items())
+    assert [u.unit for u in back.scored] == [u.unit for u in saved[0].scored]
+    for bad, match in (
+        (data[: len(data) // 2], "unreadable"),
+        (b"PK\x03\x04" + b"\0" * 64, "unreadable"),
+        (data, "over"),
+    ):
+        with pytest.raises(CheckpointError, match=match) as err:
+            chain_state(bad, len(data) - 1 if bad is data else len(data))
+        assert "\n" not in str(err.value)
+    actors = workers(1)
+    truncated = Blob("bad", ray.put(data[:-100]))
+    with pytest.raises(CheckpointError, match="unreadable"):
+        run(actors, task(setup, "ttt", TTT_PARAMS, resume=truncated))
+    ray.kill(actors[0])
+
+
+def test_actors_join_another_gang_after_close(setup) -> None:
+    actors = workers(2)
+    first, _ = run(actors, task(setup, "ttt", TTT_PARAMS), name="first")
+    second, _ = run(actors, task(setup, "ttt", TTT_PARAMS), name="second")
+    alone, _ = run(actors[1:], task(setup, "ttt", TTT_PARAMS), name="third")
+    for actor in actors:
+        ray.kill(actor)
+    assert as_records(first) == as_records(second)
+    assert as_records(alone) == local_records(setup, "ttt", TTT_PARAMS)
