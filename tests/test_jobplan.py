@@ -100,18 +100,47 @@ def test_ttt_lora_is_planned_by_document_batch():
     assert planned.cost == pytest.approx(planned.scored_tokens / stride * 32 * 3 * stride / 8)
 
 
-@pytest.mark.parametrize(
-    ("name", "update", "fragment"),
-    [
-        ("ttt", {}, "'ttt' is a sequential chain"),
-        ("ttt-phased", {}, "'ttt-phased' is a sequential chain"),
-        ("ttt-lora", {"ttt_mode": "record"}, "runs ttt_mode=canonical"),
-    ],
-)
-def test_chains_are_refused(name, update, fragment):
-    params = EvalParams(seq_len=32).model_copy(update=update)
-    with pytest.raises(ConfigError, match=fragment):
+def test_chains_are_one_shard_for_a_gang_of_their_steps():
+    lengths = [300, 90, 41, 400, 120, 75, 260, 33]
+    tokens = doc_stream(lengths)
+    params = EvalParams(
+        seq_len=32, stride=16, ttt_chunk_tokens=128, lora_batch_docs=2, phased_prefix_docs=5
+    )
+    job = plan_job(tokens, ["ttt", "ttt-phased", "ttt-lora"], params, 1, chain_workers=2)
+    ttt, phased, lora = job.protocols
+    assert (ttt.chain_workers, phased.chain_workers, lora.chain_workers) == (2, 2, 0)
+    assert (ttt.chain, phased.chain, lora.chain) == (True, True, False)
+    by_protocol = {
+        p.protocol: [s for s in job.shards if s.protocol == p.protocol] for p in job.protocols
+    }
+    # a chain is one shard of every step, whatever batches_per_shard says
+    for chain in (ttt, phased):
+        (shard,) = by_protocol[chain.protocol]
+        assert (shard.batch_lo, shard.batch_hi, shard.windows) == (0, chain.batches, chain.windows)
+    assert len(by_protocol["ttt-lora"]) == lora.batches > 1
+    # ttt's steps are its chunks, each holding the windows whose first target it holds
+    protocol = get_protocol("ttt")
+    resolved = protocol.resolve(params)
+    windows = protocol.plan(len(tokens) - 1, resolved)
+    n_chunks, chunk_of = protocol.chunk_of(windows, resolved)
+    assert ttt.batches == n_chunks == -(-(len(tokens) - 1) // 128)
+    assert list(ttt.batch_sizes) == np.bincount(chunk_of, minlength=n_chunks).tolist()
+    assert ttt.windows == len(windows) and ttt.scored_tokens == len(tokens) - 1
+    # ttt-phased's steps are its canonical batches: cut at every phase boundary
+    assert phased.windows == len(lengths) and sum(phased.batch_sizes) == len(lengths)
+    assert len(phased.batch_sizes) > lora.batches  # the boundaries cut batches in two
+
+
+@pytest.mark.parametrize("name", ["ttt-lora", "ttt-phased"])
+def test_record_modes_are_refused(name):
+    params = EvalParams(seq_len=32, ttt_mode="record")
+    with pytest.raises(ConfigError, match="the service runs ttt_mode=canonical"):
         plan_job(doc_stream([9, 40, 3]), [name], params, 2)
+
+
+def test_a_gang_needs_a_worker():
+    with pytest.raises(ConfigError, match="chain_workers must be ≥ 1"):
+        plan_job(doc_stream([9, 40, 3]), ["ttt"], EvalParams(seq_len=32), 2, chain_workers=0)
 
 
 def test_ttt_lora_needs_the_tokens_not_their_count():

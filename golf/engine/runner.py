@@ -59,10 +59,12 @@ def run_protocol(
     protocol = get_protocol(protocol_name)
     params = protocol.resolve(params)
     tokens = inputs.dataset.val_tokens(params.seq_len)
-    # The whole val's window count tells a partial run; a chain (score-first TTT) has no
-    # window plan to count, so its reports fall back on max_windows (golf.spec.tables).
-    # Canonical ttt-lora is planned by document (as the service plans it): every document.
-    planned = not protocol.sequential or protocol.shardable(params)  # type: ignore[attr-defined]
+    # The whole val's window count tells a partial run. Stream protocols count from their
+    # outline, as the service plans them; record modes (one process, the record's timing)
+    # are not planned, so their reports fall back on max_windows (golf.spec.tables).
+    planned = not protocol.sequential or (
+        protocol.shardable(params) or protocol.chainable(params)  # type: ignore[attr-defined]
+    )
     whole = plan_protocol(protocol.name, tokens, params) if planned else None
     model = prepare(inputs.model, params)
     started = time.perf_counter()

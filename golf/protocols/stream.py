@@ -27,6 +27,7 @@ from golf.protocols.base import Batch, Protocol, Scorer, Trainable
 from golf.spec.documents import BOS_ID
 from golf.spec.errors import ConfigError
 from golf.spec.params import EvalParams
+from golf.spec.plan import StreamOutline
 
 if TYPE_CHECKING:
     from golf.protocols.collective import Group
@@ -49,7 +50,8 @@ class StreamProtocol(Protocol):
     """A protocol scored in one pass over the stream; `score` replaces `nll`."""
 
     sequential: ClassVar[bool] = True
-    unit_name: ClassVar[str] = "window"
+    unit_name: ClassVar[str] = "window"  # what one record scores
+    step_name: ClassVar[str] = "chunk"  # what one step of the chain (a progress call) is
 
     def nll(self, model: Scorer, batch: Batch, params: EvalParams) -> Tensor:
         raise ConfigError(
@@ -74,6 +76,16 @@ class StreamProtocol(Protocol):
         """True when each step depends on nothing before it, so any subset of the steps
         (`score(..., only=...)`) can run anywhere and the union is the whole run."""
         return False
+
+    def chainable(self, params: EvalParams) -> bool:
+        """True when the run is one chain whose result depends on no scheduling: the same
+        steps in the same order, any number of data-parallel workers (`ttt`, canonical
+        `ttt-phased`), so the service can run it on a gang."""
+        return False
+
+    def outline(self, tokens: np.ndarray, params: EvalParams) -> StreamOutline:
+        """The steps `score` will take over these N + 1 val tokens (resolved params)."""
+        raise ConfigError(f"protocol {self.name!r} has no outline")
 
 
 def trainable_copy(model: Scorer) -> Trainable:

@@ -48,7 +48,7 @@ from golf.protocols.stream import (
 )
 from golf.spec.documents import BOS_ID
 from golf.spec.params import EvalParams
-from golf.spec.plan import WindowPlan
+from golf.spec.plan import StreamOutline, WindowPlan
 
 
 class TTT(StreamProtocol):
@@ -75,6 +75,19 @@ class TTT(StreamProtocol):
 
     def steps(self, n_tokens: int, tokens: np.ndarray | None, params: EvalParams) -> int:
         return -(-(n_tokens - 1) // params.ttt_chunk_tokens)
+
+    def chainable(self, params: EvalParams) -> bool:
+        return True  # no draws, no boundaries: the order is the plan's
+
+    def outline(self, tokens: np.ndarray, params: EvalParams) -> StreamOutline:
+        """Windows per chunk (a chunk without windows is a step of none)."""
+        plan = self.plan(len(tokens) - 1, params)
+        n_chunks, chunk = self.chunk_of(plan, params)
+        whole = plan
+        if params.max_windows is not None:
+            whole = self.plan(len(tokens) - 1, params.model_copy(update={"max_windows": None}))
+        sizes = np.bincount(chunk, minlength=n_chunks) if len(plan) else np.zeros(0, np.int64)
+        return StreamOutline(tuple(int(n) for n in sizes), int(plan.scored_tokens), len(whole))
 
     def train_params(self, module: nn.Module, params: EvalParams) -> list[nn.Parameter]:
         """Every parameter except those the freeze settings leave out (see EvalParams)."""

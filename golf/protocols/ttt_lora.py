@@ -36,6 +36,7 @@ from golf.protocols.stream import (
 from golf.spec.documents import Documents, doc_batches, find_documents
 from golf.spec.errors import ConfigError
 from golf.spec.params import EvalParams
+from golf.spec.plan import StreamOutline
 
 
 def lora_shape(module: nn.Module, params: EvalParams) -> LoRAShape:
@@ -88,6 +89,7 @@ class TTTLoRA(StreamProtocol):
 
     name = "ttt-lora"
     unit_name = "document"
+    step_name = "document batch"
     doc_bounded = True  # windows never leave their document
 
     def default_stride(self, seq_len: int) -> int:
@@ -107,6 +109,13 @@ class TTTLoRA(StreamProtocol):
         if tokens is None:
             return 1
         return len(doc_batches(find_documents(tokens), params.lora_batch_docs))
+
+    def outline(self, tokens: np.ndarray, params: EvalParams) -> StreamOutline:
+        """Documents per batch, longest batch first; max_windows does not cut documents."""
+        docs = find_documents(tokens)
+        batches = doc_batches(docs, params.lora_batch_docs)
+        sizes = tuple(len(b.docs) for b in batches)
+        return StreamOutline(sizes, int(docs.targets.sum()), len(docs))
 
     def score(
         self,

@@ -40,6 +40,7 @@ from golf.protocols.ttt_lora import TTTLoRA, batch_generator, lora_shape
 from golf.spec.documents import DocBatch, Documents, doc_batches, find_documents
 from golf.spec.errors import ConfigError
 from golf.spec.params import EvalParams
+from golf.spec.plan import StreamOutline
 
 
 def phase_boundaries(n_docs: int, params: EvalParams) -> list[int]:
@@ -115,6 +116,16 @@ class TTTPhased(TTTLoRA):
             return batches
         bounds = phase_boundaries(len(docs), params)
         return canonical_batches(batches, bounds, params.lora_batch_docs)
+
+    def chainable(self, params: EvalParams) -> bool:
+        """Canonical only: record mode's boundaries follow its batch timing."""
+        return params.ttt_mode == "canonical"
+
+    def outline(self, tokens: np.ndarray, params: EvalParams) -> StreamOutline:
+        """Documents per batch of the chain's processing order."""
+        docs = find_documents(tokens)
+        sizes = tuple(len(b.docs) for b in self.batches(docs, params))
+        return StreamOutline(sizes, int(docs.targets.sum()), len(docs))
 
     def score(
         self,

@@ -13,7 +13,6 @@ from collections.abc import Sequence
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from golf.spec.documents import doc_batches, find_documents
 from golf.spec.errors import ConfigError
 from golf.spec.params import EvalParams
 from golf.spec.plan import shard_plan
@@ -30,10 +29,17 @@ class ProtocolPlan(BaseModel):
     windows: int
     scored_tokens: int
     batch_sizes: tuple[int, ...] = ()
-    """Records per batch where batches are not `batch_windows` windows: a document-batched
-    protocol (`ttt-lora`) has one record per document and its batches in processing order."""
+    """Records per batch where batches are not `batch_windows` windows: a stream protocol's
+    steps in processing order (`ttt-lora`: documents per batch; `ttt`: windows per chunk)."""
     windows_total: int | None = None
     """Windows of the uncut plan (max_windows aside); None in plans stored before."""
+    chain_workers: int = 0
+    """A chain's gang size (workers that run its steps data-parallel, all at once); 0 for
+    protocols cut into independent shards."""
+
+    @property
+    def chain(self) -> bool:
+        return self.chain_workers > 0
 
     @property
     def partial(self) -> bool | None:
@@ -145,17 +151,16 @@ def batch_bytes(
     return int(4 * (attention + stream + factor * B * head_rows * vocab_size))
 
 
-def plan_protocol(name: str, tokens: int | np.ndarray, params: EvalParams) -> ProtocolPlan:
+def plan_protocol(
+    name: str, tokens: int | np.ndarray, params: EvalParams, chain_workers: int = 1
+) -> ProtocolPlan:
     """Protocol `name` over the val tokens (N + 1, already truncated for seq_len), or over
-    just their count for protocols planned by windows.
-
-    A stream protocol is planned only where its steps stand alone (`shardable`: canonical
-    `ttt-lora`, by document batch); the chains (`ttt`, `ttt-phased`, record mode) are
-    ConfigErrors."""
+    just their count for protocols planned by windows. A stream protocol is planned from
+    its outline (`plan_stream`)."""
     protocol = get_protocol(name)
     resolved = protocol.resolve(params)
     if protocol.sequential:
-        return plan_documents(name, tokens, resolved)
+        return plan_stream(name, tokens, resolved, chain_workers)
     n_tokens = tokens if isinstance(tokens, int | np.integer) else len(tokens)
     plan = protocol.plan(n_tokens - 1, resolved)
     whole = plan
@@ -170,44 +175,47 @@ def plan_protocol(name: str, tokens: int | np.ndarray, params: EvalParams) -> Pr
     )
 
 
-def plan_documents(name: str, tokens: int | np.ndarray, params: EvalParams) -> ProtocolPlan:
-    """A shardable stream protocol's plan: one record per document, its batches as the
-    protocol runs them (golf.spec.documents.doc_batches, longest first)."""
+def plan_stream(
+    name: str, tokens: int | np.ndarray, params: EvalParams, chain_workers: int = 1
+) -> ProtocolPlan:
+    """A stream protocol's plan, its batches the steps of its outline (records per chunk or
+    document batch). Shardable steps (canonical `ttt-lora`) are cut into shards like any
+    batches; a chain (`ttt`, canonical `ttt-phased`) is one shard that a gang of
+    `chain_workers` runs data-parallel. Record modes, whose results follow the record's
+    scheduling, are ConfigErrors."""
     protocol = get_protocol(name)
-    shardable = getattr(protocol, "shardable", None)
-    if shardable is None or not shardable(params):
-        if name == "ttt-lora":
-            why = (
-                f"ttt-lora in {params.ttt_mode!r} mode draws every batch's adapters from one "
-                "stream in batch order, so its batches cannot run apart; the service runs "
-                "ttt_mode=canonical"
-            )
-        else:
-            why = (
-                f"protocol {name!r} is a sequential chain (each step trains the weights the "
-                "next one scores with), which the service does not run yet"
-            )
-        raise ConfigError(f"{why}: score it with `golf eval`")
-    if getattr(protocol, "unit_name", None) != "document":
-        raise ConfigError(f"protocol {name!r} is not planned by document batch")
+    shardable = protocol.shardable(params)  # type: ignore[attr-defined]
+    if not shardable and not protocol.chainable(params):  # type: ignore[attr-defined]
+        raise ConfigError(
+            f"{name} in {params.ttt_mode!r} mode follows the record's batch timing and "
+            "random stream, so it runs in one process; the service runs "
+            "ttt_mode=canonical: score it with `golf eval`"
+        )
     if isinstance(tokens, int | np.integer):
         raise ConfigError(f"protocol {name!r} is planned from the val tokens, not their count")
-    docs = find_documents(tokens)
-    batches = doc_batches(docs, params.lora_batch_docs)
+    if chain_workers < 1:
+        raise ConfigError(f"chain_workers must be ≥ 1, got {chain_workers}")
+    outline = protocol.outline(tokens, params)  # type: ignore[attr-defined]
     return ProtocolPlan(
         protocol=name,
         params=params,
-        windows=len(docs),
-        scored_tokens=int(docs.targets.sum()),
-        windows_total=len(docs),  # every document: max_windows does not cut documents
-        batch_sizes=tuple(len(b.docs) for b in batches),
+        windows=outline.units,
+        scored_tokens=outline.scored_tokens,
+        windows_total=outline.units_total,
+        batch_sizes=outline.step_sizes,
+        chain_workers=0 if shardable else chain_workers,
     )
 
 
 def plan_job(
-    tokens: int | np.ndarray, protocols: Sequence[str], params: EvalParams, batches_per_shard: int
+    tokens: int | np.ndarray,
+    protocols: Sequence[str],
+    params: EvalParams,
+    batches_per_shard: int,
+    chain_workers: int = 1,
 ) -> JobPlan:
-    """Plan each protocol and cut it into shards of at most `batches_per_shard` batches.
+    """Plan each protocol and cut it into shards of at most `batches_per_shard` batches; a
+    chain is one shard of every step, for a gang of `chain_workers`.
 
     ConfigError if a protocol is unknown, named twice, or its params do not fit.
     """
@@ -215,10 +223,11 @@ def plan_job(
         raise ConfigError("protocols: name each protocol once")
     if batches_per_shard < 1:
         raise ConfigError(f"batches_per_shard must be ≥ 1, got {batches_per_shard}")
-    plans = tuple(plan_protocol(name, tokens, params) for name in protocols)
+    plans = tuple(plan_protocol(name, tokens, params, chain_workers) for name in protocols)
     shards: list[ShardSpec] = []
     for plan in plans:
-        ranges = shard_plan(plan.batches, math.ceil(plan.batches / batches_per_shard))
+        per_shard = plan.batches if plan.chain else batches_per_shard
+        ranges = shard_plan(plan.batches, math.ceil(plan.batches / max(per_shard, 1)))
         shards.extend(
             ShardSpec(
                 protocol=plan.protocol,

@@ -108,3 +108,19 @@ def shard_plan(n_batches: int, n_shards: int) -> list[range]:
         raise ConfigError(f"cannot split {n_batches} batches into {n_shards} shards")
     n = min(n_shards, n_batches)
     return [range(n_batches * i // n, n_batches * (i + 1) // n) for i in range(n)]
+
+
+@dataclass(frozen=True)
+class StreamOutline:
+    """What a stream protocol will score, counted before it runs: records per chain step
+    (chunk, document batch) in processing order, the targets they score, and the records
+    of the uncut run (max_windows aside). The service plans and prices from it; the
+    protocol's `score` yields exactly these steps."""
+
+    step_sizes: tuple[int, ...]
+    scored_tokens: int
+    units_total: int
+
+    @property
+    def units(self) -> int:
+        return sum(self.step_sizes)
