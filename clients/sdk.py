@@ -124,6 +124,7 @@ def _job_body(
     priority: int,
     group: str | None = None,
     code: tuple[int, str] | None = None,
+    chain_workers: int | None = None,
 ) -> dict[str, Any]:
     names = [protocols] if isinstance(protocols, str) else list(protocols)
     body = {
@@ -135,6 +136,8 @@ def _job_body(
     }
     if code is not None:
         body |= {"code_bytes": code[0], "code_sha256": code[1]}
+    if chain_workers is not None:
+        body["chain_workers"] = chain_workers
     return body | ({"group": group} if group is not None else {})
 
 
@@ -207,10 +210,12 @@ class Client:
         priority: int = 0,
         group: str | None = None,
         code: tuple[int, str] | None = None,
+        chain_workers: int | None = None,
     ) -> dict[str, Any]:
         """Queue a job for an uploaded artifact id, tagged with a seed `group` if given,
-        with the (bytes, sha256) of its code file if given; returns the job object."""
-        body = _job_body(artifact, dataset, protocols, params, priority, group, code)
+        with the (bytes, sha256) of its code file if given, its chains (ttt, ttt-phased)
+        on `chain_workers` workers if given; returns the job object."""
+        body = _job_body(artifact, dataset, protocols, params, priority, group, code, chain_workers)
         return self._call("POST", "/v1/jobs", json=body)
 
     def get(self, job_id: str) -> dict[str, Any]:
@@ -357,10 +362,12 @@ class AsyncClient:
         priority: int = 0,
         group: str | None = None,
         code: tuple[int, str] | None = None,
+        chain_workers: int | None = None,
     ) -> dict[str, Any]:
         """Queue a job for an uploaded artifact id, tagged with a seed `group` if given,
-        with the (bytes, sha256) of its code file if given; returns the job object."""
-        body = _job_body(artifact, dataset, protocols, params, priority, group, code)
+        with the (bytes, sha256) of its code file if given, its chains (ttt, ttt-phased)
+        on `chain_workers` workers if given; returns the job object."""
+        body = _job_body(artifact, dataset, protocols, params, priority, group, code, chain_workers)
         return await self._call("POST", "/v1/jobs", json=body)
 
     async def get(self, job_id: str) -> dict[str, Any]:

@@ -321,11 +321,11 @@ def eval_cmd(
                 bar.advance(t)
 
             report = run_protocol(inputs, proto.name, params, progress=advance)
-            if proto.sequential and params.ttt_audit_flips > 0:
-                from golf.audit.causality import audit_report
+            if proto.sequential:
+                from golf.audit.causality import stream_audit
 
                 val = inputs.dataset.val_tokens(params.seq_len)
-                audit = audit_report(inputs.model, val, proto, report.params)  # type: ignore[arg-type]
+                audit = stream_audit(inputs.model, val, proto.name, report.params)
                 report = report.model_copy(update={"audit": audit})
             reports.append(report)
     doc = eval_doc(reports, inputs, code_bytes)

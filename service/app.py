@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from golf import __version__
 from service import ray_processes
 from service.auth import ApiKeys
+from service.chains import ChainCheckpoints
 from service.datasets import Datasets
 from service.deps import AppState
 from service.errors import install_handlers
@@ -110,6 +111,8 @@ def create_app(settings: Settings, keys: ApiKeys | None = None) -> FastAPI:
             settings.max_shard_attempts,
             reads=reads,
             results=results,
+            chains=ChainCheckpoints(settings.chains_dir),
+            chain_every=settings.chain_every,
         )
         app.state.golf = AppState(
             settings,

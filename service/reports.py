@@ -3,6 +3,7 @@ so it carries the same numbers, to the bit, as `golf eval --json` on the same in
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from golf.engine.engine import Engine, EngineInfo
@@ -75,8 +76,11 @@ def build_report(
     job = store.job(job_id)
     assert job is not None
     elapsed: dict[str, float] = {}
+    audits: dict[str, dict[str, Any]] = {}  # from the shard that ran the protocol's audit
     for shard in store.shards(job_id):
         elapsed[shard.protocol] = elapsed.get(shard.protocol, 0.0) + shard.elapsed_s
+        if shard.audit is not None:
+            audits[shard.protocol] = json.loads(shard.audit)
     artifact = store.artifact(job.artifact)
     assert artifact is not None
     own_flags = artifact.flags()
@@ -101,6 +105,7 @@ def build_report(
                 protocol,
                 records,
                 plan.params,
+                audit=audits.get(protocol),
                 elapsed_s=elapsed.get(protocol, 0.0),
                 artifact_sha256=job.artifact,
                 dataset_sha256=job.dataset_sha256,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import time
 from typing import Any
@@ -19,6 +20,7 @@ from ray.exceptions import RayActorError, RayError
 
 from golf import __version__
 from golf.engine.evaluate import WindowRecord
+from service.chains import ChainCheckpoints
 from service.datasets import Datasets
 from service.errors import one_line, public, worker_death
 from service.events import Hub
@@ -28,8 +30,9 @@ from service.reads import ReadPool
 from service.reports import build_report
 from service.results import Results, job_snapshot
 from service.store import QueuedShard, ShardKey, Store
+from workers.gang import Gang
 from workers.pool import Worker, WorkerPool
-from workers.task import ShardTask
+from workers.task import Blob, ChainTask, ShardTask
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +50,8 @@ class Scheduler:
         max_attempts: int = 3,
         reads: ReadPool | None = None,
         results: Results | None = None,
+        chains: ChainCheckpoints | None = None,
+        chain_every: int = 4,
     ):
         self.store = store
         self.pool = pool
@@ -58,11 +63,14 @@ class Scheduler:
         self.max_attempts = max_attempts
         self.reads = reads or ReadPool(store.path, threads=1, record_key=store.record_key)
         self.results = results
+        self.chains = chains
+        self.chain_every = chain_every
         self._wake = asyncio.Event()
         self._engine: asyncio.Task | None = None
         self._running: dict[ShardKey, asyncio.Task] = {}
-        self._workers: dict[ShardKey, Worker] = {}
+        self._workers: dict[ShardKey, list[Worker]] = {}  # a chain's gang: several
         self._streams: dict[ShardKey, Any] = {}  # each running shard's batch stream
+        self._gangs: dict[ShardKey, Gang] = {}  # each running chain's gang
         self._stopped_jobs: set[str] = set()
         self._last_owner: str | None = None
         self._closing = False
@@ -96,14 +104,19 @@ class Scheduler:
         workers are healthy) each shard's stream is cancelled: its actor finishes the batch
         in flight, runs no other, and stays."""
         self._stopped_jobs.add(job_id)
-        for key, worker in list(self._workers.items()):
+        for key, workers in list(self._workers.items()):
             if key.job != job_id:
                 continue
             if interrupt:
-                self.pool.kill(worker)
+                for worker in workers:
+                    self.pool.kill(worker)
+            elif (gang := self._gangs.get(key)) is not None:
+                gang.cancel()
             elif (stream := self._streams.get(key)) is not None:
                 with contextlib.suppress(RayError):
                     ray.cancel(stream)
+        if self.chains is not None:
+            self.chains.drop(job_id)
         self.wake()
 
     def _report(self, store: Store, job_id: str, environment: dict[str, Any]) -> dict[str, Any]:
@@ -142,36 +155,60 @@ class Scheduler:
             await self._wake.wait()
 
     def _dispatch(self) -> None:
-        while (worker := self.pool.idle()) is not None:
+        """Give queued shards to idle workers, in the fair order. A chain takes its whole
+        gang at once: while the next shard is a chain with too few idle workers, nothing
+        else is dispatched, so the workers that come free go to it (it never holds part of
+        its gang, and it is not starved by a stream of small shards)."""
+        while self.pool.idle() is not None:
             shard = self.store.next_shard(self._last_owner)
             if shard is None:
                 return
+            idle = self.pool.idle_workers()
+            gang = self._gang_size(shard)
+            if len(idle) < gang:
+                return
+            workers = idle[: max(gang, 1)]
             self._last_owner = shard.owner
-            worker.busy = True
-            self.store.start_shard(shard.key, shard.owner, worker.name)
+            for worker in workers:
+                worker.busy = True
+            names = "+".join(worker.name for worker in workers)
+            self.store.start_shard(shard.key, shard.owner, names)
             self.hub.publish(shard.key.job)
-            self._workers[shard.key] = worker
-            self._running[shard.key] = asyncio.create_task(self._run(worker, shard))
+            self._workers[shard.key] = workers
+            self._running[shard.key] = asyncio.create_task(self._run(workers, shard))
 
-    async def _run(self, worker: Worker, shard: QueuedShard) -> None:
-        """Run one shard on one worker, persisting each batch as it arrives.
+    def _gang_size(self, shard: QueuedShard) -> int:
+        """Workers the shard runs on at once: a chain's gang, else 0 (any one worker)."""
+        job = self.store.job(shard.key.job)
+        plan = job.plans.get(shard.key.protocol) if job is not None else None
+        return plan.chain_workers if plan is not None else 0
+
+    async def _run(self, workers: list[Worker], shard: QueuedShard) -> None:
+        """Run one shard on its worker (a chain: on its gang), persisting each batch as it
+        arrives.
 
         However it ends, the shard leaves `stopping` (a failed or cancelled job's shards
-        stop counting against the owner's budget) and the slot is idle again only with a
-        live actor: one that died or that the service killed is replaced first."""
+        stop counting against the owner's budget) and the slots are idle again only with
+        live actors: one that died or that the service killed is replaced first. A gang
+        that lost a member is replaced whole: its survivors' process group is broken."""
         key = shard.key
         started = time.monotonic()
         died = False
+        worker = workers[0]
         try:
-            task = await asyncio.to_thread(self._task, shard)
-            await self._stream(worker, task, key)
+            if self._gang_size(shard):
+                await self._chain(workers, shard)
+            else:
+                task = await asyncio.to_thread(self._task, shard)
+                await self._stream(worker, task, key)
         except RayActorError as e:
             died = True
             self._workers.pop(key, None)
             if key.job not in self._stopped_jobs:
                 # A death the service caused (it killed the actor) is not the shard's fault.
+                doomed = any(w.doomed for w in workers)
                 log.warning("%s died under %s: %s", worker.name, key, one_line(e))
-                self._lost(worker, shard, worker_death(e), counts=not worker.doomed)
+                self._lost(worker, shard, worker_death(e), counts=not doomed)
         except Exception as e:
             # The task failed, not the actor (an integrity error, settings the worker cannot
             # run): the worker stays, and the job's other shards stop after their batch.
@@ -182,13 +219,16 @@ class Scheduler:
                 log.exception("%s failed", key)
                 self._fail(key.job, public(one_line(e)))
         finally:
-            self.metrics.worker_busy(worker.name, time.monotonic() - started)
+            for w in workers:
+                self.metrics.worker_busy(w.name, time.monotonic() - started)
             self._workers.pop(key, None)
             self._running.pop(key, None)
             self.store.end_stopped_shard(key)
-            if (died or worker.doomed) and not self._closing:
-                await self._replace(worker)
-            worker.busy = False
+            if not self._closing:
+                gone = workers if died else [w for w in workers if w.doomed]
+                await asyncio.gather(*(self._replace(w) for w in gone))
+            for w in workers:
+                w.busy = False
             self.hub.publish(key.job)
             self.wake()
 
@@ -216,6 +256,7 @@ class Scheduler:
         seconds = 0.0
         engine: dict[str, Any] | None = None
         digest: str | None = None
+        audit: dict[str, Any] | None = None
         async for ref in stream:
             if key.job in self._stopped_jobs:
                 await _abandon(stream)
@@ -225,20 +266,67 @@ class Scheduler:
             seconds += batch["seconds"]
             engine = batch.get("engine") or engine
             digest = batch.get("digest", digest)
-            rows = batch["records"]
-            added = self.store.add_windows(
-                key,
-                [WindowRecord(r["window"], r["nll_sum"], r["tokens"], r["bytes"]) for r in rows],
-                [r["checksum"] for r in rows],
-            )
-            self.metrics.windows_done(added)
-            if added:  # the running val_bpb series the dashboard draws (GET …/series)
-                self.store.add_series_point(key.job, key.protocol)
-            self.hub.publish(key.job)
+            audit = batch.get("audit") or audit
+            self._persist(key, batch["records"])
         if key.job in self._stopped_jobs:  # its stream was cancelled before a batch came
             self.store.end_stopped_shard(key)
             return
-        self.store.finish_shard(key, seconds, engine, digest)
+        self.store.finish_shard(key, seconds, engine, digest, audit)
+
+    def _persist(self, key: ShardKey, rows: list[dict[str, Any]]) -> None:
+        """Store a batch's records (each once), extend the running series, tell watchers."""
+        added = self.store.add_windows(
+            key,
+            [WindowRecord(r["window"], r["nll_sum"], r["tokens"], r["bytes"]) for r in rows],
+            [r["checksum"] for r in rows],
+        )
+        self.metrics.windows_done(added)
+        if added:  # the running val_bpb series the dashboard draws (GET …/series)
+            self.store.add_series_point(key.job, key.protocol)
+        self.hub.publish(key.job)
+
+    async def _chain(self, workers: list[Worker], shard: QueuedShard) -> None:
+        """Run a chain on its gang: rank 0's steps persisted as they come, its checkpoints
+        kept (service/chains.py); a re-run resumes from the latest one. A step re-run after
+        a resume stores nothing new: its records are the ones already kept, to the bit."""
+        key = shard.key
+        task = await asyncio.to_thread(self._chain_task, shard)
+        attempt = self.store.shard_attempts(key)
+        gang = Gang([w.actor for w in workers], f"{key.job}.{key.protocol}.{key.shard}.{attempt}")
+        self._gangs[key] = gang
+        seconds = 0.0
+        engine: dict[str, Any] | None = None
+        digest: str | None = None
+        audit: dict[str, Any] | None = None
+        resumed = task.resume is not None
+        try:
+            async for step in gang.stream(task):
+                if key.job in self._stopped_jobs:
+                    gang.cancel()
+                    self.store.end_stopped_shard(key)
+                    return
+                seconds += step["seconds"]
+                engine = step.get("engine") or engine
+                digest = step.get("digest", digest)
+                audit = step.get("audit") or audit
+                self._persist(key, step["records"])
+                saved = None
+                if step.get("checkpoint") is not None and self.chains is not None:
+                    await asyncio.to_thread(self.chains.save, key, step["checkpoint"])
+                    saved = step["step"] + 1
+                self.store.chain_step(
+                    key, step["step"] + 1, saved, step["step"] if resumed else None
+                )
+                resumed = False
+                self.hub.publish(key.job)
+        finally:
+            self._gangs.pop(key, None)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.to_thread(gang.close), timeout=10)
+        if key.job in self._stopped_jobs:
+            self.store.end_stopped_shard(key)
+            return
+        self.store.finish_shard(key, seconds, engine, digest, audit)
 
     def _task(self, shard: QueuedShard) -> ShardTask:
         """The shard's inputs as object-store refs (put once per content hash)."""
@@ -264,6 +352,28 @@ class Scheduler:
             record_key=self.store.record_key or b"",
         )
 
+    def _chain_task(self, shard: QueuedShard) -> ChainTask:
+        """A chain's inputs as a shard's, with the checkpoint cadence and, after a lost
+        worker or a restart, the latest checkpoint to resume from."""
+        task = self._task(shard)
+        saved = self.chains.latest(shard.key) if self.chains is not None else None
+        resume = None
+        if saved is not None:
+            resume = Blob(hashlib.sha256(saved).hexdigest(), ray.put(saved))
+        return ChainTask(
+            job=task.job,
+            protocol=task.protocol,
+            shard=task.shard,
+            params=task.params,
+            artifact=task.artifact,
+            max_decompressed=task.max_decompressed,
+            tokens=task.tokens,
+            byte_lut=task.byte_lut,
+            record_key=task.record_key,
+            every=self.chain_every,
+            resume=resume,
+        )
+
     async def _finalize(self) -> None:
         """Check and report every job whose shards are all done. The report and the job's
         window records are written as a content-addressed file (service/results.py), and
@@ -276,6 +386,8 @@ class Scheduler:
                     await asyncio.to_thread(self.results.save, job_id, snapshot)
                 if self.store.succeed_job(job_id, report):
                     await asyncio.to_thread(self.store.checkpoint)
+                    if self.chains is not None:
+                        self.chains.drop(job_id)
                 elif self.results is not None:  # cancelled meanwhile: no result to keep
                     self.results.forget(job_id)
             except Exception as e:

@@ -10,7 +10,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from golf.data.bytes import bits_per_byte
 from golf.engine.report import ProtocolReport
+from golf.spec.jobplan import ProtocolPlan
 from golf.spec.records import ArtifactSummary, Flag
+from golf.spec.registry import get_protocol
 from service.store import JobProgress, JobRow, ProtocolSums, ShardRow
 
 MAX_LISTED_SHARDS = 256
@@ -97,6 +99,10 @@ class JobCreate(BaseModel):
     """Bytes of the submission's code file (`golf submit --code FILE`), counted with the
     artifact against the 16,000,000-byte cap; overrides the artifact's declaration."""
     code_sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
+    chain_workers: int | None = Field(None, ge=1, le=1024, strict=True)
+    """Workers a chain protocol (`ttt`, `ttt-phased`) runs on as one gang, data-parallel;
+    default every worker of the pool. Its score depends on the count by summation order
+    only (≤ 1e-6 val_bpb, docs/TTT.md); the job records the count it ran with."""
 
 
 class ShardOut(BaseModel):
@@ -121,6 +127,26 @@ class Running(BaseModel):
     val_bpb: float | None
     tokens: int
     bytes: int
+
+
+class ChainOut(BaseModel):
+    """Where a chain protocol (`ttt`, `ttt-phased`) stands: one run on a gang of workers,
+    step by step, rather than shards."""
+
+    unit: str
+    """What a step is: `chunk` (ttt) or `document batch` (ttt-phased)."""
+    steps: int
+    steps_done: int
+    workers: int
+    """Gang size: workers that run its steps data-parallel."""
+    held_by: str | None
+    """The workers holding it now (`worker-0+worker-1`), while it runs."""
+    state: str
+    checkpoint: int | None
+    """The step it resumes at if it loses a worker (its latest checkpoint)."""
+    resumed_at: int | None
+    """The step its latest run resumed from (after a lost worker or a restart)."""
+    attempts: int
 
 
 class JobSummary(BaseModel):
@@ -148,6 +174,8 @@ class JobSummary(BaseModel):
     partial: bool = False
     """Its plan scores fewer windows than the whole val (max_windows cut it): decided from
     the counts, so a max_windows past the end is no partial run."""
+    chains: dict[str, ChainOut] = Field(default_factory=dict)
+    """Per chain protocol, where its run stands (protocols cut into shards are absent)."""
 
 
 class JobOut(JobSummary):
@@ -289,6 +317,20 @@ class Health(BaseModel):
     db_checked_at: float | None = None
 
 
+def chain_object(plan: ProtocolPlan, sums: ProtocolSums) -> dict[str, Any]:
+    return {
+        "unit": get_protocol(plan.protocol).step_name,  # type: ignore[attr-defined]
+        "steps": plan.batches,
+        "steps_done": sums.steps_done,
+        "workers": plan.chain_workers,
+        "held_by": sums.workers if sums.state == "running" else None,
+        "state": sums.state or "queued",
+        "checkpoint": sums.checkpoint,
+        "resumed_at": sums.resumed_at,
+        "attempts": sums.attempts,
+    }
+
+
 def job_object(
     job: JobRow, progress: JobProgress, shards: list[ShardRow] | None = None
 ) -> dict[str, Any]:
@@ -321,6 +363,11 @@ def job_object(
             plan.partial if plan.partial is not None else plan.params.max_windows is not None
             for plan in job.plans.values()
         ),
+        "chains": {
+            protocol: chain_object(plan, progress.protocols.get(protocol, ProtocolSums()))
+            for protocol, plan in job.plans.items()
+            if plan.chain
+        },
     }
     if shards is not None:
         doc["shards"] = [

@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     """Workers a shard may lose (crash, out of memory) before its job fails naming it."""
     batches_per_shard: int = Field(8, ge=1)
     """Shard size: a dead worker costs at most this many batches of re-run."""
+    chain_every: int = Field(4, ge=1, le=1_000_000)
+    """A chain (`ttt`, `ttt-phased`) checkpoints every this many steps (chunks, document
+    batches): a lost worker costs at most this many steps of re-run."""
 
     max_streams: int = Field(1024, ge=1, le=100_000)
     """Open streaming responses (job events, windows.ndjson) of all owners together."""
@@ -97,6 +100,11 @@ class Settings(BaseSettings):
     def results_dir(self) -> Path:
         """Finished reports and their window records, as content-addressed files."""
         return self.state_dir / "results"
+
+    @property
+    def chains_dir(self) -> Path:
+        """Running chains' latest checkpoints (service/chains.py)."""
+        return self.state_dir / "chains"
 
     @property
     def record_key_path(self) -> Path:

@@ -50,7 +50,9 @@ CREATE TABLE IF NOT EXISTS shards (
     state TEXT NOT NULL DEFAULT 'queued', windows_done INTEGER NOT NULL DEFAULT 0,
     tokens INTEGER NOT NULL DEFAULT 0, bytes INTEGER NOT NULL DEFAULT 0,
     nll_sum REAL NOT NULL DEFAULT 0, worker TEXT, attempts INTEGER NOT NULL DEFAULT 0,
-    elapsed_s REAL NOT NULL DEFAULT 0, engine TEXT, PRIMARY KEY (job, protocol, shard));
+    elapsed_s REAL NOT NULL DEFAULT 0, engine TEXT, digest TEXT,
+    step INTEGER NOT NULL DEFAULT 0, checkpoint INTEGER, resumed_at INTEGER, audit TEXT,
+    PRIMARY KEY (job, protocol, shard));
 CREATE INDEX IF NOT EXISTS shards_queued ON shards (job, protocol, shard)
     WHERE state = 'queued';
 CREATE TABLE IF NOT EXISTS windows (
@@ -89,6 +91,10 @@ MIGRATIONS = (
     ("jobs", "grp", "TEXT"),  # `group` is an SQL keyword
     ("shards", "digest", "TEXT"),
     ("windows", "shard", "INTEGER"),  # which shard sent the row (document batches interleave)
+    ("shards", "step", "INTEGER NOT NULL DEFAULT 0"),  # a chain's steps done
+    ("shards", "checkpoint", "INTEGER"),  # the step a chain's latest checkpoint resumes at
+    ("shards", "resumed_at", "INTEGER"),  # the step a chain's last re-run started from
+    ("shards", "audit", "TEXT"),  # JSON of the causality audit its worker ran, if any
 )
 
 
@@ -154,6 +160,13 @@ class ProtocolSums:
     tokens: int = 0
     bytes: int = 0
     nll_sum: float = 0.0
+    # A chain's one shard, as it stands (meaningless for protocols cut into shards):
+    steps_done: int = 0  # chunks / document batches done
+    checkpoint: int | None = None  # the step it resumes at if it loses a worker
+    state: str | None = None
+    workers: str | None = None  # the gang it holds, `worker-0+worker-1`
+    attempts: int = 0
+    resumed_at: int | None = None
 
 
 @dataclass
@@ -184,6 +197,10 @@ class ShardRow:
     elapsed_s: float
     engine: str | None  # JSON of the golf.engine.EngineInfo its worker ran
     digest: str | None = None  # workers.integrity.shard_digest of its records
+    step: int = 0  # a chain's steps done (its batches are chain steps)
+    checkpoint: int | None = None  # the step a chain resumes at after a lost worker
+    resumed_at: int | None = None  # the step a chain's latest re-run resumed from
+    audit: str | None = None  # JSON of the stream causality audit (the first batch's shard)
 
 
 @dataclass(frozen=True)
@@ -540,7 +557,9 @@ class Store:
         rows = self._all(
             f"SELECT job, protocol, state, count(*) AS n, sum(windows_done) AS done,"
             f" sum(windows_total) AS total, sum(tokens) AS tokens, sum(bytes) AS bytes,"
-            f" sum(nll_sum) AS nll FROM shards WHERE job IN ({marks})"
+            f" sum(nll_sum) AS nll, sum(step) AS step, max(checkpoint) AS checkpoint,"
+            f" max(worker) AS worker, max(attempts) AS attempts, max(resumed_at) AS resumed"
+            f" FROM shards WHERE job IN ({marks})"
             f" GROUP BY job, protocol, state",
             job_ids,
         )
@@ -554,6 +573,11 @@ class Store:
             sums.tokens += r["tokens"]
             sums.bytes += r["bytes"]
             sums.nll_sum += r["nll"]
+            # A chain is one shard, so one group: its state, workers and step as they are.
+            sums.steps_done += r["step"]
+            sums.checkpoint = r["checkpoint"]
+            sums.state, sums.workers, sums.attempts = r["state"], r["worker"], r["attempts"]
+            sums.resumed_at = r["resumed"]
         return out
 
     def next_shard(self, last_owner: str | None) -> QueuedShard | None:
@@ -662,20 +686,47 @@ class Store:
             )
         return added
 
+    def chain_step(
+        self,
+        key: ShardKey,
+        step: int,
+        checkpoint: int | None = None,
+        resumed_at: int | None = None,
+    ) -> None:
+        """A running chain finished `step` steps (with `checkpoint`: and saved the state it
+        resumes from at that step; with `resumed_at`: this run resumed at that step)."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE shards SET step = ?, checkpoint = coalesce(?, checkpoint),"
+                " resumed_at = coalesce(?, resumed_at)"
+                " WHERE job = ? AND protocol = ? AND shard = ?",
+                (step, checkpoint, resumed_at, key.job, key.protocol, key.shard),
+            )
+
     def finish_shard(
         self,
         key: ShardKey,
         elapsed_s: float,
         engine: dict[str, Any] | None = None,
         digest: str | None = None,
+        audit: dict[str, Any] | None = None,
     ) -> None:
-        """Mark a shard done, with the engine (golf.engine.EngineInfo) its worker ran and
-        the digest its worker computed over its records (workers.integrity)."""
+        """Mark a shard done, with the engine (golf.engine.EngineInfo) its worker ran, the
+        digest its worker computed over its records (workers.integrity) and the causality
+        audit it ran, if it ran one."""
         with self._tx() as db:
             db.execute(
-                "UPDATE shards SET state = 'done', elapsed_s = ?, engine = ?, digest = ?"
-                " WHERE job = ? AND protocol = ? AND shard = ? AND state = 'running'",
-                (elapsed_s, json.dumps(engine), digest, key.job, key.protocol, key.shard),
+                "UPDATE shards SET state = 'done', elapsed_s = ?, engine = ?, digest = ?,"
+                " audit = ? WHERE job = ? AND protocol = ? AND shard = ? AND state = 'running'",
+                (
+                    elapsed_s,
+                    json.dumps(engine),
+                    digest,
+                    None if audit is None else json.dumps(audit),
+                    key.job,
+                    key.protocol,
+                    key.shard,
+                ),
             )
 
     def add_series_point(self, job_id: str, protocol: str) -> None:

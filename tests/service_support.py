@@ -11,6 +11,7 @@ import httpx
 import uvicorn
 from fastapi.testclient import TestClient
 
+from golf.audit.causality import stream_audit
 from golf.data.shards import Dataset
 from golf.engine.runner import EvalInputs, run_protocol
 from golf.formats.artifact import random_artifact
@@ -134,10 +135,17 @@ def wait_job(
 def local_reports(
     artifact: Path, data_dir: Path, protocols: list[str], params: dict[str, Any]
 ) -> list[dict[str, Any]]:
-    """What `golf eval --json` reports for the same inputs, in this process."""
+    """What `golf eval --json` reports for the same inputs, in this process (the stream
+    protocols' with the causality audit `golf eval` attaches)."""
     inputs = EvalInputs.load(str(artifact), str(data_dir))
     parsed = EvalParams.parse(params)
-    return [run_protocol(inputs, p, parsed).model_dump(mode="json") for p in protocols]
+    reports = []
+    for name in protocols:
+        report = run_protocol(inputs, name, parsed)
+        tokens = inputs.dataset.val_tokens(report.params.seq_len)
+        audit = stream_audit(inputs.model, tokens, name, report.params)
+        reports.append(report.model_copy(update={"audit": audit}).model_dump(mode="json"))
+    return reports
 
 
 def without_elapsed(reports: list[dict[str, Any]]) -> list[dict[str, Any]]:

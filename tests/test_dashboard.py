@@ -276,6 +276,47 @@ def test_a_running_job_opened_late_shows_its_whole_chart_at_800_px_and_can_be_ca
     context.close()
 
 
+def test_a_chain_shows_where_it_stands_not_a_grid(
+    server: str, browser: Browser, demo_data: Path, tmp_path: Path
+) -> None:
+    """A `ttt` job runs as one chain on a gang: its row is a bar of chunks done, the gang
+    that holds it and its last checkpoint, moving while it runs, full when it is done."""
+    api = httpx.Client(base_url=server, headers=auth("carol"), timeout=30)
+    artifact = make_artifact(demo_data, tmp_path / "chain.golf", seed=13)
+    uploaded = api.post("/v1/artifacts", files={"file": ("chain.golf", artifact.read_bytes())})
+    params = {k: v for k, v in PARAMS.items() if k != "max_windows"} | {
+        "ttt_chunk_tokens": 256,
+        "ttt_epochs": 3,
+        "ttt_batch_seqs": 4,
+    }
+    body = {"artifact": uploaded.json()["id"], "dataset": "demo", "protocols": ["sliding", "ttt"]}
+    job = api.post("/v1/jobs", json=body | {"params": params, "chain_workers": 2}).json()
+    page = browser.new_context(viewport=VIEWPORT).new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(server + "/")
+    enter_key(page, KEYS["carol"])
+    page.goto(f"{server}/jobs/{job['id']}")
+    wait = {"timeout": TIMEOUT_MS}
+    chain = page.locator('#grid .chain[data-protocol="ttt"]')
+    expect(chain).to_have_count(1, **wait)
+    expect(page.locator("#grid .cells")).to_have_count(1)  # sliding keeps its shard grid
+    steps = api.get(f"/v1/jobs/{job['id']}").json()["chains"]["ttt"]["steps"]
+    # Live: the bar moves while the chain runs (the page follows the job's events).
+    expect(chain).to_have_attribute("data-state", "running", **wait)
+    first = int(chain.get_attribute("data-step") or 0)
+    expect(chain).not_to_have_attribute("data-step", str(first), **wait)
+    expect(chain.locator(".chain-facts")).to_contain_text("2 workers (worker-", **wait)
+    expect(chain).to_have_attribute("data-state", "done", **wait)
+    expect(chain.locator(".chain-facts")).to_contain_text(f"chunk {steps}/{steps}", **wait)
+    expect(chain.locator(".chain-facts")).to_contain_text("checkpoint at")
+    final = api.get(f"/v1/jobs/{job['id']}").json()
+    bpb = final["running"]["ttt"]["val_bpb"]
+    expect(chain.locator(".chain-facts")).to_contain_text(f"running val_bpb {bpb:.6f}")
+    assert _no_horizontal_scroll(page)
+    page.screenshot(path=SCREENSHOTS / "dashboard-chain.png", full_page=True)
+    page.context.close()
+
+
 WHOLE = {"seq_len": 256, "stride": 256, "batch_windows": 16, "slot_steps": 2}
 """Whole-val runs that stay short: the demo val in about 120 windows of 256 tokens."""
 

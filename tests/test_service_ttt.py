@@ -1,6 +1,7 @@
 """`ttt-lora` through the service: its document batches planned as shards, run on 1 or 2
 workers, give `golf eval`'s records and report to the bit; the records pass the service's
-integrity checks (a row moved to another shard does not); the chains are refused."""
+integrity checks (a row moved to another shard does not); record modes are refused (the
+chains, `ttt` and `ttt-phased`, run on gangs: tests/test_service_chain.py)."""
 
 import sqlite3
 from dataclasses import asdict
@@ -122,12 +123,11 @@ def test_ttt_lora_on_the_service_equals_golf_eval(
 @pytest.mark.parametrize(
     ("protocol", "extra", "fragment"),
     [
-        ("ttt", {}, "'ttt' is a sequential chain"),
-        ("ttt-phased", {}, "'ttt-phased' is a sequential chain"),
+        ("ttt-phased", {"ttt_mode": "record"}, "the service runs ttt_mode=canonical"),
         ("ttt-lora", {"ttt_mode": "record"}, "the service runs ttt_mode=canonical"),
     ],
 )
-def test_chains_are_refused_with_one_line(
+def test_record_modes_are_refused_with_one_line(
     ray_cluster, tmp_path: Path, demo_data: Path, artifact: Path, protocol, extra, fragment
 ) -> None:
     with serve(make_settings(tmp_path, demo_data)) as client:

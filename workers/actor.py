@@ -19,6 +19,7 @@ import torch.distributed as dist
 from ray.util import collective
 from torch import nn
 
+from golf.audit.causality import stream_audit
 from golf.engine.engine import Engine, EngineModel
 from golf.engine.evaluate import (
     WindowRecord,
@@ -83,10 +84,10 @@ class EvalWorker:
         if self.scorer != "model":
             yield from synthetic_shard(task, self.scorer)
             return
-        model, tokens, byte_lut = self._inputs(task)
+        raw, model, tokens, byte_lut = self._inputs(task)
         protocol = get_protocol(task.protocol)
         if isinstance(protocol, StreamProtocol):
-            yield from self._stream_shard(task, model, tokens, byte_lut, protocol)
+            yield from self._stream_shard(task, raw, model, tokens, byte_lut, protocol)
             return
         plan = protocol.plan(tokens.numel() - 1, task.params)
         digest = ShardDigest()
@@ -109,10 +110,12 @@ class EvalWorker:
     ) -> Iterator[dict[str, Any]]:
         """Rank `rank` of `world` of one chain (`ttt`, `ttt-phased`) joined by the gang
         `group` (workers/gang.py). Yields `{"step", "steps", "seconds", "records",
-        "engine", "digest", "checkpoint"}` per chain step; records (with checksums), the
-        digest over every record of the chain so far (restored ones included, in window
-        order) and the checkpoint (bytes, every `task.every` steps) come from rank 0 only.
-        The group is left at the end, however the chain ends."""
+        "engine", "digest", "checkpoint", "audit"}` per chain step; records (with
+        checksums), the digest over every record of the chain so far (restored ones
+        included, in window order) and the checkpoint (bytes, every `task.every` steps)
+        come from rank 0 only, and with the last step rank 0's causality audit of the
+        protocol (golf eval's, on the same prefix). The group is left at the end, however
+        the chain ends."""
         if self.scorer != "model":
             raise ConfigError("the synthetic scorer makes up shard records; it runs no chain")
         gang = join_gang(rank, world, group, self.device)
@@ -127,7 +130,7 @@ class EvalWorker:
         leave_gang(group)
 
     def _chain(self, task: ChainTask, gang: Group) -> Iterator[dict[str, Any]]:
-        model, tokens, byte_lut = self._inputs(task)
+        raw, model, tokens, byte_lut = self._inputs(task)
         protocol = get_protocol(task.protocol)
         chain = getattr(protocol, "chain", None)
         if chain is None:
@@ -147,12 +150,14 @@ class EvalWorker:
             if step is None:
                 return
             records: list[dict[str, Any]] = []
-            saved = None
+            saved = audit = None
             if gang.rank == 0:
                 records = checked(task, [scored_record(u, host, byte_lut) for u in step.units])
                 digest.add(records)
                 if due(step, task.every) and step.snapshot is not None:
                     saved = chain_bytes(step.snapshot())
+                if step.index == step.steps - 1:
+                    audit = stream_audit(raw, host, task.protocol, task.params)
             self.last_engine = model.info().model_dump(mode="json")
             yield {
                 "step": step.index,
@@ -162,11 +167,14 @@ class EvalWorker:
                 "engine": self.last_engine,
                 "digest": digest.value() if gang.rank == 0 else None,
                 "checkpoint": saved,
+                "audit": audit,
             }
 
-    def _inputs(self, task: ShardTask | ChainTask) -> tuple[EngineModel, torch.Tensor, Any]:
-        """The task's model prepared for its engine, val tokens on the device and byte
-        counter, from the actor's caches (loaded from the object store on a miss)."""
+    def _inputs(
+        self, task: ShardTask | ChainTask
+    ) -> tuple[nn.Module, EngineModel, torch.Tensor, Any]:
+        """The task's model as loaded and prepared for its engine, val tokens on the device
+        and byte counter, from the actor's caches (loaded from the object store on a miss)."""
         raw = self.models.get(
             task.artifact.key,
             lambda: load_model(
@@ -186,11 +194,12 @@ class EvalWorker:
             task.tokens.key, lambda: device_tokens(ray.get(task.tokens.ref), model)
         )
         byte_lut = self.luts.get(task.byte_lut.key, lambda: ray.get(task.byte_lut.ref))
-        return model, tokens, byte_lut
+        return raw, model, tokens, byte_lut
 
     def _stream_shard(
         self,
         task: ShardTask,
+        raw: nn.Module,
         model: EngineModel,
         tokens: torch.Tensor,
         byte_lut: Any,
@@ -199,7 +208,9 @@ class EvalWorker:
         """A shardable stream protocol (canonical `ttt-lora`) one document batch at a time,
         each exactly as in the whole run (`score(..., only=[k])`). Its records are per
         document, and a batch's documents are not consecutive, so the digest runs over the
-        shard's records so far in window order (the order the service checks them in)."""
+        shard's records so far in window order (the order the service checks them in).
+        The shard holding the first batch also runs the protocol's causality audit (golf
+        eval's, on the same prefix) and sends it with its last batch."""
         if not protocol.shardable(task.params):
             raise ConfigError(f"protocol {task.protocol!r} runs whole, not by batch")
         done: list[dict[str, Any]] = []
@@ -209,7 +220,11 @@ class EvalWorker:
             records = checked(task, units)
             done.extend(records)
             self.last_engine = model.info().model_dump(mode="json")
+            audit = None
+            if task.batch_lo == 0 and k == task.batch_hi - 1:
+                audit = stream_audit(raw, tokens.cpu().numpy(), task.protocol, task.params)
             yield {
+                "audit": audit,
                 "batch": k,
                 "seconds": time.perf_counter() - started,
                 "records": records,

@@ -1,4 +1,11 @@
-"""The set of evaluation actors: started together, each replaced when it dies."""
+"""The set of evaluation actors: their slots reserved together, each actor replaced when
+it dies.
+
+The slots are the bundles of one placement group, so the pool holds all its GPUs or none
+(gang scheduling: a chain run on several workers never waits on part of them) and a
+replacement actor lands in the slot its predecessor left. SPREAD puts the bundles on
+different nodes where resources allow, so a lost node costs as few workers as it can.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import ray
+from ray.util.placement_group import placement_group, remove_placement_group
+from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from workers.actor import EvalWorker
 
@@ -38,18 +47,18 @@ class WorkerPool:
         cache_size: int,
         scorer: str = "model",
     ):
-        # SPREAD: on a cluster the actors go to different nodes where resources allow
-        # (one per node before two on one), so a lost node costs as few workers as it can.
-        self.options: dict[str, Any] = {"num_cpus": cpus, "scheduling_strategy": "SPREAD"}
-        if gpus:
-            self.options["num_gpus"] = gpus
+        self.bundle: dict[str, float] = {"CPU": cpus} | ({"GPU": gpus} if gpus else {})
+        self.options: dict[str, Any] = {"num_cpus": cpus} | ({"num_gpus": gpus} if gpus else {})
+        self.group: Any = None  # the placement group, made by start()
         self.threads = threads
         self.cache_size = cache_size
         self.scorer = scorer  # "model", or "synthetic[:rate]": a load-test simulation
         self.workers = [Worker(f"worker-{i}") for i in range(size)]
 
     async def start(self) -> None:
-        """Start every actor and wait until each answers."""
+        """Reserve every slot at once, then start every actor and wait until each answers."""
+        self.group = placement_group([self.bundle] * len(self.workers), strategy="SPREAD")
+        await self.group.ready()
         await asyncio.gather(*(self._spawn(worker) for worker in self.workers))
 
     async def replace(self, worker: Worker) -> None:
@@ -68,7 +77,11 @@ class WorkerPool:
             ray.kill(worker.actor, no_restart=True)
 
     def idle(self) -> Worker | None:
-        return next((w for w in self.workers if not w.busy and not w.doomed), None)
+        return next(iter(self.idle_workers()), None)
+
+    def idle_workers(self) -> list[Worker]:
+        """Every slot free for a shard now, in slot order."""
+        return [w for w in self.workers if not w.busy and not w.doomed]
 
     def capabilities(self) -> list[dict[str, Any]]:
         """What each ready actor reported it can run (device, flash attention, Triton)."""
@@ -83,10 +96,16 @@ class WorkerPool:
             if worker.actor is not None:
                 with contextlib.suppress(Exception):
                     ray.kill(worker.actor, no_restart=True)
+        if self.group is not None:
+            with contextlib.suppress(Exception):
+                remove_placement_group(self.group)
 
     async def _spawn(self, worker: Worker) -> None:
         worker.info = {}
-        worker.actor = EvalWorker.options(**self.options).remote(
+        slot = PlacementGroupSchedulingStrategy(
+            self.group, placement_group_bundle_index=self.workers.index(worker)
+        )
+        worker.actor = EvalWorker.options(**self.options, scheduling_strategy=slot).remote(
             worker.name, self.threads, self.cache_size, self.scorer
         )
         worker.info = worker.known = await worker.actor.info.remote()

@@ -241,6 +241,18 @@ def audit_shape(params: EvalParams, n_tokens: int, n_docs: int) -> EvalParams:
     )
 
 
+def stream_audit(
+    model: Scorer, tokens: np.ndarray, protocol: str, params: EvalParams
+) -> dict[str, str | int | float | bool] | None:
+    """What a report of `protocol` carries as its audit: `audit_report` for the protocols
+    that adapt as they score (None for frozen ones, or with `ttt_audit_flips` 0). `golf
+    eval` and the service's workers both call this, so their reports agree."""
+    proto = get_protocol(protocol)
+    if not isinstance(proto, StreamProtocol) or params.ttt_audit_flips == 0:
+        return None
+    return audit_report(model, np.asarray(tokens), proto, proto.resolve(params))
+
+
 def audit_report(
     model: Scorer, tokens: np.ndarray, protocol: StreamProtocol, params: EvalParams
 ) -> dict[str, str | int | float | bool]:

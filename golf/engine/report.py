@@ -98,9 +98,11 @@ def make_report(
     byte_source: str = "sentencepiece-luts",
     windows_total: int | None = None,
     wall_s: float | None = None,
+    audit: dict[str, Any] | None = None,
 ) -> ProtocolReport:
     """A report from per-window records, however and wherever they were computed;
-    `windows_total` is the uncut plan's window count (to tell a partial run)."""
+    `windows_total` is the uncut plan's window count (to tell a partial run), `audit` the
+    stream causality audit of a protocol that adapts as it scores."""
     summary = summarize(records)
     partial = windows_total is not None and summary["windows"] < windows_total
     return ProtocolReport(
@@ -108,6 +110,7 @@ def make_report(
         **summary,
         windows_total=windows_total,
         partial=partial,
+        audit=audit,
         wall_s=wall_s,
         projected_8xh100_s=projected_8xh100_s(elapsed_s, engine.device_name),
         ci95=score_ci(Windows.of(records)) if records else None,

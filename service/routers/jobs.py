@@ -65,10 +65,17 @@ async def submit_job(body: JobCreate, caller: CallerDep, s: StateDep) -> dict[st
     if (why := unrunnable(params, s.pool.capabilities())) is not None:
         raise http_error(422, why)
 
+    pool = len(s.pool.workers)
+    gang = body.chain_workers or pool
+    if gang > pool:
+        raise http_error(
+            422, f"chain_workers {gang} exceeds this service's {pool} workers: at most {pool}"
+        )
+
     def prepare() -> tuple[JobPlan, str]:
         dataset.check_compatible(artifact.tokenizer_sha256, artifact.vocab_size)
-        tokens = dataset.val_tokens(params.seq_len)  # document plans count their documents
-        plan = plan_job(tokens, body.protocols, params, s.settings.batches_per_shard)
+        tokens = dataset.val_tokens(params.seq_len)  # stream plans outline the tokens
+        plan = plan_job(tokens, body.protocols, params, s.settings.batches_per_shard, gang)
         check_plan(plan, artifact, s.settings)
         return plan, dataset.sha256
 

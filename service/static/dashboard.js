@@ -512,19 +512,49 @@ function definitionList(pairs, attrs = {}) {
 // ---------------------------------------------------------------- shard grid
 
 function renderGrid(section, job) {
+  const chains = job.chains || {};
   const rows = job.protocols.map((protocol) =>
     el(
       "div",
       { class: "grid-row" },
       el("div", { class: "grid-label" }, protocol),
-      el(
-        "div",
-        { class: "cells" },
-        job.shards.filter((s) => s.protocol === protocol).map(shardCell),
-      ),
+      protocol in chains
+        ? chainBar(protocol, chains[protocol], job.running[protocol])
+        : el(
+            "div",
+            { class: "cells" },
+            job.shards.filter((s) => s.protocol === protocol).map(shardCell),
+          ),
     ),
   );
   fill(section, el("h2", {}, `Shards (${job.shards.length})`), rows, gridLegend());
+}
+
+/** A chain (ttt, ttt-phased) is one run on a gang: where it is, not a grid of one cell. */
+function chainBar(protocol, chain, running) {
+  const pct = percent(chain.steps_done, chain.steps);
+  const bpb = running && running.val_bpb !== null ? running.val_bpb.toFixed(6) : "—";
+  const facts = [
+    `${chain.unit} ${chain.steps_done}/${chain.steps}`,
+    `${chain.workers} worker${chain.workers === 1 ? "" : "s"}` +
+      (chain.held_by ? ` (${chain.held_by})` : ""),
+    chain.checkpoint === null ? "no checkpoint yet" : `checkpoint at ${chain.checkpoint}`,
+    chain.resumed_at === null ? null : `resumed at ${chain.resumed_at}`,
+    `running val_bpb ${bpb}`,
+    `attempts ×${chain.attempts}`,
+  ].filter((fact) => fact !== null);
+  return el(
+    "div",
+    {
+      class: `chain state-${chain.state}`,
+      "data-protocol": protocol,
+      "data-state": chain.state,
+      "data-step": chain.steps_done,
+      title: `${protocol}: ${chain.state}, ${facts.join(", ")}`,
+    },
+    el("div", { class: "chain-track" }, el("div", { class: "chain-fill", style: `width: ${pct}%` })),
+    el("div", { class: "chain-facts" }, facts.join(" · ")),
+  );
 }
 
 function shardCell(shard) {
