@@ -182,8 +182,6 @@ class TTTPhased(TTTLoRA):
                 "ttt-phased record mode is the record's single process: run it on one worker "
                 "(canonical mode runs on any number)"
             )
-        if record_rng is not None and resume is not None:
-            raise ConfigError("ttt-phased record mode draws one stream: it cannot resume")
         phases = phase_plan(docs, batches, phase_boundaries(len(docs), params), record_rng)
         scored: list[Scored] = []
         begin = 0
@@ -191,6 +189,11 @@ class TTTPhased(TTTLoRA):
             resume_model(module, resume)
             begin = resume_step(resume, len(batches))
             scored = list(resume.scored) if group.rank == 0 else []
+            if record_rng is not None:  # the one stream, drawn as the skipped batches did
+                for j in range(begin):
+                    BatchedLoRA(shape, len(batches[j].docs)).reset(record_rng)
+                    for _ in phases[j]:
+                        BatchedLoRA(shape, params.lora_batch_docs).reset(record_rng)
         n = len(batches)
         k = begin
         while k < n:
