@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from golf.protocols.ttt import TTT
 from golf.spec.errors import ConfigError
 from golf.spec.params import EvalParams
 from workers.actor import EvalWorker
+from workers.gang import Gang
 from workers.integrity import record_checksum, shard_digest
 from workers.task import Blob, ChainTask
 
@@ -39,10 +41,13 @@ KEY = b"k" * 32
 # World 2 sums each step's gradient as g0 + g1 (each rank's share of Σ CE / n) where
 # world 1 back-propagates the mean over all rows at once: the same sum in another order,
 # so each gradient component differs by a few fp32 ulps (~1e-7 relative). Clipping and
-# SGD pass that on to the weights, which after the chain's 24 steps (3 trained chunks x 2
-# epochs x 4 steps) at lr 0.02 differ by ~1e-7 relative or less; a per-target NLL of
-# ~7 nats then moves by ~1e-6 nats at most, and the mean over ~4,000 targets divided by
-# ln 2 and ~2.4 bytes per token moves val_bpb by well under 1e-6.
+# SGD pass that on: after the chain's 24 steps (3 trained chunks × 2 epochs × 4 steps)
+# the weights differ by ~1e-7 relative at most (the steps do not amplify a perturbation
+# at lr 0.02 on a model this size), so a logit (≲ 5 in magnitude for this tiny model)
+# moves by ≲ 5e-7 and a target's NLL (log-softmax: at most twice the logits' largest
+# move) by ≲ 1e-6 nats. val_bpb = mean NLL · (tokens / bytes) / ln 2, with ~2.4 bytes
+# per token a factor 0.6: ≲ 6e-7 even if every target moved the same way (measured:
+# ~1e-9).
 WORLD2_BPB = 1e-6
 
 
@@ -79,26 +84,44 @@ def task(setup, protocol: str, params: EvalParams, every: int = 0, resume=None) 
 
 
 def workers(n: int) -> list:
-    return [EvalWorker.options(num_cpus=0.25).remote(f"w{i}", 1, 2) for i in range(n)]
+    """Fresh EvalWorker actors, one thread each (as the in-process reference)."""
+    actors = [EvalWorker.options(num_cpus=0.25).remote(f"w{i}", 1, 2) for i in range(n)]
+    ray.get([a.info.remote() for a in actors])
+    return actors
 
 
-def run(gang_actors: list, chain: ChainTask, name: str = "t", stop_after: int | None = None):
-    """Every item rank 0 streams (up to `stop_after` items), and the wall seconds."""
-    from workers.gang import Gang
+@pytest.fixture(scope="module")
+def pair(setup):
+    """Two actors every test below that kills none shares: each test's gangs are formed
+    from actors that ran other gangs before (close() must have freed them)."""
+    actors = workers(2)
+    yield actors
+    for actor in actors:
+        ray.kill(actor)
 
-    gang = Gang(gang_actors, name)
 
-    async def collect() -> list[dict]:
-        items = []
+def run(
+    gang_actors: list,
+    chain: ChainTask,
+    name: str = "t",
+    *,
+    ahead: int | None = None,
+    after: Callable[[Gang, list[dict]], None] | None = None,
+) -> tuple[list[dict], float]:
+    """Every item rank 0 streams and the wall seconds; `after(gang, items)` runs after
+    each item (to cancel or kill mid-chain)."""
+    gang = Gang(gang_actors, name, ahead=ahead)
+
+    async def collect(items: list[dict]) -> None:
         async for item in gang.stream(chain):
             items.append(item)
-            if stop_after is not None and len(items) == stop_after:
-                break
-        return items
+            if after is not None:
+                after(gang, items)
 
     started = time.perf_counter()
+    items: list[dict] = []
     try:
-        items = asyncio.run(collect())
+        asyncio.run(collect(items))
     finally:
         gang.close()
     return items, time.perf_counter() - started
@@ -128,13 +151,14 @@ def test_solo_group_is_golf_eval(setup) -> None:
     assert all(np.array_equal(a.nll, b.nll) for a, b in zip(plain, solo, strict=True))
 
 
-@pytest.mark.parametrize("world", [1, 2])
-def test_ttt_gang_equals_golf_eval(setup, world: int) -> None:
-    expected = local_records(setup, "ttt", TTT_PARAMS)
-    actors = workers(world)
-    items, seconds = run(actors, task(setup, "ttt", TTT_PARAMS))
-    for actor in actors:
-        ray.kill(actor)
+@pytest.mark.parametrize(("world", "batch_seqs"), [(1, 4), (2, 4), (2, 3)])
+def test_ttt_gang_equals_golf_eval(setup, pair, world: int, batch_seqs: int) -> None:
+    """batch_seqs 3: each chunk's 16 rows end in a 1-row step, where rank 0 has no row
+    and takes its gradient from rank 1 alone."""
+    params = TTT_PARAMS.model_copy(update={"ttt_batch_seqs": batch_seqs})
+    expected = local_records(setup, "ttt", params)
+    run(pair[:world], task(setup, "ttt", params))  # warm: inputs loaded and cached
+    items, seconds = run(pair[:world], task(setup, "ttt", params))
     got = as_records(items)
     assert [i["step"] for i in items] == [0, 1, 2, 3] and items[0]["steps"] == 4
     assert [r.window for r in got] == [r.window for r in expected]
@@ -154,7 +178,7 @@ def test_ttt_gang_equals_golf_eval(setup, world: int) -> None:
         assert delta > 0 or got == expected  # the bound is the rounding, not a no-op
 
 
-LORA = {"lora_rank": 4, "lora_chunk": 16, "lora_batch_docs": 3, "lora_lr": 0.01}
+LORA = {"lora_rank": 4, "lora_chunk": 32, "lora_batch_docs": 3, "lora_lr": 0.01}
 PHASED = BASE.model_copy(
     update=LORA
     | {
@@ -168,7 +192,7 @@ PHASED = BASE.model_copy(
 
 
 @pytest.mark.parametrize("packed", [True, False])
-def test_ttt_phased_gang_equals_golf_eval(setup, packed: bool) -> None:
+def test_ttt_phased_gang_equals_golf_eval(setup, pair, packed: bool) -> None:
     """The LoRA batches are each their own on any rank; a packed phase runs whole on
     every rank (the same bits as world 1), an unpacked one splits its rows (within the
     rounding bound of ttt's, from the same argument over 2 phases of a few steps)."""
@@ -176,10 +200,7 @@ def test_ttt_phased_gang_equals_golf_eval(setup, packed: bool) -> None:
     expected = local_records(setup, "ttt-phased", params)
     results = {}
     for world in (1, 2):
-        actors = workers(world)
-        items, seconds = run(actors, task(setup, "ttt-phased", params))
-        for actor in actors:
-            ray.kill(actor)
+        items, seconds = run(pair[:world], task(setup, "ttt-phased", params))
         results[world] = as_records(items)
         assert [i["step"] for i in items] == list(range(items[0]["steps"]))
         print(f"ttt-phased packed={packed} world {world}: {seconds:.2f} s")
@@ -193,52 +214,52 @@ def test_ttt_phased_gang_equals_golf_eval(setup, packed: bool) -> None:
         assert 0 < delta <= WORLD2_BPB
 
 
-def test_record_mode_refuses_a_gang(setup) -> None:
+def test_record_mode_refuses_a_gang(setup, pair) -> None:
     params = PHASED.model_copy(update={"ttt_mode": "record"})
-    actors = workers(2)
     with pytest.raises(ConfigError, match="one worker"):
-        run(actors, task(setup, "ttt-phased", params))
-    for actor in actors:
-        ray.kill(actor)
+        run(pair, task(setup, "ttt-phased", params))
 
 
-@pytest.mark.parametrize(("protocol", "params"), [("ttt", TTT_PARAMS), ("ttt-phased", PHASED)])
-def test_killed_chain_resumes_to_the_same_number(setup, protocol, params) -> None:
-    """Checkpoint every step; kill rank 1 after the first step came; fresh actors resume
-    from the last checkpoint that arrived: the records, val_bpb and final digest of the
-    uninterrupted run, to the bit."""
+LONG_TTT = TTT_PARAMS.model_copy(update={"ttt_chunk_tokens": 256})  # 16 chunks
+
+
+@pytest.mark.parametrize(("protocol", "params"), [("ttt", LONG_TTT), ("ttt-phased", PHASED)])
+def test_killed_chain_resumes_to_the_same_number(setup, pair, protocol, params) -> None:
+    """Checkpoint every step; kill rank 1 once the first step came; the survivor and a
+    fresh actor resume from the last checkpoint that arrived: the records, val_bpb and
+    final digest of the uninterrupted run, to the bit."""
     chain = task(setup, protocol, params, every=1)
-    actors = workers(2)
-    whole, _ = run(actors, chain)
+    whole, _ = run(pair, chain)
+    assert len(whole) >= 8  # the chain is long enough to be stopped mid-way
     assert all(i["checkpoint"] is not None for i in whole[:-1]) and whole[-1]["checkpoint"] is None
-
-    from workers.gang import Gang
-
     actors = workers(2)
-    gang = Gang(actors, "killed", ahead=1)  # ranks stay within a step or two of the test
-    got: list[dict] = []
+    streamed: list[dict] = []
 
-    async def until_killed() -> None:
-        async for item in gang.stream(chain):
-            got.append(item)
-            if len(got) == 1:
-                ray.kill(actors[1])
+    def kill(gang: Gang, items: list[dict]) -> None:
+        streamed.append(items[-1])
+        if len(items) == 1:
+            ray.kill(actors[1])
 
-    with pytest.raises((ray.exceptions.RayActorError, ray.exceptions.RayTaskError)):
-        asyncio.run(until_killed())
-    gang.close()
-    ray.kill(actors[0])
-    assert len(got) < len(whole)  # the chain did stop mid-way
-    last = [i for i in got if i["checkpoint"] is not None][-1]
-    resumed, _ = run(workers(2), replace(chain, resume=Blob("ckpt", ray.put(last["checkpoint"]))))
+    # ahead=1: rank 0 stays within a few steps of this loop, so the kill lands mid-chain
+    with pytest.raises(ray.exceptions.RayActorError):
+        run(actors, chain, ahead=1, after=kill)
+    assert 1 <= len(streamed) < len(whole) - 1
+    last = [i for i in streamed if i["checkpoint"] is not None][-1]
+    assert last["digest"] == whole[last["step"]]["digest"]
+    survivor, fresh = actors[0], workers(1)[0]
+    resumed, _ = run(
+        [survivor, fresh], replace(chain, resume=Blob("ckpt", ray.put(last["checkpoint"])))
+    )
+    for actor in (survivor, fresh):
+        ray.kill(actor)
     assert resumed[0]["step"] == last["step"] + 1
-    before = [r for i in whole if i["step"] <= last["step"] for r in as_records([i])]
+    before = as_records([i for i in whole if i["step"] <= last["step"]])
     assert before + as_records(resumed) == as_records(whole)
     assert resumed[-1]["digest"] == whole[-1]["digest"]
     assert summarize(before + as_records(resumed)) == summarize(as_records(whole))
 
 
-def test_broken_checkpoint_is_one_line(setup) -> None:
+def test_broken_checkpoint_is_one_line(setup, pair) -> None:
     inputs, tokens, _ = setup
     saved = []
     model = prepare(inputs.model, TTT_PARAMS)
@@ -256,19 +277,27 @@ def test_broken_checkpoint_is_one_line(setup) -> None:
         with pytest.raises(CheckpointError, match=match) as err:
             chain_state(bad, len(data) - 1 if bad is data else len(data))
         assert "\n" not in str(err.value)
-    actors = workers(1)
     truncated = Blob("bad", ray.put(data[:-100]))
     with pytest.raises(CheckpointError, match="unreadable"):
-        run(actors, task(setup, "ttt", TTT_PARAMS, resume=truncated))
-    ray.kill(actors[0])
+        run(pair[:1], task(setup, "ttt", TTT_PARAMS, resume=truncated))
+    with pytest.raises(CheckpointError, match="unreadable"):
+        run(pair, task(setup, "ttt", TTT_PARAMS, resume=truncated))
 
 
-def test_actors_join_another_gang_after_close(setup) -> None:
-    actors = workers(2)
-    first, _ = run(actors, task(setup, "ttt", TTT_PARAMS), name="first")
-    second, _ = run(actors, task(setup, "ttt", TTT_PARAMS), name="second")
-    alone, _ = run(actors[1:], task(setup, "ttt", TTT_PARAMS), name="third")
-    for actor in actors:
-        ray.kill(actor)
-    assert as_records(first) == as_records(second)
-    assert as_records(alone) == local_records(setup, "ttt", TTT_PARAMS)
+def test_actors_join_another_gang_after_close(setup, pair) -> None:
+    """A gang cancelled mid-chain, closed; the same actors form another gang (ranks
+    swapped), then one of them runs alone: each run is the uncancelled one."""
+    chain = task(setup, "ttt", LONG_TTT)
+    whole, _ = run(pair, chain, name="first")
+
+    def cancel(gang: Gang, items: list[dict]) -> None:
+        if len(items) == 1:
+            gang.cancel()
+
+    with pytest.raises(ray.exceptions.TaskCancelledError):
+        run(pair, chain, name="cancelled", ahead=1, after=cancel)
+    swapped, _ = run(pair[::-1], chain, name="swapped")
+    alone, _ = run(pair[1:], chain, name="alone")
+    assert as_records(swapped) == as_records(whole)
+    assert swapped[-1]["digest"] == whole[-1]["digest"]
+    assert as_records(alone) == local_records(setup, "ttt", LONG_TTT)

@@ -177,6 +177,24 @@ def test_ttt_chain_resumes_from_a_checkpoint(model, data) -> None:
     assert all(np.array_equal(a.nll, b.nll) for a, b in zip(whole, resumed, strict=True))
 
 
+@pytest.mark.parametrize("mode", ["canonical", "record"])
+def test_ttt_phased_chain_resumes_from_a_checkpoint(model, data, mode) -> None:
+    """From any batch: the weights the phases left, and in record mode the one draw
+    stream replayed up to there."""
+    params = PHASED_PARAMS.model_copy(update={"ttt_mode": mode})
+    tokens = device_tokens(data[0], model)
+    proto = TTTPhased()
+    engine_model = prepare(model, params)
+    saved = []
+    whole = proto.score(engine_model, tokens, params, checkpoint=saved.append, every=1)
+    n = proto.steps(len(tokens), data[0], params)
+    assert [s.step for s in saved] == list(range(1, n))
+    for state in (saved[1], saved[-1]):  # between the two phases, after both
+        resumed = proto.score(engine_model, tokens, params, resume=state)
+        assert [u.unit for u in resumed] == [u.unit for u in whole]
+        assert all(np.array_equal(a.nll, b.nll) for a, b in zip(whole, resumed, strict=True))
+
+
 def test_freezing_the_first_blocks(model) -> None:
     proto = TTT()
     params = TTT_PARAMS.model_copy(update={"ttt_freeze_blocks": 1})

@@ -258,13 +258,13 @@ def leave_gang(group: str) -> None:
 
 
 def checkpoint_cap(model: EngineModel, tokens: torch.Tensor) -> int:
-    """Most bytes a checkpoint of this chain can hold: weights and one optimizer buffer
-    per weight, 16 bytes (target, NLL) per target and 24 per unit, plus 1 MiB of
-    archive overhead."""
+    """Most bytes a checkpoint of this chain can hold: the weights and one optimizer
+    buffer per weight; 16 bytes (target, NLL) per target and 16 (id, offset) per unit,
+    at most one unit per target; 1 MiB for the archive's names and structure."""
     module = model.model
     assert isinstance(module, nn.Module)
     weights = sum(t.numel() * t.element_size() for t in module.state_dict().values())
-    return 2 * weights + 40 * tokens.numel() + (1 << 20)
+    return 2 * weights + 32 * tokens.numel() + (1 << 20)
 
 
 class RunningDigest:

@@ -48,7 +48,8 @@ class Gang:
 
     async def stream(self, task: ChainTask) -> AsyncIterator[dict[str, Any]]:
         """Run `task` on every rank; yield rank 0's steps in order. Raises the first
-        error of any rank (RayActorError when an actor died) as soon as it comes."""
+        error of any rank (RayActorError when an actor died) as soon as it comes. A
+        consumer that stops early calls `cancel()`: the ranks run on otherwise."""
         # A fresh group name per chain: a rendezvous never meets a stale one.
         self.group = f"gang-{self.name}-{secrets.token_hex(4)}"
         options = {} if self.ahead is None else {"_generator_backpressure_num_objects": self.ahead}

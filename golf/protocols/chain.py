@@ -172,6 +172,15 @@ def _state(flat: dict[str, Tensor]) -> ChainState:
     return ChainState(int(step), model, {"state": optimizer}, scored)
 
 
+def resume_step(state: ChainState, steps: int) -> int:
+    """The step a checkpoint resumes at, if the chain has it (none is taken after the last)."""
+    if not 0 <= state.step < steps:
+        raise CheckpointError(
+            f"chain checkpoint resumes at step {state.step} of a {steps}-step chain"
+        )
+    return state.step
+
+
 def resume_model(module: torch.nn.Module, state: ChainState) -> None:
     """Load a checkpoint's weights into the chain's model: every tensor, right shapes."""
     try:

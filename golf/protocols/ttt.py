@@ -12,6 +12,11 @@ as the records do. The window plan is the protocol's (`plan=legacy` reproduces
 
 Deterministic: no randomness, and the order is fixed, so `canonical` and `record` mode
 agree at world size 1. `reference=True` scores each window alone with full logits.
+
+On a gang of ranks (`group`, workers/gang.py) a chunk's window batches and each step's
+rows are shared out; every window is scored in the batch it has at world 1, and the
+gradient sum is fixed-order, so the ranks agree to the bit and world 1 only up to the
+rounding of a split sum (docs/TTT.md).
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from golf.protocols.chain import (
     optimizer_buffers,
     resume_model,
     resume_optimizer,
+    resume_step,
 )
 from golf.protocols.collective import Group, Solo
 from golf.protocols.sliding import Sliding
@@ -151,7 +157,8 @@ class TTT(StreamProtocol):
         if resume is not None:
             resume_model(module, resume)
             resume_optimizer(optimizer, resume.optimizer)
-            scored, begin = (list(resume.scored) if group.rank == 0 else []), resume.step
+            begin = resume_step(resume, n_chunks)
+            scored = list(resume.scored) if group.rank == 0 else []
         bounds = np.searchsorted(chunk, np.arange(n_chunks + 1))
         for c in range(begin, n_chunks):
             windows = range(int(bounds[c]), int(bounds[c + 1]))

@@ -14,6 +14,11 @@ Boundaries: `canonical` stops exactly after b_k documents of the processing orde
 batch that straddles a boundary is cut in two), `A` seeded per batch; `record` checks the
 count after each whole batch, as the record's single process does, so a phase may start
 up to a batch late and train on the first b_k of the documents scored so far.
+
+On a gang of ranks (canonical only) the batches between two phases go round-robin; a
+phase's global SGD runs on every rank, its rows split when unpacked and whole on each
+rank when packed (a packed row cannot be cut without changing its attention), so packed
+runs equal world 1 to the bit (docs/TTT.md).
 """
 
 from __future__ import annotations
@@ -26,7 +31,14 @@ from torch import Tensor
 
 from golf.models.lora import BatchedLoRA
 from golf.protocols.base import Scorer
-from golf.protocols.chain import ChainState, ChainStep, Checkpoint, due, resume_model
+from golf.protocols.chain import (
+    ChainState,
+    ChainStep,
+    Checkpoint,
+    due,
+    resume_model,
+    resume_step,
+)
 from golf.protocols.collective import Group, Solo
 from golf.protocols.stream import (
     Scored,
@@ -181,14 +193,18 @@ class TTTPhased(TTTLoRA):
                 "ttt-phased record mode is the record's single process: run it on one worker "
                 "(canonical mode runs on any number)"
             )
-        if record_rng is not None and resume is not None:
-            raise ConfigError("ttt-phased record mode draws one stream: it cannot resume")
         phases = phase_plan(docs, batches, phase_boundaries(len(docs), params), record_rng)
         scored: list[Scored] = []
         begin = 0
         if resume is not None:
             resume_model(module, resume)
-            scored, begin = (list(resume.scored) if group.rank == 0 else []), resume.step
+            begin = resume_step(resume, len(batches))
+            scored = list(resume.scored) if group.rank == 0 else []
+            if record_rng is not None:  # the one stream, drawn as the skipped batches did
+                for j in range(begin):
+                    BatchedLoRA(shape, len(batches[j].docs)).reset(record_rng)
+                    for _ in phases[j]:
+                        BatchedLoRA(shape, params.lora_batch_docs).reset(record_rng)
         n = len(batches)
         k = begin
         while k < n:
