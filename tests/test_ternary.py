@@ -252,3 +252,10 @@ def test_full_size_config_holds_the_logs_ternary_and_fp_parameter_counts():
     n_ternary = sum(math.prod(shapes[n]) for n in ternary_names)
     n_fp = sum(math.prod(s) for n, s in shapes.items() if n not in ternary_names)
     assert (n_ternary, n_fp) == (64_880_640, 2_513_744)
+
+
+def test_slot_refuses_the_biased_poly_head(tmp_path):
+    from golf.spec.errors import ConfigError as Refused
+
+    with pytest.raises(Refused, match="tanh_head=False"):
+        _score(tmp_path, _facts(), "slot", "canonical")

@@ -80,6 +80,12 @@ class TernaryConfig(BaseModel):
         return self.num_layers // 2
 
     @property
+    def tanh_head(self) -> bool:
+        """Never: the head adds a vocab bias (and softcaps by poly5 in the record), so SLOT,
+        which refits a delta under `cap·tanh(h·Wᵀ/cap)`, refuses this family."""
+        return False
+
+    @property
     def num_virtual_layers(self) -> int:
         return self.num_layers * self.depth_recurrence
 
