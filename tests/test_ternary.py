@@ -60,8 +60,18 @@ def test_base3_and_bitmask_read_back_the_records_dequantized_values():
     assert torch.equal(ref.entries["emb.weight"].values, obj["emb.weight"]["data"].float())
     assert ref.entries["gain"].values.dtype == torch.float16
     # golf stores them as the record loads them: float32 after its bf16 cast
-    qt = to_qtensor("a.weight", a)
-    assert qt.scheme == Scheme.FP32 and torch.equal(qt.values, a.values.bfloat16().float())
+    qt = to_qtensor("a.weight", a)  # bf16 values in fp16's range: stored as fp16, exactly
+    assert qt.scheme == Scheme.FP16 and torch.equal(qt.dequantize(), a.values.bfloat16().float())
+
+
+def test_restored_bf16_values_outside_fp16_stay_float32():
+    from golf.formats.containers import Entry
+
+    values = torch.tensor([1e-30, 0.5, 3e5])  # bf16 holds them, fp16 does not
+    qt = to_qtensor("w", Entry(values, None, None, torch.bfloat16))
+    assert qt.scheme == Scheme.FP32 and torch.equal(qt.dequantize(), values.bfloat16().float())
+    fits = to_qtensor("w", Entry(torch.tensor([0.1, -2.0]), None, None, torch.bfloat16))
+    assert fits.scheme == Scheme.FP16
 
 
 def test_all_zero_groups_and_every_trit_value():
@@ -252,6 +262,12 @@ def test_full_size_config_holds_the_logs_ternary_and_fp_parameter_counts():
     n_ternary = sum(math.prod(shapes[n]) for n in ternary_names)
     n_fp = sum(math.prod(s) for n, s in shapes.items() if n not in ternary_names)
     assert (n_ternary, n_fp) == (64_880_640, 2_513_744)
+    # imported, every weight is a restored bf16 value: as float32 the .golf would inflate past
+    # the 256 MiB read cap; as fp16 (exact in range) it fits with room
+    from golf.formats.artifact import DEFAULT_MAX_DECOMPRESSED
+
+    n = n_ternary + n_fp
+    assert 4 * n > DEFAULT_MAX_DECOMPRESSED and 2 * n < 0.6 * DEFAULT_MAX_DECOMPRESSED
 
 
 def test_slot_refuses_the_biased_poly_head(tmp_path):
