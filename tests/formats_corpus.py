@@ -30,6 +30,7 @@ from golf.formats.artifact import (
     MissingTensor,
     NotAnArtifact,
     ShapeMismatch,
+    TooLarge,
     Truncated,
     UnexpectedTensor,
 )
@@ -77,6 +78,47 @@ def wm(rows: int = 8, cols: int = 16) -> dict:
     return {
         "w": {"a.q": q, "a.scale": torch.rand(rows, generator=g).half(), "b": torch.ones(3).half()},
         "m": {"a": {"type": "int6"}, "b": "passthrough"},
+    }
+
+
+def pack_trits(trits) -> bytes:
+    """Trits in {-1, 0, 1} as five base-3 digits a byte, least significant first (the
+    ternary record's layout), the last byte padded with digit 0."""
+    import numpy as np
+
+    d = np.asarray(trits, dtype=np.int64).reshape(-1) + 1
+    d = np.concatenate([d, np.zeros(-len(d) % 5, dtype=np.int64)]).reshape(-1, 5)
+    return (d * 3 ** np.arange(5)).sum(1).astype(np.uint8).tobytes()
+
+
+def ternary(rows: int = 4, cols: int = 20, group: int = 8) -> dict:
+    """A small, valid ternary-record object: one base-3 matrix (cols padded to whole
+    groups), one bitmask matrix, an fp8 and an fp16 tensor."""
+    import numpy as np
+
+    g = torch.Generator().manual_seed(3)
+    padded = -(-cols // group) * group
+    n = rows * padded
+    trits = torch.randint(-1, 2, (rows, padded), generator=g, dtype=torch.int8)
+    trits[:, cols:] = 0
+    mask = trits.reshape(-1).numpy() != 0
+    signs = trits.reshape(-1).numpy()[mask] > 0
+    scale = (torch.rand(n // group, generator=g) / 10 + 0.01).half()
+    base = {"shape": [rows, cols], "padded_cols": padded, "group_size": group, "n_trits": n}
+    return {
+        "a.weight": {"type": "ternary", "packed": pack_trits(trits), "scale": scale, **base},
+        "b.weight": {
+            "type": "ternary_bitmask",
+            "packed": np.packbits(mask).tobytes() + np.packbits(signs).tobytes(),
+            "scale": scale.clone(),
+            **base,
+            "orig_shape": [rows, 2, cols // 2],
+        },
+        "emb.weight": {
+            "type": "fp8",
+            "data": torch.randn(6, 4, generator=g).to(torch.float8_e4m3fn),
+        },
+        "gain": {"type": "fp16", "data": torch.rand(4, generator=g).half()},
     }
 
 
@@ -253,6 +295,46 @@ def build_corpus(marker: Path) -> list[Case]:
             UnexpectedTensor,
         )
     )
+
+    def ternary_with(edit) -> bytes:
+        obj = ternary()
+        edit(obj)
+        return lzma.compress(torch_save(obj))
+
+    def put(key, **kw):
+        return lambda o: o[key].update(kw)
+
+    for name, edit, error in (
+        (
+            "packed bytes truncated",
+            lambda o: o["a.weight"].update(packed=o["a.weight"]["packed"][:-1]),
+            ShapeMismatch,
+        ),
+        ("n_trits lies", put("a.weight", n_trits=95), ShapeMismatch),
+        ("padded_cols lies", put("a.weight", padded_cols=20), ShapeMismatch),
+        ("scale count lies", put("a.weight", scale=torch.ones(3).half()), ShapeMismatch),
+        ("scale not fp16", put("a.weight", scale=torch.ones(12)), ShapeMismatch),
+        (
+            "byte is not five trits",
+            lambda o: o["a.weight"].update(packed=b"\xff" * 20),
+            BadMetadata,
+        ),
+        (
+            "bitmask signs short",
+            lambda o: o["b.weight"].update(packed=o["b.weight"]["packed"][:-1]),
+            ShapeMismatch,
+        ),
+        ("bitmask mask short", put("b.weight", packed=b"\x00"), ShapeMismatch),
+        ("orig_shape lies", put("b.weight", orig_shape=[4, 3, 7]), ShapeMismatch),
+        ("shape of 2^30 elements", put("a.weight", shape=[1 << 15, 1 << 15]), TooLarge),
+        ("group_size 0", put("a.weight", group_size=0), BadMetadata),
+        ("shape is a string", put("a.weight", shape="4x20"), BadMetadata),
+        ("packed missing", lambda o: o["a.weight"].pop("packed"), MissingTensor),
+        ("unknown type", put("gain", type="int3"), BadMetadata),
+        ("fp8 data in float32", put("emb.weight", data=torch.zeros(6, 4)), DtypeMismatch),
+        ("fp16 data is bytes", put("gain", data=b"\x00\x00"), BadMetadata),
+    ):
+        cases.append(Case(f"ternary {name}", ternary_with(edit), error))
     lrz = lrzip(clean)
     if lrz is not None:
         cases.append(Case("truncated lrzip", lrz[: len(lrz) // 2], CorruptStream))

@@ -116,3 +116,18 @@ def test_invalid_plans_are_config_errors(args):
 def test_invalid_shard_counts_are_config_errors():
     with pytest.raises(ConfigError):
         shard_plan(10, 0)
+
+
+def test_full_strict_runs_no_window_that_reaches_the_last_target():
+    """2026-03-24's `range(0, N - L, S)`: with S dividing N - L, one window fewer than full."""
+    strict, full = make_plan(4096, 128, 64, "full-strict"), make_plan(4096, 128, 64, "full")
+    assert strict.starts.tolist() == list(range(0, 4096 - 128, 64))
+    assert len(full) == len(strict) + 1 and (full.starts[:-1] == strict.starts).all()
+    assert strict.scored_tokens == full.scored_tokens - 64
+    assert (strict.lengths == 128).all() and strict.score_from[0] == 0
+    assert (strict.score_from[1:] == 64).all()
+    for stride in (7, 48, 128, 1):
+        plan = make_plan(4096, 128, stride, "full-strict")
+        assert plan.starts.tolist() == list(range(0, 4096 - 128, stride))
+    with pytest.raises(ConfigError):
+        make_plan(128, 128, 64, "full-strict")

@@ -521,6 +521,10 @@ def to_qtensor(name: str, e: Entry) -> QTensor:
         values = _restored(e.values.float(), e.restore)
         if e.values.dtype == torch.float16 and e.restore in (None, torch.float16, torch.float32):
             return QTensor(Scheme.FP16, e.values.contiguous())
+        if e.restore == torch.bfloat16 and torch.equal(values.half().float(), values):
+            # bf16 values inside fp16's range are fp16 values: half the bytes, same numbers
+            # (the ternary record's 65M restored weights would inflate past the read cap)
+            return QTensor(Scheme.FP16, values.half().contiguous())
         return QTensor(Scheme.FP32, values.contiguous())
     per_row = (
         e.values.ndim == 2

@@ -30,6 +30,7 @@ from golf.formats.artifact import (
     UnexpectedTensor,
 )
 from golf.formats.lqer import dequantize_lqer, lqer_keys
+from golf.formats.ternary import RESTORE, TERNARY, is_ternary, read_ternary
 
 INT8_CLEAN = "int8_clean_per_row_v1"
 GATE_INT8_ROW = "gate_int8_row"
@@ -69,6 +70,8 @@ def container_of(obj: Any) -> str:
         raise NotAnArtifact(f"unsupported __quant_format__ {obj['__quant_format__']!r:.60}")
     if isinstance(obj, dict) and isinstance(obj.get("w"), dict) and isinstance(obj.get("m"), dict):
         return WM
+    if is_ternary(obj):
+        return TERNARY
     keys = sorted(map(str, obj))[:6] if isinstance(obj, dict) else type(obj).__name__
     raise NotAnArtifact(f"unknown container (top level {keys})")
 
@@ -76,7 +79,11 @@ def container_of(obj: Any) -> str:
 def read_entries(obj: Any) -> dict[str, Entry]:
     """The tensors of a loaded container, by name."""
     kind = container_of(obj)
-    return _int8_clean(obj) if kind == INT8_CLEAN else _wm(obj)
+    if kind == INT8_CLEAN:
+        return _int8_clean(obj)
+    if kind == WM:
+        return _wm(obj)
+    return {name: Entry(v, None, None, RESTORE) for name, v in read_ternary(obj).items()}
 
 
 def _dict_of_tensors(obj: Mapping, key: str) -> dict[str, Tensor]:

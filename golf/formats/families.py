@@ -7,6 +7,7 @@ turns the record's hyperparameters plus the artifact's tensor names and shapes i
 config (`config_from_record`); what the code hard-wires and no hyperparameter carries
 (the parallel-residual flavour, the 04-08 lane start read from the environment inside
 `GPT.__init__`, the SmearGate BOS fix) comes from `traits`, read here from the source.
+The ternary record (03-24) is known by its base-3 unpacker and ternary layer.
 """
 
 from __future__ import annotations
@@ -18,16 +19,18 @@ from typing import Any
 from pydantic import BaseModel
 
 from golf.formats.artifact import ConfigInvalid, MissingTensor
-from golf.models import looped, recur, varlen
+from golf.models import looped, recur, ternary, varlen
 from golf.spec.errors import ConfigError
 
-LOOPED, VARLEN, RECUR = looped.ARCH, varlen.ARCH, recur.ARCH
-FAMILIES = (LOOPED, VARLEN, RECUR)
+LOOPED, VARLEN, RECUR, TERNARY = looped.ARCH, varlen.ARCH, recur.ARCH, ternary.ARCH
+FAMILIES = (LOOPED, VARLEN, RECUR, TERNARY)
 """The archs whose config comes from `family_config` (the rest: golf.formats.pg)."""
 
 
 def family_of(source: str) -> str | None:
     """The arch name of the family whose code `source` is, or None (another family)."""
+    if "def unpack_ternary" in source and "class TernaryLinear" in source:
+        return TERNARY  # 03-24: BitNet ternary U-Net, base-3 packed artifact
     if "leaky_relu" not in source:
         return None
     if "_get_virtual_layers" in source and "ve_shared" in source and "bigram" not in source:
@@ -76,6 +79,7 @@ def family_config(
         LOOPED: looped.config_from_record,
         VARLEN: varlen.config_from_record,
         RECUR: recur.config_from_record,
+        TERNARY: ternary.config_from_record,
     }
     build = builders.get(arch)
     if build is None:

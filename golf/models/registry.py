@@ -19,6 +19,7 @@ from golf.models.looped import LoopedGPT
 from golf.models.recur import RecurGPT
 from golf.models.relu2 import PairHashRelu2GPT, Relu2GPT
 from golf.models.roles import Role
+from golf.models.ternary import TernaryGPT
 from golf.models.varlen import VarlenGPT
 from golf.spec.config import ModelConfig
 from golf.spec.errors import ConfigError
@@ -40,6 +41,7 @@ ARCHITECTURES: dict[str, type[nn.Module]] = {
     "looped-sp8192": LoopedGPT,  # records 2026-04-05 … 2026-04-09
     "varlen-sp8192": VarlenGPT,  # records 2026-04-10 … 2026-04-29
     "recur-sp4096": RecurGPT,  # records 2026-04-03, 2026-04-04
+    "ternary-unet": TernaryGPT,  # record 2026-03-24 (ternary U-Net, base-3 packing)
 }
 
 

@@ -21,6 +21,7 @@ from torch import Tensor
 from golf.protocols.adamw import FlatAdamW
 from golf.protocols.base import Batch, Protocol, Scorer
 from golf.protocols.slot_kernels import load_triton_slot, resolve_slot_kernel
+from golf.spec.errors import ConfigError
 from golf.spec.params import EvalParams
 
 BETAS = (0.9, 0.999)
@@ -57,6 +58,11 @@ class SlotProtocol(Protocol):
 
     def nll(self, model: Scorer, batch: Batch, params: EvalParams) -> Tensor:
         """The forward (possibly bf16, see golf.engine.engine) then the fit, always in fp32."""
+        if not getattr(model.config, "tanh_head", True):
+            raise ConfigError(
+                f"{self.name} fits a delta under a bias-free tanh-softcapped head; this "
+                "model's head is another (its config says tanh_head=False)"
+            )
         adapt, scored = self.adapt_mask(batch), batch.scored
         weight = model.head_weight.detach().float()
         softcap = float(model.config.logit_softcap)

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from golf.spec.errors import parse_document
 
-PlanKind = Literal["canonical", "legacy", "legacy-stride", "full", "full-last"]
+PlanKind = Literal["canonical", "legacy", "legacy-stride", "full", "full-last", "full-strict"]
 Precision = Literal["auto", "fp32", "bf16"]
 AttentionKind = Literal["auto", "sdpa", "flash"]
 SlotKernel = Literal["auto", "torch", "triton"]
@@ -48,7 +48,8 @@ class EvalParams(BaseModel):
         description="canonical (each target once), or a record's own sliding plan: legacy "
         "(windows down to 1 token, tail over-counted), legacy-stride (windows shorter than "
         "the stride dropped), full (whole windows only; the first scores all), full-last "
-        "(whole windows only, each scores its last stride tokens).",
+        "(whole windows only, each scores its last stride tokens), full-strict (as full, "
+        "without a window that reaches the last target).",
     )
     max_windows: int | None = Field(None, ge=1, description="Score only the first N windows.")
     precision: Precision = Field(

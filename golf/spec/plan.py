@@ -10,7 +10,11 @@ their logs can be compared (N targets, window length L, stride S):
 - `legacy-stride`: the same without the windows shorter than S (but the first);
 - `full`: only whole windows (start + L ≤ N); the first scores `[0, L)`, the others
   `[L − S, L)` (the tail past the last whole window is not scored);
-- `full-last`: the same windows, each scoring only `[L − S, L)`, the first too.
+- `full-last`: the same windows, each scoring only `[L − S, L)`, the first too;
+- `full-strict`: as `full`, with windows only while start + L < N (starts
+  `range(0, N − L, S)`): a window that would end on the last target is not run, so when S
+  divides N − L (always, with N a multiple of L and S dividing L) the last S targets of
+  `full` are not scored (2026-03-24's ternary record).
 """
 
 from __future__ import annotations
@@ -83,9 +87,14 @@ def make_plan(
         if n_targets < seq_len:
             raise ConfigError(f"plan {kind} needs at least L={seq_len} targets, got {n_targets}")
         count = (n_targets - seq_len) // stride + 1
+    elif kind == "full-strict":
+        if n_targets <= seq_len:
+            raise ConfigError(f"plan {kind} needs more than L={seq_len} targets, got {n_targets}")
+        count = (n_targets - seq_len - 1) // stride + 1
     else:
         raise ConfigError(
-            f"unknown plan {kind!r}; expected canonical, legacy, legacy-stride, full or full-last"
+            f"unknown plan {kind!r}; expected canonical, legacy, legacy-stride, full, full-last "
+            "or full-strict"
         )
     if max_windows is not None:
         count = min(count, max_windows)

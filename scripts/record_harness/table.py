@@ -215,6 +215,63 @@ skips for two skip weights, so 04-03's clamped index and 04-04's first-skips-onl
 both differ from the plain stack; 04-04's lanes start at layer 1, so its second skip lands
 on the abandoned stream as in the record."""
 
+TERNARY_ENV = {
+    "NUM_LAYERS": "5",
+    "MODEL_DIM": "48",
+    "NUM_HEADS": "2",
+    "NUM_KV_HEADS": "1",
+    "MLP_MULT": "4",
+    "EMBED_DIM": "24",
+    "BITNET_GROUP_SIZE": "16",
+    "ACTIVATION": "relu2",
+    "SOFTCAP_TYPE": "poly",
+    "LOGIT_SOFTCAP": "10",
+    "ROPE_TYPE": "yarn",
+    "ROPE_BASE": "5000",
+    "YARN_MAX_LEN": "256",
+    "QK_GAIN_INIT": "2.25",
+    "TIE_EMBEDDINGS": "1",
+    "TIED_EMBED_INIT_STD": "0.5",
+    "TIED_EMBED_LR": "0.05",
+    "FP_STORAGE": "FP8",
+    "TRAINING_DEPTH_RECURRENCE": "0",
+    "EVAL_DEPTH_RECURRENCE": "0",
+    "MUON_BACKEND_STEPS": "3",
+    "ITERATIONS": "30",
+    "WARMDOWN_FRACTION": "0.2",
+    "VAL_MAX_TOKENS": "0",
+    "SLIDING_EVAL": "1",
+    "SLIDING_EVAL_STRIDE": "64",
+    "EVAL_STRIDE": "64",
+    "SLIDING_BATCH_SIZE": "16",
+    "TEMP_SCALING": "1",
+}
+"""03-24's ternary U-Net at five layers (two encoder, three decoder: two skips popped in
+reverse, one decoder block without), width 48 in groups of 16 (whole groups per row, as
+768/128 in the record), factored embedding 24, YaRN at the record's ratio (128/256 =
+1024/2048), FP8 storage, poly softcap 10, temperature fit and stride sliding on. Stride
+64 divides 4096 − 128, as 16 divides the full run's N − 1024: the record's
+`range(0, N − L, S)` runs one window fewer than golf's `full` plan, which its
+`full-strict` plan reproduces."""
+
+TERNARY_EDITS = (
+    (r"t\.numel\(\) > 65_536", "t.numel() > 256"),
+    (r"self\.weight\.bfloat16\(\)", "self.weight.float()"),
+    (r"\.pin_memory\(\)", ""),
+    (
+        r"val_loss:\{q_val_loss:\.4f\} val_bpb:\{q_val_bpb:\.4f\}",
+        "val_loss:{q_val_loss:.8f} val_bpb:{q_val_bpb:.8f}",
+    ),
+    (
+        r"val_loss:\{sw_loss:\.4f\} val_bpb:\{sw_bpb:\.4f\}",
+        "val_loss:{sw_loss:.8f} val_bpb:{sw_bpb:.8f}",
+    ),
+)
+"""The ternary threshold (65,536 elements) scaled by (48/768)², so every block matrix and
+no control tensor is ternary as at full size; the ternary STE's bf16 weight cast made fp32
+(on CPU without autocast an fp32 input meets a bf16 weight; the harness is fp32
+throughout); no pinned memory (needs CUDA); the two final lines at 8 decimals."""
+
 DRIVERS: dict[str, Driver] = {
     "2026-03-17_NaiveBaseline": Driver(checks=(PLAIN_INT8,)),
     "2026-03-17_LoRA_TTT": Driver(checks=(PLAIN_INT8,), notes="TTT-LoRA number: ttt helper"),
@@ -267,6 +324,15 @@ DRIVERS: dict[str, Driver] = {
     ),
     "2026-03-22_11L_EMA_GPTQ-lite_warmdown3500_QAT015_1.1233": Driver(
         checks=(PLAIN_INT6, ("final_int6_sliding_window_exact", "sliding", "legacy"))
+    ),
+    "2026-03-24_74M_Ternary_UNet_FP8_10L_8192BPE_YaRN_NeoMuon": Driver(
+        vocab=512,
+        env=TERNARY_ENV,
+        script="train_gpt_cuda_ternary.py",
+        artifact="final_model.ternary.ptz",
+        edits=TERNARY_EDITS,
+        checks=(("final_sliding", "sliding", "full-strict"),),
+        notes="ternary family (golf/models/ternary.py); its plain line adds the z-loss",
     ),
     "2026-03-25_ValCalib_GPTQ_XSA_BigramHash3072": Driver(
         checks=(PLAIN_INT6, ("final_int6_sliding_window_exact", "sliding", "legacy")),
