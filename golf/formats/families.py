@@ -18,11 +18,11 @@ from typing import Any
 from pydantic import BaseModel
 
 from golf.formats.artifact import ConfigInvalid, MissingTensor
-from golf.models import looped, recur, varlen
+from golf.models import looped, parres, recur, varlen
 from golf.spec.errors import ConfigError
 
-LOOPED, VARLEN, RECUR = looped.ARCH, varlen.ARCH, recur.ARCH
-FAMILIES = (LOOPED, VARLEN, RECUR)
+LOOPED, VARLEN, RECUR, PARRES = looped.ARCH, varlen.ARCH, recur.ARCH, parres.ARCH
+FAMILIES = (LOOPED, VARLEN, RECUR, PARRES)
 """The archs whose config comes from `family_config` (the rest: golf.formats.pg)."""
 
 
@@ -30,6 +30,8 @@ def family_of(source: str) -> str | None:
     """The arch name of the family whose code `source` is, or None (another family)."""
     if "leaky_relu" not in source:
         return None
+    if all(w in source for w in ("_v2p_recur", "parallel_post_lambdas", "repeat_mlp", "bigram")):
+        return PARRES  # 03-31: sp1024 lambda lanes + mini recurrence, untied repeat MLPs
     if "_get_virtual_layers" in source and "ve_shared" in source and "bigram" not in source:
         return RECUR  # 04-03, 04-04: sp4096 depth recurrence over physical blocks
     if not re.search(r"\bnum_loops\b", source):
@@ -60,6 +62,11 @@ def traits(source: str) -> dict[str, Any]:
         # 04-03 clamps the skip index and spends every skip; 04-04 spends the first ones
         clamp = re.search(r"min\(i,\s*self\.num_skip_weights", source)
         out["skip_rule"] = "clamp" if clamp else "first"
+    elif family == PARRES:
+        # Rotary(..., train_seq_len=1024): NTK-scaled past a literal, not the hyperparameter
+        lengths = set(re.findall(r"Rotary\([^()]*train_seq_len\s*=\s*(\d+)", source))
+        if len(lengths) == 1:
+            out["rope_train_seq_len"] = int(lengths.pop())
     elif family == VARLEN:
         out["smear_bos_fix"] = bool(
             re.search(r"input_ids\[:,\s*1:\]\s*(==\s*1|!=\s*BOS_ID)", source)
@@ -76,6 +83,7 @@ def family_config(
         LOOPED: looped.config_from_record,
         VARLEN: varlen.config_from_record,
         RECUR: recur.config_from_record,
+        PARRES: parres.config_from_record,
     }
     build = builders.get(arch)
     if build is None:
