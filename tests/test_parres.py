@@ -25,7 +25,13 @@ from golf.engine.evaluate import evaluate, summarize
 from golf.formats.artifact import ConfigInvalid, load_model
 from golf.formats.board import RecordFacts, import_artifact
 from golf.formats.families import PARRES, family_config, family_of, traits
-from golf.models.parres import ParresConfig, ParresGPT, canon, config_from_record
+from golf.models.parres import (
+    NoAdapterSites,
+    ParresConfig,
+    ParresGPT,
+    canon,
+    config_from_record,
+)
 from golf.models.registry import expected_shapes, meta_model
 from golf.spec.errors import ConfigError
 from golf.spec.params import EvalParams
@@ -188,3 +194,11 @@ def test_the_records_code_is_this_family():
     assert family_of(source) == PARRES
     assert traits(source) == {"rope_train_seq_len": 1024}
     assert math.isclose(read_record(OFFICIAL).hparams({}).values["negative_slope"], 0.5)
+
+
+def test_a_lora_adapter_is_refused_in_one_line(scored):
+    """The family has no adapter sites: ttt-lora gets a typed error, not a silent
+    un-adapted forward."""
+    _, model, _ = scored
+    with pytest.raises(NoAdapterSites, match="no LoRA adapter sites"):
+        model.logits(torch.zeros(1, 2, model.config.model_dim), adapter=object())

@@ -60,6 +60,10 @@ Rope = tuple[Tensor, Tensor]
 Untie = Literal["none", "down", "full"]
 
 
+class NoAdapterSites(ConfigError):
+    """A LoRA adapter was handed to this family, whose forward has no sites for one."""
+
+
 class ParresConfig(BaseModel):
     """Every knob that fixes the model's tensors and forward math (bounded: it arrives in
     untrusted artifact metadata)."""
@@ -318,6 +322,8 @@ class ParresGPT(nn.Module):
         positions (computed in full, then taken)."""
         cfg = self.config
         ctx = attention if attention is not None else AttentionContext()
+        if ctx.adapter is not None:
+            raise NoAdapterSites(f"{ARCH} has no LoRA adapter sites: ttt-lora cannot adapt it")
         x = self.tok_emb(ids)
         if cfg.bigram_vocab_size:
             x = x + self.bigram(bigram_hash(ids, cfg.bigram_vocab_size))
@@ -375,7 +381,9 @@ class ParresGPT(nn.Module):
         x = rms_norm((lanes[0] + lanes[1]) * 0.5 if lanes is not None else x)
         return x if rows is None else take_rows(x, rows)
 
-    def logits(self, hidden: Tensor) -> Tensor:
+    def logits(self, hidden: Tensor, adapter: object = None) -> Tensor:
+        if adapter is not None:
+            raise NoAdapterSites(f"{ARCH} has no LoRA adapter sites: ttt-lora cannot adapt it")
         c = self.config.logit_softcap
         return c * torch.tanh(F.linear(hidden, self.head_weight.to(hidden.dtype)) / c)
 
