@@ -19,11 +19,12 @@ from typing import Any
 from pydantic import BaseModel
 
 from golf.formats.artifact import ConfigInvalid, MissingTensor
-from golf.models import looped, recur, ternary, varlen
+from golf.models import looped, parres, recur, ternary, varlen
 from golf.spec.errors import ConfigError
 
 LOOPED, VARLEN, RECUR, TERNARY = looped.ARCH, varlen.ARCH, recur.ARCH, ternary.ARCH
-FAMILIES = (LOOPED, VARLEN, RECUR, TERNARY)
+PARRES = parres.ARCH
+FAMILIES = (LOOPED, VARLEN, RECUR, TERNARY, PARRES)
 """The archs whose config comes from `family_config` (the rest: golf.formats.pg)."""
 
 
@@ -33,6 +34,8 @@ def family_of(source: str) -> str | None:
         return TERNARY  # 03-24: BitNet ternary U-Net, base-3 packed artifact
     if "leaky_relu" not in source:
         return None
+    if all(w in source for w in ("_v2p_recur", "parallel_post_lambdas", "repeat_mlp", "bigram")):
+        return PARRES  # 03-31: sp1024 lambda lanes + mini recurrence, untied repeat MLPs
     if "_get_virtual_layers" in source and "ve_shared" in source and "bigram" not in source:
         return RECUR  # 04-03, 04-04: sp4096 depth recurrence over physical blocks
     if not re.search(r"\bnum_loops\b", source):
@@ -63,6 +66,11 @@ def traits(source: str) -> dict[str, Any]:
         # 04-03 clamps the skip index and spends every skip; 04-04 spends the first ones
         clamp = re.search(r"min\(i,\s*self\.num_skip_weights", source)
         out["skip_rule"] = "clamp" if clamp else "first"
+    elif family == PARRES:
+        # Rotary(..., train_seq_len=1024): NTK-scaled past a literal, not the hyperparameter
+        lengths = set(re.findall(r"Rotary\([^()]*train_seq_len\s*=\s*(\d+)", source))
+        if len(lengths) == 1:
+            out["rope_train_seq_len"] = int(lengths.pop())
     elif family == VARLEN:
         out["smear_bos_fix"] = bool(
             re.search(r"input_ids\[:,\s*1:\]\s*(==\s*1|!=\s*BOS_ID)", source)
@@ -80,6 +88,7 @@ def family_config(
         VARLEN: varlen.config_from_record,
         RECUR: recur.config_from_record,
         TERNARY: ternary.config_from_record,
+        PARRES: parres.config_from_record,
     }
     build = builders.get(arch)
     if build is None:

@@ -16,6 +16,7 @@ from torch import nn
 
 from golf.models.gpt import GPT
 from golf.models.looped import LoopedGPT
+from golf.models.parres import ParresGPT
 from golf.models.recur import RecurGPT
 from golf.models.relu2 import PairHashRelu2GPT, Relu2GPT
 from golf.models.roles import Role
@@ -42,6 +43,7 @@ ARCHITECTURES: dict[str, type[nn.Module]] = {
     "varlen-sp8192": VarlenGPT,  # records 2026-04-10 … 2026-04-29
     "recur-sp4096": RecurGPT,  # records 2026-04-03, 2026-04-04
     "ternary-unet": TernaryGPT,  # record 2026-03-24 (ternary U-Net, base-3 packing)
+    "parres-sp1024": ParresGPT,  # record 2026-03-31
 }
 
 

@@ -271,6 +271,49 @@ TERNARY_EDITS = (
 no control tensor is ternary as at full size; the ternary STE's bf16 weight cast made fp32
 (on CPU without autocast an fp32 input meets a bf16 weight; the harness is fp32
 throughout); no pinned memory (needs CUDA); the two final lines at 8 decimals."""
+PARRES_ENV = {
+    "NUM_LAYERS": "5",
+    "MODEL_DIM": "64",
+    "BIGRAM_DIM": "72",
+    "VE_DIM": "16",
+    "MLP_MULT": "1",
+    "BIGRAM_VOCAB_SIZE": "128",
+    "RECUR_LAYERS": "1,2",
+    "REPEAT_UNTIE_MLP": "full",
+    "REPEAT_UNTIE_MLP_LAYERS": "2",
+    "DISABLE_LAYER0_ATTN": "1",
+    "PARALLEL_RESIDUAL": "1",
+    "PARALLEL_START_LAYER": "3",
+    "CANON_AC_LAYERS": "1,3",
+    "VE_LAYERS": "5",
+    "XSA_LAST_N": "4",
+    "ITERATIONS": "30",
+    "RECUR_START_STEP": "10",
+    "MATRIX_LR": "0.1",
+    "MATRIX_LR_EARLY": "0.1",
+    "MATRIX_LR_LATE": "0.1",
+    "SCALAR_LR": "0.1",
+    "TIED_EMBED_LR": "0.1",
+    "TIED_EMBED_INIT_STD": "0.1",
+    "GPTQ_AR_SELFGEN": "0",
+    "GPTQ_CALIB_SAMPLES": "2",
+    "N_INT6_LAYERS": "6",
+}
+"""2026-03-31 at five layers of width 64 (MLP ×1) with every variant of its code on: blocks 1-2
+repeated (virtual 0,1,2,1,2,3,4; recurrence switched on at step 10 of 30), the repeat of
+layer 2 with its own MLP (repeat_mlp.1; repeat_mlp.0 holds none), layer 0 without
+attention, the two lambda-weighted residual lanes from physical layer 3 (virtual 5 and 6,
+in the decoder, after the skip), canon taps on physical layers 1 and 3 (so on virtual 1,
+3, 5), value embedding on virtual layer 5, XSA on the last four; six of the quantized
+matrices int6, the rest int5 (its mixed GPTQ). Width 64 and a 72-wide BigramHash: the
+code inits only matrices of 64+ rows and columns orthogonally, and a zero projection
+would keep the zero-initialised hash table at zero. Learning rates 0.1 and the EMA decay
+edited from 0.997 to 0.9 (its horizon scaled to 30 steps): otherwise the output
+projections (zero-initialised) stay under half the int5 step of its quantizer
+(scale ≥ 1/15) and quantize to zero, and every block would add nothing. GPTQ calibrates
+on training batches: the record's self-generated calibration starts from one-token
+sequences, which its canon taps (a 3-token look-back) cannot take, so that path crashes
+whenever canon layers are set."""
 
 DRIVERS: dict[str, Driver] = {
     "2026-03-17_NaiveBaseline": Driver(checks=(PLAIN_INT8,)),
@@ -342,6 +385,12 @@ DRIVERS: dict[str, Driver] = {
         env={"USE_GPTQ": "1", "GPTQ_CALIB_SAMPLES": "2", "GPTQ_RESERVE_MS": "0"},
         checks=(PLAIN_INT6, ("final_int6_sliding_window_exact", "sliding", "legacy")),
         notes="README: full GPTQ on; NEGATIVE_SLOPE left at its default 0.5",
+    ),
+    "2026-03-31_ParallelResiduals_MiniDepthRecurrence": Driver(
+        env=PARRES_ENV,
+        edits=(*MINIFIED_SCALE_EDITS, (r"ema_decay=\.997", "ema_decay=.9")),
+        checks=(PLAIN_INT6, ("final_int6_sliding_window_exact", "sliding", "legacy")),
+        notes="parres family (golf/models/parres.py)",
     ),
     "2026-04-01_Vocab4096_MLPMult4_WD085": Driver(
         vocab=512, env=SP4096_ENV, edits=MINIFIED_SCALE_EDITS, notes="seed family (gpt-sp1024)"
