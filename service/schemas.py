@@ -146,6 +146,8 @@ class ChainOut(BaseModel):
     """The step it resumes at if it loses a worker (its latest checkpoint)."""
     resumed_at: int | None
     """The step its latest run resumed from (after a lost worker or a restart)."""
+    phases: tuple[int, int] | None = None
+    """(phases done, phases) of a chain with global phases (`ttt-phased`)."""
     attempts: int
 
 
@@ -318,8 +320,11 @@ class Health(BaseModel):
 
 
 def chain_object(plan: ProtocolPlan, sums: ProtocolSums) -> dict[str, Any]:
+    protocol = get_protocol(plan.protocol)
+    phases = protocol.phases(plan.batch_sizes, plan.params, sums.steps_done)  # type: ignore[attr-defined]
     return {
-        "unit": get_protocol(plan.protocol).step_name,  # type: ignore[attr-defined]
+        "unit": protocol.step_name,  # type: ignore[attr-defined]
+        "phases": phases,
         "steps": plan.batches,
         "steps_done": sums.steps_done,
         "workers": plan.chain_workers,

@@ -125,6 +125,38 @@ def test_ttt_on_a_gang_equals_golf_eval(
     ]
 
 
+# ttt-phased: per-document LoRA between two global SGD phases over the first 120 documents
+# (packed rows, the records' default: run whole on every rank, so any gang is bit-identical).
+PHASED = PARAMS | {
+    "lora_rank": 4,
+    "lora_chunk": 32,
+    "lora_batch_docs": 48,
+    "lora_lr": 0.01,
+    "phased_prefix_docs": 120,
+    "phased_phases": 2,
+    "global_chunk_tokens": 1024,
+    "global_batch_seqs": 4,
+    "global_lr": 0.01,
+}
+
+
+def test_ttt_phased_on_a_gang_of_two_equals_golf_eval_to_the_bit(
+    ray_cluster, tmp_path: Path, demo_data: Path, artifact: Path
+) -> None:
+    (expected,) = without_elapsed(local_reports(artifact, demo_data, ["ttt-phased"], PHASED))
+    with serve(make_settings(tmp_path, demo_data, workers=2)) as client:
+        artifact_id = upload(client, artifact.read_bytes()).json()["id"]
+        job = submit(client, artifact_id, ["ttt-phased"], params=PHASED, chain_workers=2)
+        job = wait_job(client, job["id"])
+        assert job["state"] == "succeeded", job["error"]
+        got = report_of(client, job["id"])
+    chain = job["chains"]["ttt-phased"]
+    assert chain["unit"] == "document batch" and chain["workers"] == 2
+    assert chain["steps_done"] == chain["steps"] and chain["phases"] == [2, 2]
+    assert got == expected
+    assert got["audit"]["verdict"] == "score-first" and got["audit"]["violations"] == 0
+
+
 def test_a_chain_that_loses_a_worker_resumes_from_its_checkpoint(
     ray_cluster, tmp_path: Path, demo_data: Path, artifact: Path
 ) -> None:

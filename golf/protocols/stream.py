@@ -83,6 +83,13 @@ class StreamProtocol(Protocol):
         `ttt-phased`), so the service can run it on a gang."""
         return False
 
+    def phases(
+        self, step_sizes: tuple[int, ...], params: EvalParams, steps_done: int
+    ) -> tuple[int, int] | None:
+        """(phases done, phases) once `steps_done` steps ran, for a chain with phases
+        between its steps (`ttt-phased`); None for one without."""
+        return None
+
     def outline(self, tokens: np.ndarray, params: EvalParams) -> StreamOutline:
         """The steps `score` will take over these N + 1 val tokens (resolved params)."""
         raise ConfigError(f"protocol {self.name!r} has no outline")

@@ -133,6 +133,15 @@ class TTTPhased(TTTLoRA):
         """Canonical only: record mode's boundaries follow its batch timing."""
         return params.ttt_mode == "canonical"
 
+    def phases(
+        self, step_sizes: tuple[int, ...], params: EvalParams, steps_done: int
+    ) -> tuple[int, int] | None:
+        """Canonical batches end on the boundaries, and a phase runs with the batch that
+        reaches its boundary: the phases done are the boundaries the steps have passed."""
+        bounds = phase_boundaries(sum(step_sizes), params)
+        scored = sum(step_sizes[:steps_done])
+        return sum(1 for b in bounds if b <= scored), len(bounds)
+
     def outline(self, tokens: np.ndarray, params: EvalParams) -> StreamOutline:
         """Documents per batch of the chain's processing order."""
         docs = find_documents(tokens)

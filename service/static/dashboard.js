@@ -536,6 +536,7 @@ function chainBar(protocol, chain, running) {
   const bpb = running && running.val_bpb !== null ? running.val_bpb.toFixed(6) : "—";
   const facts = [
     `${chain.unit} ${chain.steps_done}/${chain.steps}`,
+    chain.phases ? `phase ${chain.phases[0]}/${chain.phases[1]} done` : null,
     `${chain.workers} worker${chain.workers === 1 ? "" : "s"}` +
       (chain.held_by ? ` (${chain.held_by})` : ""),
     chain.checkpoint === null ? "no checkpoint yet" : `checkpoint at ${chain.checkpoint}`,
