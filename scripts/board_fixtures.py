@@ -32,8 +32,9 @@ DEFAULT_FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures"
 
 
 def data_dir(fixtures: Path, record: dict) -> tuple[Path, Path]:
-    """The shared tiny dataset of a fixture and its tokenizer."""
-    data = fixtures / "_data" / f"sp{record['data']['vocab_size']}"
+    """The shared tiny dataset of a fixture (with its byte sidecar where the record reads
+    one: `sp<V>-caseops`) and its tokenizer."""
+    data = fixtures / "_data" / record["data"].get("dir", f"sp{record['data']['vocab_size']}")
     return data, data / record["data"]["tokenizer"]
 
 
@@ -43,6 +44,23 @@ def overrides_for(folder: Path, env: dict[str, str]) -> dict[str, str]:
 
     read = set(read_record(folder).code_hparams().env.values())
     return {k: v for k, v in env.items() if k in read}
+
+
+CHECK_KEYS = ("tag", "protocol", "plan", "seq_len", "stride")
+
+
+def check_params(check: dict) -> EvalParams:
+    """A check's EvalParams in fp32: its plan and window, plus the EvalParams fields the
+    harness table gave it (doc_bounded, doc_max_len for the packed plain eval)."""
+    extra = {k: v for k, v in check.items() if k not in CHECK_KEYS}
+    return EvalParams(
+        seq_len=check["seq_len"],
+        stride=check["stride"] if check["protocol"] != "plain" else None,
+        plan=check["plan"],
+        precision="fp32",
+        batch_windows=64,
+        **extra,
+    )
 
 
 def score(fixture: Path, record: dict, facts: RecordFacts, fixtures: Path) -> list[dict]:
@@ -56,13 +74,7 @@ def score(fixture: Path, record: dict, facts: RecordFacts, fixtures: Path) -> li
         inputs = EvalInputs.load(str(out), str(data), str(tokenizer))
         rows = []
         for check in record["checks"]:
-            params = EvalParams(
-                seq_len=check["seq_len"],
-                stride=check["stride"] if check["protocol"] != "plain" else None,
-                plan=check["plan"],
-                precision="fp32",
-                batch_windows=64,
-            )
+            params = check_params(check)
             report = run_protocol(inputs, check["protocol"], params)
             printed = record["printed"][check["tag"]]["val_bpb"]
             rows.append(

@@ -93,7 +93,9 @@ def rows(official: Path) -> list[dict]:
         result = FIXTURES / folder.name / "result.json"
         row: dict = {"folder": folder.name, "checks": [], "reason": ""}
         code = " ".join(p.read_text(errors="replace") for p in folder.glob("train_gpt*.py"))
-        row["ttt"] = bool(TTT.search(folder.name)) or "eval_val_sliding_ttt" in code
+        row["ttt"] = bool(TTT.search(folder.name)) or any(
+            f in code for f in ("eval_val_sliding_ttt", "eval_val_ttt")
+        )
         if result.exists():
             row["checks"] = json.loads(result.read_text())["checks"]
             facts = json.loads((FIXTURES / folder.name / "facts.json").read_text())
@@ -163,8 +165,15 @@ def render(table: list[dict], official: Path) -> str:
                 if i == 0
                 else "| | | | "
             )
+            how = (
+                f" (doc-bounded, L {c['seq_len']}, cut every {c['doc_max_len']})"
+                if c.get("doc_max_len")
+                else " (doc-bounded)"
+                if c.get("doc_bounded")
+                else ""
+            )
             lines.append(
-                f"{head}| {c['protocol']} / {c['plan']} | {c['record_val_bpb']:.8f} | "
+                f"{head}| {c['protocol']} / {c['plan']}{how} | {c['record_val_bpb']:.8f} | "
                 f"{c['golf_val_bpb']:.8f} | {c['abs_delta']:.1e} |"
             )
     lines.append("")

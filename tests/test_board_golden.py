@@ -30,6 +30,7 @@ OFFICIAL = Path(
     os.environ.get("GOLF_OFFICIAL_RECORDS", "/work/pg/official/records/track_10min_16mb")
 )
 TOLERANCE = 1e-5
+CHECK_KEYS = ("tag", "protocol", "plan", "seq_len", "stride")
 CASES = sorted(p.parent.name for p in FIXTURES.glob("*/facts.json"))
 
 
@@ -40,6 +41,25 @@ def _load(folder: str) -> tuple[Path, dict, RecordFacts]:
     return fixture, record, facts
 
 
+def _data(record: dict) -> Path:
+    """The fixture's shared tiny dataset (`sp<V>-caseops` carries a byte sidecar)."""
+    return FIXTURES / "_data" / record["data"].get("dir", f"sp{record['data']['vocab_size']}")
+
+
+def _params(check: dict) -> EvalParams:
+    """fp32 EvalParams of a check: its window and plan, plus any EvalParams fields the
+    harness table added (doc_bounded, doc_max_len: the records' packed plain eval)."""
+    extra = {k: v for k, v in check.items() if k not in CHECK_KEYS}
+    return EvalParams(
+        seq_len=check["seq_len"],
+        stride=None if check["protocol"] == "plain" else check["stride"],
+        plan=check["plan"],
+        precision="fp32",
+        batch_windows=64,
+        **extra,
+    )
+
+
 def test_there_are_golden_fixtures():
     assert len(CASES) >= 10, CASES
 
@@ -47,7 +67,7 @@ def test_there_are_golden_fixtures():
 @pytest.mark.parametrize("folder", CASES)
 def test_golf_matches_the_records_own_code(folder, tmp_path):
     fixture, record, facts = _load(folder)
-    data = FIXTURES / "_data" / f"sp{record['data']['vocab_size']}"
+    data = _data(record)
     tokenizer = data / record["data"]["tokenizer"]
     imported = import_artifact(
         fixture / record["artifact"]["file"], facts, tmp_path / "a.golf", tokenizer=tokenizer
@@ -56,14 +76,7 @@ def test_golf_matches_the_records_own_code(folder, tmp_path):
     inputs = EvalInputs.load(str(tmp_path / "a.golf"), str(data), str(tokenizer))
     assert record["checks"], "a fixture without a check tests nothing"
     for check in record["checks"]:
-        params = EvalParams(
-            seq_len=check["seq_len"],
-            stride=None if check["protocol"] == "plain" else check["stride"],
-            plan=check["plan"],
-            precision="fp32",
-            batch_windows=64,
-        )
-        report = run_protocol(inputs, check["protocol"], params)
+        report = run_protocol(inputs, check["protocol"], _params(check))
         printed = record["printed"][check["tag"]]["val_bpb"]
         assert abs(report.val_bpb - printed) <= TOLERANCE, (check, report.val_bpb, printed)
 

@@ -174,6 +174,8 @@ class Protocol(ABC):
     of theirs can be scored alone."""
     doc_bounded: ClassVar[bool] = False
     """True when the protocol implements `doc_bounded` (per-document attention)."""
+    doc_split: ClassVar[bool] = False
+    """True when it also implements `doc_max_len` (documents cut every N tokens)."""
 
     def default_stride(self, seq_len: int) -> int:
         return seq_len
@@ -190,6 +192,8 @@ class Protocol(ABC):
         """
         if params.doc_bounded and not self.doc_bounded:
             raise ConfigError(f"protocol {self.name!r} has no document-bounded mode")
+        if params.doc_max_len and not self.doc_split:
+            raise ConfigError(f"protocol {self.name!r} does not cut documents (doc_max_len)")
         if params.stride is None:
             return params.model_copy(update={"stride": self.default_stride(params.seq_len)})
         return params

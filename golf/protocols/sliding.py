@@ -17,6 +17,7 @@ class Sliding(Protocol):
 
     name = "sliding"
     doc_bounded = True
+    doc_split = True
 
     def default_stride(self, seq_len: int) -> int:
         return min(64, seq_len)
@@ -27,7 +28,7 @@ class Sliding(Protocol):
         rows, dest = batch.row_index()
         with torch.inference_mode():
             if params.doc_bounded:  # attention masked per document (records from 04-10)
-                segments = segment_ids(batch.inputs, BOS_ID)
+                segments = segment_ids(batch.inputs, BOS_ID, params.doc_max_len)
                 hidden = model.forward_hidden(batch.inputs, rows, segments=segments)  # type: ignore[call-arg]
             else:
                 hidden = model.forward_hidden(batch.inputs, rows)

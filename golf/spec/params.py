@@ -76,6 +76,15 @@ class EvalParams(BaseModel):
         description="Attention never crosses a document start (BOS, id 1): each window is "
         "masked per document, as the records from 2026-04-10 score.",
     )
+    doc_max_len: int = Field(
+        0,
+        ge=0,
+        le=1 << 16,
+        description="With doc_bounded, also cut each document every N tokens of a window "
+        "(0: never). The records' packed plain eval from 2026-04-10 (rows of "
+        "VAL_BATCH_TOKENS/8 tokens, documents split every eval_seq_len) is plain at L = "
+        "the row length, doc_bounded, doc_max_len = eval_seq_len.",
+    )
     ttt_mode: TTTMode = Field(
         "canonical",
         description="TTT order: canonical (LoRA A seeded per batch, exact phase boundaries, "
@@ -191,6 +200,8 @@ class EvalParams(BaseModel):
     def _stride_fits(self) -> EvalParams:
         if self.stride is not None and self.stride > self.seq_len:
             raise ValueError(f"stride {self.stride} exceeds seq_len {self.seq_len}")
+        if self.doc_max_len and not self.doc_bounded:
+            raise ValueError("doc_max_len cuts documents: it needs doc_bounded")
         if self.slot_lr_min > self.slot_lr:
             raise ValueError(f"slot_lr_min {self.slot_lr_min} exceeds slot_lr {self.slot_lr}")
         sites = [s for s in self.lora_sites.split(",") if s]

@@ -126,6 +126,15 @@ def run_record(record: Path, demo: Path, work_root: Path, fixtures: Path | None)
     drv = table.driver(folder)
     data = work_root / "data" / f"sp{drv.vocab}"
     data_info = tinydata.build(demo, data, vocab=drv.vocab, val_tokens=4097, train_tokens=200_000)
+    data_name = f"sp{drv.vocab}"
+    if drv.byte_sidecar:  # CaseOps: the same shards and tokenizer, plus the byte sidecar
+        data_name += "-caseops"
+        cased = work_root / "data" / data_name
+        cased.mkdir(parents=True, exist_ok=True)
+        for name in (data_info["tokenizer"], "fineweb_train_000000.bin", "fineweb_val_000000.bin"):
+            shutil.copyfile(data / name, cased / name)
+        data_info["sidecar"] = tinydata.write_sidecar(cased, cased / data_info["tokenizer"])
+        data = cased
     work = work_root / "runs" / folder
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
@@ -203,8 +212,10 @@ def run_record(record: Path, demo: Path, work_root: Path, fixtures: Path | None)
         },
         "data": {
             "vocab_size": drv.vocab,
+            "dir": data_name,
             "tokenizer": data_info["tokenizer"],
             "val_tokens": data_info["val_tokens"],
+            **({"byte_sidecar": data_info["sidecar"]} if "sidecar" in data_info else {}),
         },
         "artifact": {
             "file": artifact.name,
@@ -220,8 +231,10 @@ def run_record(record: Path, demo: Path, work_root: Path, fixtures: Path | None)
                 "plan": plan,
                 "seq_len": int(env.get("EVAL_SEQ_LEN") or env["TRAIN_SEQ_LEN"]),
                 "stride": int(env["EVAL_STRIDE"]),
+                **(check[3] if len(check) > 3 else {}),
             }
-            for tag, protocol, plan in drv.checks
+            for check in drv.checks
+            for tag, protocol, plan in [check[:3]]
         ],
         "python": sys.version.split()[0],
         "torch": torch.__version__,
@@ -234,9 +247,10 @@ def run_record(record: Path, demo: Path, work_root: Path, fixtures: Path | None)
         dest.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(artifact, dest / artifact.name)
         (dest / "record.json").write_text(json.dumps(result, indent=2) + "\n")
-        shared = fixtures / "_data" / f"sp{drv.vocab}"
+        shared = fixtures / "_data" / data_name
         shared.mkdir(parents=True, exist_ok=True)
-        for name in (data_info["tokenizer"], "fineweb_val_000000.bin"):
+        names = [data_info["tokenizer"], "fineweb_val_000000.bin"]
+        for name in names + ([data_info["sidecar"]] if "sidecar" in data_info else []):
             shutil.copyfile(data / name, shared / name)
     return result
 

@@ -9,7 +9,7 @@ printed lines that carry the numbers. A record with no entry runs with the defau
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 TINY_ENV = {
     "NUM_LAYERS": "2",
@@ -70,9 +70,11 @@ class Driver:
     entry: str = "main"
     artifact: str = ""  # empty: the one final_model*.ptz its code wrote
     edits: tuple[tuple[str, str], ...] = SCALE_EDITS
-    # (printed tag, golf protocol, window plan): which printed number golf must reproduce.
-    checks: tuple[tuple[str, str, str], ...] = ()
+    # (printed tag, golf protocol, window plan[, EvalParams fields]): which printed number
+    # golf must reproduce, and how (the fields override seq_len / stride and add the rest).
+    checks: tuple[tuple, ...] = ()
     notes: str = ""
+    byte_sidecar: bool = False  # CaseOps: the val shard's byte sidecar beside it
 
 
 PLAIN_INT8 = ("final_int8_zlib_roundtrip_exact", "plain", "canonical")
@@ -177,6 +179,28 @@ LQER = GATED | {
     "LQER_ASYM_GROUP": "64",
 }
 """The BOS-fixed SmearGate + sparse gate + asymmetric LQER records, as their logs run."""
+
+
+LQER_PERGROUP = LQER | {
+    "GATED_ATTN_QUANT_GATE": "1",
+    "CASEOPS_ENABLED": "1",
+    "COMPRESSOR": "pergroup",
+    "SPARSE_ATTN_GATE_SCALE": "0.5",
+    "MIN_LR": "0.1",
+}
+"""04-27 9HpStack as its logs run: int8 gate rows, CaseOps (its plain eval counts bytes only
+from the sidecar), per-group lrzip streams (`PGRP`)."""
+
+PACKED_PLAIN = (
+    "diagnostic quantized",
+    "plain",
+    "canonical",
+    {"seq_len": 4096, "stride": 4096, "doc_bounded": True, "doc_max_len": 128},
+)
+"""The document-bounded records' `eval_val`: rows of VAL_BATCH_TOKENS / 8 tokens (4,096 at
+world size 1, the whole tiny val), attention cut at every BOS and every EVAL_SEQ_LEN (128)
+tokens into a document, all targets scored: golf's plain at seq_len 4096, doc-bounded,
+doc_max_len 128."""
 
 
 DENSE_GATE_EDITS = (
@@ -428,6 +452,12 @@ DRIVERS: dict[str, Driver] = {
     ),
     "2026-04-27_SmearGateBOSFix_PR1787Base_LQERAsym_PhasedTTT": _varlen(**LQER),
     "2026-04-29_SmearGateBOSFix_3Seed_1.06141": _varlen(**LQER),
+    "2026-04-27_SP8192_LQER_SparseGate_BOSSmearFix_9HpStack_1.0611": replace(
+        _varlen(**LQER_PERGROUP),
+        byte_sidecar=True,
+        checks=(PACKED_PLAIN,),
+        notes="varlen family (golf/models/varlen.py); PGRP + lrzip; CaseOps byte sidecar",
+    ),
 }
 
 

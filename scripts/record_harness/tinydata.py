@@ -98,3 +98,42 @@ def build(demo: Path, out: Path, *, vocab: int, val_tokens: int, train_tokens: i
         "val_tokens": int(val.size),
         "pid": os.getpid(),
     }
+
+
+OPERATOR_EVERY = 7
+"""Pieces whose id is a multiple of this stand in for CaseOps' case operators in the
+synthetic sidecar: they count no bytes of the raw text."""
+
+
+def write_sidecar(out: Path, tokenizer: Path) -> str:
+    """`fineweb_val_bytes_000000.bin` beside the val shard in `out`: the CaseOps byte budget
+    of every val token, in the shard layout (uint16 per token, aligned with the tokens).
+
+    The tiny data has no case operators, so the budget is synthetic: the SentencePiece
+    byte count of the token after the one before it (the records' LUT rule: byte pieces
+    1, control pieces 0, a leading "▁" one space unless after a boundary), with the pieces
+    whose id is a multiple of OPERATOR_EVERY counted as 0 bytes, as CaseOps' operators
+    are. A scorer that counts bytes from the LUTs instead of the sidecar misses by far.
+    """
+    sp = spm.SentencePieceProcessor(model_file=str(tokenizer))
+    n = sp.vocab_size()
+    base = np.zeros(n, dtype=np.int64)
+    space = np.zeros(n, dtype=bool)
+    boundary = np.zeros(n, dtype=bool)
+    for i in range(n):
+        if sp.is_control(i) or sp.is_unknown(i) or sp.is_unused(i):
+            boundary[i] = True
+        elif sp.is_byte(i):
+            base[i] = 1
+        else:
+            piece = sp.id_to_piece(i)
+            if piece.startswith("\u2581"):
+                space[i], piece = True, piece[1:]
+            base[i] = len(piece.encode("utf-8"))
+    tokens = read_shard(out / "fineweb_val_000000.bin").astype(np.int64)
+    prev = np.concatenate(([BOS_ID], tokens[:-1]))
+    counts = base[tokens] + (space[tokens] & ~boundary[prev])
+    counts[tokens % OPERATOR_EVERY == 0] = 0
+    name = "fineweb_val_bytes_000000.bin"
+    write_shard(out / name, counts)
+    return name

@@ -49,6 +49,13 @@ for folder, env, function in (
     ("2026-04-10_VarLenAttn", LORA_ENV, "eval_val_ttt_lora"),
     ("2026-04-16_SmearGate_AttentionOutputGate_ScoreFirstTTT", LORA_ENV, "eval_val_ttt_lora"),
     ("2026-04-14_MultiPhaseGlobalSGD_PhasedTTT", PHASED_ENV, "eval_val_ttt_phased"),
+    # golf redraws A at every reset (TTT_WARM_START_A=0), and alpha/rank·lr = 0.01 as
+    # above: at the record's alpha 144 (x36) and lr 0.01 the tiny run is chaotic
+    (
+        "2026-04-27_SP8192_LQER_SparseGate_BOSSmearFix_9HpStack_1.0611",
+        PHASED_ENV | {"TTT_WARM_START_A": "0", "TTT_LORA_ALPHA": "8", "TTT_LORA_LR": "0.005"},
+        "eval_val_ttt_phased",
+    ),
 ):
     base = table.DRIVERS[folder]
     TTT_DRIVERS[folder] = replace(
