@@ -183,6 +183,26 @@ def test_a_chain_that_loses_a_worker_resumes_from_its_checkpoint(
         assert not (settings.chains_dir / job["id"]).exists()
 
 
+def test_a_restarted_service_resumes_a_chain_from_its_checkpoint(
+    ray_cluster, tmp_path: Path, demo_data: Path, artifact: Path, local
+) -> None:
+    expected, expected_rows = local
+    settings = make_settings(tmp_path, demo_data, workers=1, chain_every=2)
+    with serve(settings) as client:
+        artifact_id = upload(client, artifact.read_bytes()).json()["id"]
+        job = submit(client, artifact_id, ["ttt"], params=TTT)
+        wait_chain(client, job["id"], lambda c: (c["checkpoint"] or 0) >= 4)
+    # The service stopped mid-chain (its actor with it); the next one picks the chain up.
+    assert (settings.chains_dir / job["id"]).exists()
+    with serve(settings) as client:
+        job = wait_job(client, job["id"])
+        assert job["state"] == "succeeded", job["error"]
+        got, rows = report_of(client, job["id"]), windows(client, job["id"])
+    chain = job["chains"]["ttt"]
+    assert 4 <= chain["resumed_at"] < chain["steps"] and chain["attempts"] == 2
+    assert got == expected and rows == expected_rows
+
+
 def test_cancel_stops_a_chain_within_seconds(
     ray_cluster, tmp_path: Path, demo_data: Path, artifact: Path
 ) -> None:
