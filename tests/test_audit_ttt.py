@@ -15,7 +15,8 @@ from torch import Tensor
 from golf.audit.causality import audit_stream
 from golf.data.shards import Dataset
 from golf.engine.engine import EngineModel, prepare
-from golf.protocols.stream import Scored, StreamProtocol, module_of, sgd_chunks, trainable_copy
+from golf.protocols.scored import Scored
+from golf.protocols.stream import StreamProtocol, module_of, sgd_chunks, trainable_copy
 from golf.protocols.ttt import TTT
 from golf.spec.errors import ConfigError
 from golf.spec.params import EvalParams

@@ -29,7 +29,8 @@ from torch import Tensor
 from golf.engine.engine import EngineModel, prepare
 from golf.engine.evaluate import batch_nll, device_tokens
 from golf.protocols.base import Protocol, Scorer
-from golf.protocols.stream import Scored, StreamProtocol
+from golf.protocols.scored import Scored
+from golf.protocols.stream import StreamProtocol
 from golf.spec.documents import BOS_ID
 from golf.spec.errors import ConfigError, DataError
 from golf.spec.params import EvalParams

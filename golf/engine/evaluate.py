@@ -18,7 +18,8 @@ from torch import Tensor
 from golf.data.bytes import ByteLUT, SidecarBytes, bits_per_byte
 from golf.engine.engine import EngineModel, prepare
 from golf.protocols.base import Batch, Protocol, Scorer
-from golf.protocols.stream import Scored, StreamProtocol
+from golf.protocols.scored import Scored
+from golf.protocols.stream import StreamProtocol
 from golf.spec.errors import ConfigError
 from golf.spec.params import EvalParams
 from golf.spec.plan import WindowPlan

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from golf.formats.torchzip import load_weights
-from golf.protocols.stream import Scored
+from golf.protocols.scored import Scored
 from golf.spec.errors import GolfError
 
 

@@ -19,7 +19,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from golf.protocols.stream import Scored
+from golf.protocols.scored import Scored
 
 
 class Group(Protocol):

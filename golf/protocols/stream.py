@@ -14,7 +14,6 @@ import math
 from abc import abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
@@ -24,6 +23,7 @@ from torch import Tensor, nn
 
 from golf.models.attention import segment_ids
 from golf.protocols.base import Batch, Protocol, Scorer, Trainable
+from golf.protocols.scored import Scored
 from golf.spec.documents import BOS_ID
 from golf.spec.errors import ConfigError
 from golf.spec.params import EvalParams
@@ -31,15 +31,6 @@ from golf.spec.plan import StreamOutline
 
 if TYPE_CHECKING:
     from golf.protocols.collective import Group
-
-
-@dataclass(frozen=True)
-class Scored:
-    """One unit's scores: target indices (target i is token i + 1) and their NLL (nats)."""
-
-    unit: int
-    targets: np.ndarray
-    nll: np.ndarray
 
 
 ScoredProgress = Callable[[int, list[Scored]], None]

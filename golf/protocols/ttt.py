@@ -42,9 +42,9 @@ from golf.protocols.chain import (
     resume_step,
 )
 from golf.protocols.collective import Group, Solo
+from golf.protocols.scored import Scored
 from golf.protocols.sliding import Sliding
 from golf.protocols.stream import (
-    Scored,
     ScoredProgress,
     StreamProtocol,
     cosine_lr,

@@ -26,13 +26,8 @@ from torch import Tensor, nn
 
 from golf.models.lora import BatchedLoRA, LoRAShape
 from golf.protocols.base import Scorer
-from golf.protocols.stream import (
-    Scored,
-    ScoredProgress,
-    StreamProtocol,
-    module_of,
-    trainable_copy,
-)
+from golf.protocols.scored import Scored
+from golf.protocols.stream import ScoredProgress, StreamProtocol, module_of, trainable_copy
 from golf.spec.documents import Documents, doc_batches, find_documents
 from golf.spec.errors import ConfigError
 from golf.spec.params import EvalParams

@@ -40,14 +40,8 @@ from golf.protocols.chain import (
     resume_step,
 )
 from golf.protocols.collective import Group, Solo
-from golf.protocols.stream import (
-    Scored,
-    ScoredProgress,
-    cosine_lr,
-    module_of,
-    sgd_chunks,
-    trainable_copy,
-)
+from golf.protocols.scored import Scored
+from golf.protocols.stream import ScoredProgress, cosine_lr, module_of, sgd_chunks, trainable_copy
 from golf.protocols.ttt_lora import TTTLoRA, batch_generator, lora_shape
 from golf.spec.documents import DocBatch, Documents, doc_batches, find_documents
 from golf.spec.errors import ConfigError

@@ -34,6 +34,7 @@ sys.path.insert(0, str(HERE))
 
 import shim  # noqa: E402
 import table  # noqa: E402
+import ttt_table  # noqa: E402
 
 PIN = "4908dc46f21ed3fdd08d2fdca285deb2194b9599"
 # `<tag> [key:value ...] val_loss:X val_bpb:Y`; a tag may be words ("diagnostic quantized")
@@ -55,6 +56,14 @@ class Tee(io.TextIOBase):
     def flush(self):
         for stream in self.streams:
             stream.flush()
+
+
+def driver(folder: str) -> table.Driver:
+    """The folder's harness settings: its TTT driver (ttt_table.py) when HARNESS_TTT asks
+    for the records' own TTT evals and it has one, else its table.py driver."""
+    if os.environ.get("HARNESS_TTT") and folder in ttt_table.TTT_DRIVERS:
+        return ttt_table.TTT_DRIVERS[folder]
+    return table.DRIVERS.get(folder, table.Driver())
 
 
 def parse_numbers(text: str) -> dict[str, dict[str, float]]:
@@ -123,7 +132,7 @@ def run_record(record: Path, demo: Path, work_root: Path, fixtures: Path | None)
     import tinydata
 
     folder = record.name
-    drv = table.driver(folder)
+    drv = driver(folder)
     data = work_root / "data" / f"sp{drv.vocab}"
     data_info = tinydata.build(demo, data, vocab=drv.vocab, val_tokens=4097, train_tokens=200_000)
     data_name = f"sp{drv.vocab}"

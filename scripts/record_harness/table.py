@@ -459,14 +459,3 @@ DRIVERS: dict[str, Driver] = {
         notes="varlen family (golf/models/varlen.py); PGRP + lrzip; CaseOps byte sidecar",
     ),
 }
-
-
-def driver(folder: str) -> Driver:
-    import os
-
-    if os.environ.get("HARNESS_TTT"):  # the records' own TTT evals (ttt_table.py)
-        from ttt_table import TTT_DRIVERS
-
-        if folder in TTT_DRIVERS:
-            return TTT_DRIVERS[folder]
-    return DRIVERS.get(folder, Driver())
