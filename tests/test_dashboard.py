@@ -281,7 +281,7 @@ def test_a_chain_shows_where_it_stands_not_a_grid(
 ) -> None:
     """A `ttt` job runs as one chain on a gang: its row is a bar of chunks done, the gang
     that holds it and its last checkpoint, moving while it runs, full when it is done."""
-    api = httpx.Client(base_url=server, headers=auth("carol"), timeout=30)
+    api = httpx.Client(base_url=server, headers=auth("dave"), timeout=30)
     artifact = make_artifact(demo_data, tmp_path / "chain.golf", seed=13)
     uploaded = api.post("/v1/artifacts", files={"file": ("chain.golf", artifact.read_bytes())})
     params = {k: v for k, v in PARAMS.items() if k != "max_windows"} | {
@@ -294,7 +294,7 @@ def test_a_chain_shows_where_it_stands_not_a_grid(
     page = browser.new_context(viewport=VIEWPORT).new_page()
     page.set_default_timeout(TIMEOUT_MS)
     page.goto(server + "/")
-    enter_key(page, KEYS["carol"])
+    enter_key(page, KEYS["dave"])
     page.goto(f"{server}/jobs/{job['id']}")
     wait = {"timeout": TIMEOUT_MS}
     chain = page.locator('#grid .chain[data-protocol="ttt"]')
@@ -312,6 +312,11 @@ def test_a_chain_shows_where_it_stands_not_a_grid(
     final = api.get(f"/v1/jobs/{job['id']}").json()
     bpb = final["running"]["ttt"]["val_bpb"]
     expect(chain.locator(".chain-facts")).to_contain_text(f"running val_bpb {bpb:.6f}")
+    # The report shows the chain's causality audit, as the API's report carries it.
+    audit = api.get(f"/v1/jobs/{job['id']}/report").json()["reports"][1]["audit"]
+    item = page.locator('#compliance li[data-flag="audit-ttt"]')
+    expect(item).to_have_attribute("data-raised", "false", **wait)
+    expect(item).to_contain_text(f"{audit['verdict']} ({audit['flips']} flips")
     assert _no_horizontal_scroll(page)
     page.screenshot(path=SCREENSHOTS / "dashboard-chain.png", full_page=True)
     page.context.close()

@@ -938,6 +938,16 @@ function complianceList(report) {
       report.artifact.verdict,
       `${report.artifact.verdict} (${fmtInt(report.artifact.total_bytes)} B)`,
     ],
+    // The stream flip audit each score-first protocol's report carries (golf eval's).
+    ...report.reports
+      .filter((r) => r.audit)
+      .map((r) => [
+        `audit-${r.protocol}`,
+        `Causality audit of ${r.protocol}`,
+        r.audit.violations > 0,
+        `${r.audit.verdict}: ${r.audit.violations} violations in ${r.audit.pairs_tested} pairs`,
+        `${r.audit.verdict} (${r.audit.flips} flips, ${r.audit.pairs_tested} pairs, 0 violations)`,
+      ]),
   ];
   return el(
     "ul",
