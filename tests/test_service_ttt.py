@@ -78,7 +78,7 @@ def service_windows(client, job_id: str) -> list[dict]:
             return rows
 
 
-@pytest.mark.parametrize(("workers", "batches_per_shard"), [(1, 1), (2, 2)])
+@pytest.mark.parametrize(("workers", "batches_per_shard"), [(1, 1), (2, 2), (4, 1)])
 def test_ttt_lora_on_the_service_equals_golf_eval(
     ray_cluster,
     tmp_path: Path,
