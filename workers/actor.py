@@ -2,7 +2,8 @@
 
 Each batch's window records are yielded as soon as they exist (a Ray streaming
 generator), so the service persists progress while the shard runs and a crash loses
-at most the batch in flight.
+at most the batch in flight. A chain (`ttt`, `ttt-phased`) runs on several actors at
+once, each a rank of one gang (workers/gang.py), its steps streamed the same way.
 """
 
 from __future__ import annotations
@@ -15,8 +16,6 @@ from typing import Any
 
 import ray
 import torch
-import torch.distributed as dist
-from ray.util import collective
 from torch import nn
 
 from golf.audit.causality import stream_audit
@@ -31,14 +30,15 @@ from golf.engine.evaluate import (
 )
 from golf.formats.artifact import load_model, read_artifact
 from golf.models.attention import flash_attn_available
-from golf.protocols.chain import chain_bytes, chain_state, due
-from golf.protocols.collective import Distributed, Group, Solo
+from golf.protocols.chain import chain_bytes, chain_state, checkpoint_cap, due
+from golf.protocols.collective import Group
 from golf.protocols.slot_kernels import resolve_slot_kernel
 from golf.protocols.stream import StreamProtocol
 from golf.spec.errors import ConfigError
 from golf.spec.registry import get_protocol
 from workers.cache import LRU
-from workers.integrity import ShardDigest, record_checksum, shard_digest, verified
+from workers.gang import join_gang, leave_gang
+from workers.integrity import RunningDigest, ShardDigest, record_checksum, shard_digest, verified
 from workers.synthetic import synthetic_shard
 from workers.task import ChainTask, ShardTask
 
@@ -138,7 +138,7 @@ class EvalWorker:
         resume = None
         if task.resume is not None:
             data = ray.get(task.resume.ref)
-            resume = chain_state(data, checkpoint_cap(model, tokens))
+            resume = chain_state(data, checkpoint_cap(model.model, tokens.numel()))
         host = tokens.cpu().numpy()
         digest = RunningDigest()
         if resume is not None and gang.rank == 0:
@@ -233,64 +233,6 @@ class EvalWorker:
                     r["checksum"] for r in sorted(done, key=lambda r: r["window"])
                 ),
             }
-
-
-def join_gang(rank: int, world: int, group: str, device: str) -> Group:
-    """This actor as rank `rank` of the gang `group`: torch.distributed's default group
-    joined by Ray's collective utility (gloo, rendezvous through Ray's internal KV), plus
-    a NCCL group beside it for the gradients on CUDA. World 1 joins nothing."""
-    if world == 1:
-        return Solo()
-    if dist.is_initialized():  # a chain before this one did not leave: start clean
-        dist.destroy_process_group()
-    collective.init_collective_group(world, rank, backend="gloo", group_name=group)
-    grads = dist.new_group(backend="nccl") if device == "cuda" else None
-    return Distributed(grads)
-
-
-def leave_gang(group: str) -> None:
-    """Destroy the gang's group here, and the default process group under it, so this
-    actor can join another gang (Ray's destroy leaves the default group standing)."""
-    if collective.is_group_initialized(group):
-        collective.destroy_collective_group(group)
-    if dist.is_initialized():
-        dist.destroy_process_group()
-
-
-def checkpoint_cap(model: EngineModel, tokens: torch.Tensor) -> int:
-    """Most bytes a checkpoint of this chain can hold: the weights and one optimizer
-    buffer per weight; 16 bytes (target, NLL) per target and 16 (id, offset) per unit,
-    at most one unit per target; 1 MiB for the archive's names and structure."""
-    module = model.model
-    assert isinstance(module, nn.Module)
-    weights = sum(t.numel() * t.element_size() for t in module.state_dict().values())
-    return 2 * weights + 32 * tokens.numel() + (1 << 20)
-
-
-class RunningDigest:
-    """`shard_digest` of a chain's records so far in window order: running while they
-    arrive in window order (`ttt`), recomputed from the sorted list otherwise."""
-
-    def __init__(self) -> None:
-        self.records: list[dict[str, Any]] = []
-        self.running: ShardDigest | None = ShardDigest()
-        self.current = shard_digest([])
-
-    def add(self, records: list[dict[str, Any]]) -> None:
-        last = self.records[-1]["window"] if self.records else -1
-        for r in records:
-            if r["window"] <= last:
-                self.running = None
-            last = r["window"]
-        self.records.extend(records)
-        if self.running is not None:
-            self.current = self.running.update(r["checksum"] for r in records)
-        else:
-            ordered = sorted(self.records, key=lambda r: r["window"])
-            self.current = shard_digest(r["checksum"] for r in ordered)
-
-    def value(self) -> str:
-        return self.current
 
 
 def checked(task: ShardTask | ChainTask, records: list[WindowRecord]) -> list[dict[str, Any]]:

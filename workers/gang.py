@@ -11,7 +11,8 @@ actor that needs a free CPU to be scheduled, blocks the caller on it and outlive
 crashed driver). Gradients are summed in rank order (golf.protocols.collective), so
 every rank takes the same step. Rank 0 streams the records and checkpoints; the other
 ranks' streams are drained alongside, and the first failure of any rank ends the gang's
-stream with that error.
+stream with that error. `Gang` is the driver's side (the scheduler's); `join_gang` and
+`leave_gang` are what each actor runs inside its chain.
 """
 
 from __future__ import annotations
@@ -23,7 +24,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import ray
+import torch.distributed as dist
+from ray.util import collective
 
+from golf.protocols.collective import Distributed, Group, Solo
 from workers.task import ChainTask
 
 
@@ -104,3 +108,25 @@ class Gang:
                 actor.leave_gang.remote(self.group)
         self.group = None
         self._streams = []
+
+
+def join_gang(rank: int, world: int, group: str, device: str) -> Group:
+    """This actor as rank `rank` of the gang `group`: torch.distributed's default group
+    joined by Ray's collective utility (gloo, rendezvous through Ray's internal KV), plus
+    a NCCL group beside it for the gradients on CUDA. World 1 joins nothing."""
+    if world == 1:
+        return Solo()
+    if dist.is_initialized():  # a chain before this one did not leave: start clean
+        dist.destroy_process_group()
+    collective.init_collective_group(world, rank, backend="gloo", group_name=group)
+    grads = dist.new_group(backend="nccl") if device == "cuda" else None
+    return Distributed(grads)
+
+
+def leave_gang(group: str) -> None:
+    """Destroy the gang's group here, and the default process group under it, so this
+    actor can join another gang (Ray's destroy leaves the default group standing)."""
+    if collective.is_group_initialized(group):
+        collective.destroy_collective_group(group)
+    if dist.is_initialized():
+        dist.destroy_process_group()

@@ -17,6 +17,7 @@ import os
 import secrets
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 KEY_BYTES = 32
 
@@ -71,3 +72,29 @@ def load_record_key(path: Path) -> bytes:
     if len(key) < 16:
         raise IntegrityError(f"record key {path} is shorter than 16 bytes")
     return key
+
+
+class RunningDigest:
+    """`shard_digest` of a chain's records so far in window order: running while they
+    arrive in window order (`ttt`), recomputed from the sorted list otherwise."""
+
+    def __init__(self) -> None:
+        self.records: list[dict[str, Any]] = []
+        self.running: ShardDigest | None = ShardDigest()
+        self.current = shard_digest([])
+
+    def add(self, records: list[dict[str, Any]]) -> None:
+        last = self.records[-1]["window"] if self.records else -1
+        for r in records:
+            if r["window"] <= last:
+                self.running = None
+            last = r["window"]
+        self.records.extend(records)
+        if self.running is not None:
+            self.current = self.running.update(r["checksum"] for r in records)
+        else:
+            ordered = sorted(self.records, key=lambda r: r["window"])
+            self.current = shard_digest(r["checksum"] for r in ordered)
+
+    def value(self) -> str:
+        return self.current

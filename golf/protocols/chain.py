@@ -117,6 +117,14 @@ def chain_bytes(state: ChainState) -> bytes:
     return out.getvalue()
 
 
+def checkpoint_cap(module: torch.nn.Module, n_tokens: int) -> int:
+    """Most bytes a checkpoint of a chain over `n_tokens` can hold: the weights and one
+    optimizer buffer per weight; 16 bytes (target, NLL) per target and 16 (id, offset)
+    per unit, at most one unit per target; 1 MiB for the archive's names and structure."""
+    weights = sum(t.numel() * t.element_size() for t in module.state_dict().values())
+    return 2 * weights + 32 * n_tokens + (1 << 20)
+
+
 def chain_state(data: bytes, max_bytes: int) -> ChainState:
     """A checkpoint read back from `chain_bytes`, at most `max_bytes` of tensors."""
     if len(data) > max_bytes:
