@@ -113,6 +113,7 @@ def create_app(settings: Settings, keys: ApiKeys | None = None) -> FastAPI:
             results=results,
             chains=ChainCheckpoints(settings.chains_dir),
             chain_every=settings.chain_every,
+            chain_every_s=settings.chain_every_s,
         )
         app.state.golf = AppState(
             settings,

@@ -51,7 +51,8 @@ class Scheduler:
         reads: ReadPool | None = None,
         results: Results | None = None,
         chains: ChainCheckpoints | None = None,
-        chain_every: int = 4,
+        chain_every: int = 0,
+        chain_every_s: float = 300.0,
     ):
         self.store = store
         self.pool = pool
@@ -65,6 +66,7 @@ class Scheduler:
         self.results = results
         self.chains = chains
         self.chain_every = chain_every
+        self.chain_every_s = chain_every_s
         self._wake = asyncio.Event()
         self._engine: asyncio.Task | None = None
         self._running: dict[ShardKey, asyncio.Task] = {}
@@ -371,6 +373,7 @@ class Scheduler:
             byte_lut=task.byte_lut,
             record_key=task.record_key,
             every=self.chain_every,
+            every_s=self.chain_every_s,
             resume=resume,
         )
 

@@ -63,9 +63,14 @@ class Settings(BaseSettings):
     """Workers a shard may lose (crash, out of memory) before its job fails naming it."""
     batches_per_shard: int = Field(8, ge=1)
     """Shard size: a dead worker costs at most this many batches of re-run."""
-    chain_every: int = Field(4, ge=1, le=1_000_000)
-    """A chain (`ttt`, `ttt-phased`) checkpoints every this many steps (chunks, document
-    batches): a lost worker costs at most this many steps of re-run."""
+    chain_every_s: float = Field(300.0, ge=0)
+    """A chain (`ttt`, `ttt-phased`) checkpoints after the first step (chunk, document
+    batch) that ends this many seconds after its last checkpoint: a lost worker costs about
+    this much re-run. By time, because a checkpoint is large: 8 bytes per weight (the
+    weights and a momentum buffer in fp32) plus 16 per target scored so far, hundreds of
+    MB to a few GB at full size on the whole val."""
+    chain_every: int = Field(0, ge=0, le=1_000_000)
+    """Also checkpoint every this many chain steps (0: by time only)."""
 
     max_streams: int = Field(1024, ge=1, le=100_000)
     """Open streaming responses (job events, windows.ndjson) of all owners together."""

@@ -301,3 +301,16 @@ def test_actors_join_another_gang_after_close(setup, pair) -> None:
     assert as_records(swapped) == as_records(whole)
     assert swapped[-1]["digest"] == whole[-1]["digest"]
     assert as_records(alone) == local_records(setup, "ttt", LONG_TTT)
+
+
+def test_checkpoints_by_time(setup, pair) -> None:
+    """`every_s`: a checkpoint after the first step that ends that long after the last one
+    (or the start); with no count and a cadence longer than the chain, none at all."""
+    chain = task(setup, "ttt", TTT_PARAMS)
+    items, _ = run(pair, replace(chain, every_s=1e-9), "time-all")
+    last = items[-1]["step"]
+    assert [i["step"] for i in items if i["checkpoint"] is not None] == [
+        i["step"] for i in items if i["step"] != last  # the last step has nothing to resume
+    ]
+    items, _ = run(pair, replace(chain, every_s=1e9), "time-none")
+    assert all(i["checkpoint"] is None for i in items) and len(items) == 4

@@ -112,7 +112,8 @@ class EvalWorker:
         `group` (workers/gang.py). Yields `{"step", "steps", "seconds", "records",
         "engine", "digest", "checkpoint", "audit"}` per chain step; records (with
         checksums), the digest over every record of the chain so far (restored ones
-        included, in window order) and the checkpoint (bytes, every `task.every` steps)
+        included, in window order) and the checkpoint (bytes: every `task.every` steps and
+        `task.every_s` seconds)
         come from rank 0 only, and with the last step rank 0's causality audit of the
         protocol (golf eval's, on the same prefix). The group is left at the end, however
         the chain ends."""
@@ -144,6 +145,7 @@ class EvalWorker:
         if resume is not None and gang.rank == 0:
             digest.add(checked(task, [scored_record(u, host, byte_lut) for u in resume.scored]))
         steps = chain(model, tokens, task.params, resume=resume, group=gang)
+        last_saved = time.monotonic()
         while True:
             started = time.perf_counter()
             step = next(steps, None)
@@ -154,8 +156,10 @@ class EvalWorker:
             if gang.rank == 0:
                 records = checked(task, [scored_record(u, host, byte_lut) for u in step.units])
                 digest.add(records)
-                if due(step, task.every) and step.snapshot is not None:
+                timely = task.every_s > 0 and time.monotonic() - last_saved >= task.every_s
+                if step.snapshot is not None and (due(step, task.every) or timely):
                     saved = chain_bytes(step.snapshot())
+                    last_saved = time.monotonic()
                 if step.index == step.steps - 1:
                     audit = stream_audit(raw, host, task.protocol, task.params)
             self.last_engine = model.info().model_dump(mode="json")

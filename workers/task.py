@@ -43,8 +43,11 @@ class ChainTask:
     """A whole sequential chain (`ttt`, `ttt-phased`) run by a gang of workers.
 
     `every`: rank 0 yields a checkpoint (bytes, golf.protocols.chain) after every
-    `every`-th chain step (0: never); `resume`: a checkpoint in the object store to start
-    from instead of the beginning.
+    `every`-th chain step (0: not by count); `every_s`: also after the first step that ends
+    `every_s` seconds or more after the last checkpoint or the chain's start (0: not by
+    time; a full-size checkpoint holds the weights, a buffer per weight and the scores so
+    far, so a long chain is checkpointed by time); `resume`: a checkpoint in the object
+    store to start from instead of the beginning.
     """
 
     job: str
@@ -58,3 +61,4 @@ class ChainTask:
     record_key: bytes
     every: int
     resume: Blob | None = None
+    every_s: float = 0.0
