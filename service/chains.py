@@ -3,8 +3,9 @@
 A chain (`ttt`, `ttt-phased`) trains as it scores, so a lost worker would otherwise cost
 the whole run. Every `chain_every_s` seconds (or `chain_every` steps) its rank 0 sends the
 state it can resume from (weights, optimizer, position, scores so far:
-golf.protocols.chain); the scheduler keeps the latest here, written atomically, and a re-run of the shard starts from it. The file is
-the service's own (never an upload) and is read back through the restricted loader.
+golf.protocols.chain); the scheduler keeps the latest here, written atomically, and a
+re-run of the shard starts from it. The file is the service's own (never an upload) and
+is read back through the restricted loader.
 """
 
 from __future__ import annotations
