@@ -310,7 +310,9 @@ def test_checkpoints_by_time(setup, pair) -> None:
     items, _ = run(pair, replace(chain, every_s=1e-9), "time-all")
     last = items[-1]["step"]
     assert [i["step"] for i in items if i["checkpoint"] is not None] == [
-        i["step"] for i in items if i["step"] != last  # the last step has nothing to resume
+        i["step"]
+        for i in items
+        if i["step"] != last  # the last step has nothing to resume
     ]
     items, _ = run(pair, replace(chain, every_s=1e9), "time-none")
     assert all(i["checkpoint"] is None for i in items) and len(items) == 4
