@@ -88,6 +88,20 @@ class TwoPass(TTT):
         return self.score_windows(work, tokens, plan, range(len(first)), params)
 
 
+@pytest.mark.parametrize("mode", ["canonical", "record"])
+@pytest.mark.parametrize("name", ["ttt-lora", "ttt-phased"])
+def test_warm_start_a_stays_score_first(model, tokens, name, mode) -> None:
+    """Warm-start A carries what earlier batches' documents taught each slot, and those
+    were scored before: no earlier score moves. In stream order it does (a short document
+    early in the stream is scored after a long one trained the slot's A)."""
+    params = PARAMS[name].model_copy(update={"lora_warm_start_a": True, "ttt_mode": mode})
+    report = audit_stream(model, tokens, name, params, flips=3, seed=1)
+    assert report["flips"] == 3 and report["pairs_tested"] > 100
+    assert report["violations"] == 0 and report["verdict"] == "score-first"
+    assert report["rerun_max_abs_diff"] == 0.0
+    assert report["stream_prefix_violations"] > 0
+
+
 @pytest.mark.parametrize("name", ["ttt", "ttt-lora", "ttt-phased"])
 def test_score_first_protocols_pass(model, tokens, name) -> None:
     report = audit_stream(model, tokens, name, PARAMS[name], flips=3, seed=1)

@@ -214,6 +214,48 @@ def test_ttt_phased_gang_equals_golf_eval(setup, pair, packed: bool) -> None:
         assert 0 < delta <= WORLD2_BPB
 
 
+WARM_LORA = BASE.model_copy(update=LORA | {"lora_warm_start_a": True})
+
+
+@pytest.mark.parametrize(("protocol", "params"), [("ttt-lora", WARM_LORA), ("ttt-phased", PHASED)])
+def test_warm_start_a_chain_splits_its_slots(setup, pair, protocol, params) -> None:
+    """Warm-start A carries each slot's A from batch to batch, so canonical ttt-lora is a
+    chain too. Rank r runs the rows of its fixed slots of every batch (as many AdamW
+    steps as the whole batch) and carries their A: a gang of one and of two give golf
+    eval's records; rank 0 gathers every slot's A for its checkpoints (by count or by
+    time), and a gang resumed from one ends on the same records and digest."""
+    params = params.model_copy(update={"lora_warm_start_a": True})
+    expected = local_records(setup, protocol, params)
+    for world in (1, 2):
+        items, seconds = run(pair[:world], task(setup, protocol, params, every=2))
+        got = as_records(items)
+        delta = abs(summarize(got)["val_bpb"] - summarize(expected)["val_bpb"])
+        print(f"{protocol} warm-start A world {world}: {seconds:.2f} s, |Δ val_bpb| {delta:.3g}")
+        assert [r.window for r in got] == [r.window for r in expected]
+        assert got == expected
+        saved = [i for i in items if i["checkpoint"] is not None]
+        assert [i["step"] for i in saved] == list(range(1, items[0]["steps"] - 1, 2))
+        last = saved[-1]
+        resumed, _ = run(
+            pair[:world],
+            task(setup, protocol, params, resume=Blob("ckpt", ray.put(last["checkpoint"]))),
+        )
+        before = as_records([i for i in items if i["step"] <= last["step"]])
+        assert before + as_records(resumed) == expected
+        assert resumed[-1]["digest"] == items[-1]["digest"]
+    # by time (rank 0's clock, shared with the gang): a cadence shorter than a step
+    # checkpoints after every step but the last, each one whole
+    timed, _ = run(pair, replace(task(setup, protocol, params), every_s=1e-9), "warm-time")
+    steps = [i["step"] for i in timed if i["checkpoint"] is not None]
+    assert steps == list(range(timed[0]["steps"] - 1))
+    middle = timed[len(steps) // 2]
+    resumed, _ = run(
+        pair, task(setup, protocol, params, resume=Blob("mid", ray.put(middle["checkpoint"])))
+    )
+    before = as_records([i for i in timed if i["step"] <= middle["step"]])
+    assert before + as_records(resumed) == expected
+
+
 def test_record_mode_refuses_a_gang(setup, pair) -> None:
     params = PHASED.model_copy(update={"ttt_mode": "record"})
     with pytest.raises(ConfigError, match="one worker"):

@@ -144,8 +144,15 @@ class EvalWorker:
         digest = RunningDigest()
         if resume is not None and gang.rank == 0:
             digest.add(checked(task, [scored_record(u, host, byte_lut) for u in resume.scored]))
-        steps = chain(model, tokens, task.params, resume=resume, group=gang)
         last_saved = time.monotonic()
+
+        def wanted(index: int) -> bool:
+            """Whether rank 0 checkpoints after step `index` (asked by warm-start LoRA
+            chains on a gang before the step ends: rank 0 gathers every slot's A then)."""
+            by_count = task.every > 0 and (index + 1) % task.every == 0
+            return by_count or (task.every_s > 0 and time.monotonic() - last_saved >= task.every_s)
+
+        steps = chain(model, tokens, task.params, resume=resume, group=gang, save=wanted)
         while True:
             started = time.perf_counter()
             step = next(steps, None)

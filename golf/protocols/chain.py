@@ -3,7 +3,8 @@
 `ttt` and `ttt-phased` are chains: each step's scores depend on every step before it. A
 chain hands out a `ChainStep` per step (`chain(...)` of the protocol); its `snapshot`
 is everything needed to run the rest exactly as an uninterrupted run would: the step to
-start at, the weights, the optimizer's buffers, and the units scored so far. The bytes
+start at, the weights, the optimizer's buffers, the units scored so far and, for LoRA
+chains with warm-start A, each adapter slot's carried A. The bytes
 are a torch.save archive of tensors only (units as flat tensors and offsets), read back
 through the weights-only loader (golf.formats.torchzip) under a size cap; anything else
 is one CheckpointError line.
@@ -41,6 +42,8 @@ class ChainState:
     model: dict[str, Tensor]
     optimizer: dict[str, Any]
     scored: list[Scored] = field(default_factory=list)
+    lora: dict[str, Tensor] = field(default_factory=dict)
+    """Warm-start A per LoRA key ([slots, rank, in]), carried to the next batch; {} without."""
 
 
 @dataclass
@@ -97,6 +100,8 @@ def chain_bytes(state: ChainState) -> bytes:
     for index, buffers in state.optimizer.get("state", {}).items():
         for name, tensor in buffers.items():
             flat[f"optimizer/{int(index)}/{name}"] = tensor.detach().cpu().contiguous()
+    for name, tensor in state.lora.items():
+        flat[f"lora/{name}"] = tensor.detach().cpu().contiguous()
     units = state.scored
     flat["scored/units"] = torch.tensor([u.unit for u in units], dtype=torch.int64)
     flat["scored/offsets"] = torch.from_numpy(
@@ -177,7 +182,8 @@ def _state(flat: dict[str, Tensor]) -> ChainState:
         Scored(int(u), t[lo:hi].copy(), v[lo:hi].copy())
         for u, lo, hi in zip(units.tolist(), bounds[:-1], bounds[1:], strict=True)
     ]
-    return ChainState(int(step), model, {"state": optimizer}, scored)
+    lora = {k.removeprefix("lora/"): v for k, v in flat.items() if k.startswith("lora/")}
+    return ChainState(int(step), model, {"state": optimizer}, scored, lora)
 
 
 def resume_step(state: ChainState, steps: int) -> int:
@@ -196,3 +202,17 @@ def resume_model(module: torch.nn.Module, state: ChainState) -> None:
     except (RuntimeError, KeyError) as e:
         first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"chain checkpoint does not fit the model: {first}") from None
+
+
+def resume_lora(state: ChainState, fresh: dict[str, Tensor]) -> dict[str, Tensor]:
+    """A checkpoint's warm-start A, checked against the chain's own (`fresh`: same keys,
+    shapes, dtypes), on the chain's device."""
+    if set(state.lora) != set(fresh):
+        raise CheckpointError("chain checkpoint's warm-start A does not fit the chain's LoRA")
+    out = {}
+    for key, want in fresh.items():
+        got = state.lora[key]
+        if got.shape != want.shape or got.dtype != want.dtype:
+            raise CheckpointError(f"chain checkpoint's warm-start A {key} has the wrong shape")
+        out[key] = got.to(want.device).clone()
+    return out

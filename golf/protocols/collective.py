@@ -36,6 +36,13 @@ class Group(Protocol):
         """Rank 0: every rank's units, rank 0's first (each rank holds a contiguous piece
         of the step, so this is the step's unit order); other ranks: []."""
 
+    def agree(self, flag: bool) -> bool:
+        """Rank 0's `flag`, on every rank (a decision only rank 0 can make)."""
+
+    def gather_rows(self, tensors: dict[str, Tensor], bounds: list[tuple[int, int]]) -> None:
+        """Fill rows `bounds[r]` (first dimension) of every tensor on rank 0 with rank r's
+        (each rank owns its rows: warm-start A's slots); others' rows elsewhere unchanged."""
+
 
 class Solo:
     """World size 1: the chain as `golf eval` runs it."""
@@ -48,6 +55,12 @@ class Solo:
 
     def gather_units(self, units: list[Scored]) -> list[Scored]:
         return units
+
+    def agree(self, flag: bool) -> bool:
+        return flag
+
+    def gather_rows(self, tensors: dict[str, Tensor], bounds: list[tuple[int, int]]) -> None:
+        return None
 
 
 class Distributed:
@@ -113,6 +126,26 @@ class Distributed:
                 lo, hi = int(bounds[k]), int(bounds[k + 1])
                 out.append(Scored(int(unit), t[lo:hi].copy(), v[lo:hi].copy()))
         return out
+
+    def agree(self, flag: bool) -> bool:
+        return bool(self._gather(torch.tensor([int(flag)], dtype=torch.int64), None)[0].item())
+
+    def gather_rows(self, tensors: dict[str, Tensor], bounds: list[tuple[int, int]]) -> None:
+        lo, hi = bounds[self.rank]
+        mine = [t[lo:hi].detach().float().cpu().reshape(-1) for t in tensors.values()]
+        flat = torch.cat(mine) if mine else torch.zeros(0)
+        parts = self._gather_ragged(flat)
+        if self.rank != 0:
+            return
+        with torch.no_grad():
+            for r, (lo, hi) in enumerate(bounds):
+                if r == 0 or hi <= lo:
+                    continue
+                at = 0
+                for t in tensors.values():
+                    size = (hi - lo) * t[0].numel()
+                    t[lo:hi] = parts[r][at : at + size].view_as(t[lo:hi]).to(t.device, t.dtype)
+                    at += size
 
     def _gather(self, tensor: Tensor, group: dist.ProcessGroup | None) -> list[Tensor]:
         parts = [torch.empty_like(tensor) for _ in range(self.world)]

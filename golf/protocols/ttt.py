@@ -21,7 +21,7 @@ rounding of a split sum (docs/TTT.md).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
@@ -140,10 +140,12 @@ class TTT(StreamProtocol):
         *,
         resume: ChainState | None = None,
         group: Group | None = None,
+        save: Callable[[int], bool] | None = None,
     ) -> Iterator[ChainStep]:
         """The chain chunk by chunk. With several ranks, a chunk's windows are split by
         whole `batch_windows` batches (each window scored in the batch it has at world 1)
-        and its training sequences by contiguous rows (`sgd_chunks`); rank 0 gathers."""
+        and its training sequences by contiguous rows (`sgd_chunks`); rank 0 gathers.
+        Every step but the last has a snapshot (`save`, asked by LoRA chains: unused)."""
         params = self.resolve(params)
         group = group if group is not None else Solo()
         work = trainable_copy(model)

@@ -13,11 +13,24 @@ batch's scores depend on its documents and its `A` draws only.
 the same on any worker; `record` draws from one generator seeded with ttt_seed in the
 record's order (one adapter built before the first batch, then one draw per batch), as
 the record's single process does. `reference=True` runs each document alone, literally.
+
+Warm-start A (`lora_warm_start_a`, TTT_WARM_START_A=1 of 2026-04-23 on): a batch resets
+`B` only; each adapter slot (row b of a batch) keeps the `A` it was trained to in the
+batch before, so the batches form one chain (`chain`). `record`: the record's reusable
+adapter of `lora_batch_docs` slots, drawn before the first batch, lends its `A` to every
+full batch; a smaller batch builds its own (drawn from the stream, not kept), and every
+phase of `ttt-phased` ends with a new reusable adapter. `canonical`: slot b's `A` is drawn
+from a generator seeded by (ttt_seed, phase) at the chain's start (phase 0) and after
+each phase, and row b of every batch, full or not, takes and returns slot b's `A`. On a
+gang, rank r owns the fixed slots `slot_bounds(lora_batch_docs, world)[r]` and runs those
+rows of every batch, as many AdamW steps as the whole batch takes.
+A carries only what the documents of earlier batches taught it, and those were scored
+before: the score stays first (the flip audit holds it).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -26,9 +39,19 @@ from torch import Tensor, nn
 
 from golf.models.lora import BatchedLoRA, LoRAShape
 from golf.protocols.base import Scorer
+from golf.protocols.chain import (
+    ChainState,
+    ChainStep,
+    Checkpoint,
+    due,
+    resume_lora,
+    resume_model,
+    resume_step,
+)
+from golf.protocols.collective import Group, Solo
 from golf.protocols.scored import Scored
 from golf.protocols.stream import ScoredProgress, StreamProtocol, module_of, trainable_copy
-from golf.spec.documents import Documents, doc_batches, find_documents
+from golf.spec.documents import DocBatch, Documents, doc_batches, find_documents
 from golf.spec.errors import ConfigError
 from golf.spec.params import EvalParams
 from golf.spec.plan import StreamOutline
@@ -56,6 +79,38 @@ def batch_generator(params: EvalParams, order: int) -> torch.Generator:
     """Canonical `A` draws of the batch at processing position `order`."""
     seed = int(np.random.SeedSequence([params.ttt_seed, order]).generate_state(1, np.uint64)[0])
     return torch.Generator().manual_seed(seed)
+
+
+WARM_A_KEY = 0x57A2
+"""Spawn-key tag of the canonical warm-start draws (apart from the per-batch ones)."""
+
+
+def warm_generator(params: EvalParams, phase: int) -> torch.Generator:
+    """Canonical warm-start `A` of every slot at the chain's start (0) and after phase p (p)."""
+    seq = np.random.SeedSequence(params.ttt_seed, spawn_key=(WARM_A_KEY, phase))
+    return torch.Generator().manual_seed(int(seq.generate_state(1, np.uint64)[0]))
+
+
+WarmA = dict[str, Tensor]
+"""Warm-start `A` per LoRA key, [slots, rank, in]: what each adapter slot carries."""
+
+
+def drawn_a(shape: LoRAShape, slots: int, rng: torch.Generator, device: torch.device) -> WarmA:
+    """`A` of a fresh adapter of `slots` rows drawn from `rng` (the records' order)."""
+    fresh = BatchedLoRA(shape, slots, device)
+    fresh.reset(rng)
+    return {k: v.detach() for k, v in fresh.a.items()}
+
+
+def slot_bounds(slots: int, world: int) -> list[tuple[int, int]]:
+    """Rank r's adapter slots [lo, hi) on a gang of `world`: contiguous, fixed per chain."""
+    return [(slots * r // world, slots * (r + 1) // world) for r in range(world)]
+
+
+def batch_steps(docs: Documents, members: np.ndarray, params: EvalParams) -> int:
+    """AdamW steps a batch takes: one per chunk of its longest document but the last."""
+    pred = docs.lengths[members] - 1
+    return int((-(-pred // params.lora_chunk)).max()) - 1
 
 
 def chunk_window(ci: int, pred_len: int, chunk: int, seq_len: int) -> tuple[int, int, int, int]:
@@ -97,8 +152,37 @@ class TTTLoRA(StreamProtocol):
         return 3.0 * stride / params.lora_chunk
 
     def shardable(self, params: EvalParams) -> bool:
-        """Canonical ttt-lora: a batch's draws and documents are its own."""
-        return params.ttt_mode == "canonical"
+        """Canonical ttt-lora without warm start: a batch's draws and documents are its own."""
+        return params.ttt_mode == "canonical" and not params.lora_warm_start_a
+
+    def chainable(self, params: EvalParams) -> bool:
+        """Canonical with warm-start A: the batches chain through each slot's `A`."""
+        return params.ttt_mode == "canonical" and params.lora_warm_start_a
+
+    def batches(self, docs: Documents, params: EvalParams) -> list[DocBatch]:
+        """The document batches in processing order."""
+        return doc_batches(docs, params.lora_batch_docs)
+
+    def phase_plan(
+        self,
+        docs: Documents,
+        batches: list[DocBatch],
+        params: EvalParams,
+        record_rng: torch.Generator | None,
+    ) -> list[list[list[int]]]:
+        """Per batch, the prefixes of the global SGD phases that run after it: none here."""
+        return [[] for _ in batches]
+
+    def global_sgd(
+        self,
+        work: Scorer,
+        tokens: Tensor,
+        docs: Documents,
+        prefix: list[int],
+        params: EvalParams,
+        group: Group | None = None,
+    ) -> None:
+        raise ConfigError(f"{self.name} has no global SGD phase")
 
     def steps(self, n_tokens: int, tokens: np.ndarray | None, params: EvalParams) -> int:
         if tokens is None:
@@ -120,34 +204,227 @@ class TTTLoRA(StreamProtocol):
         progress: ScoredProgress | None = None,
         *,
         only: Sequence[int] | None = None,
+        resume: ChainState | None = None,
+        checkpoint: Checkpoint | None = None,
+        every: int = 1,
+        group: Group | None = None,
     ) -> list[Scored]:
-        """All documents, batch by batch (`only`: those batch positions, canonical mode)."""
+        """All documents, batch by batch (`only`: those batch positions, canonical mode
+        without warm start). With warm-start A, a `resume`, a `checkpoint` or a `group` the
+        run is the chain (`chain`), from `resume` on, `checkpoint` getting its state every
+        `every` batches."""
         params = self.resolve(params)
+        chained = resume is not None or checkpoint is not None or group is not None
+        if params.lora_warm_start_a or chained:
+            if only is not None:
+                raise ConfigError(
+                    f"{self.name} run as one chain (warm-start A, a resume, checkpoints or "
+                    "a group) cannot run a subset of its batches"
+                )
+            return self.score_chain(
+                model, tokens, params, progress, resume, checkpoint, every, group
+            )
         if only is not None and params.ttt_mode != "canonical":
             raise ConfigError("ttt-lora runs a subset of batches in canonical mode only")
         work = trainable_copy(model)
         docs = find_documents(tokens.cpu().numpy())
         batches = doc_batches(docs, params.lora_batch_docs)
         shape = lora_shape(module_of(work), params)
-        record_rng = self.record_generator(shape, params)
+        record_rng = self.record_generator(shape, params)[0]
         scored: list[Scored] = []
         for k, batch in enumerate(batches):
             if only is not None and k not in only:
                 continue
             rng = record_rng if record_rng is not None else batch_generator(params, k)
-            units = self.score_batch(work, tokens, docs, batch.docs, shape, rng, params)
+            lora = BatchedLoRA(shape, len(batch.docs), tokens.device)
+            lora.reset(rng)
+            units = self.score_batch(work, tokens, docs, batch.docs, lora, params)
             scored.extend(units)
             if progress is not None:
                 progress(k, units)
         return scored
 
-    def record_generator(self, shape: LoRAShape, params: EvalParams) -> torch.Generator | None:
-        """Record mode: the record's global RNG stream after its first (unused) adapter."""
+    def score_chain(
+        self,
+        model: Scorer,
+        tokens: Tensor,
+        params: EvalParams,
+        progress: ScoredProgress | None,
+        resume: ChainState | None,
+        checkpoint: Checkpoint | None,
+        every: int,
+        group: Group | None,
+    ) -> list[Scored]:
+        """The whole chain (from `resume` on, with its units first); `checkpoint` gets the
+        state every `every` batches. With a `group` of several ranks, rank 0 returns every
+        unit and the others []."""
+        first = resume is not None and (group is None or group.rank == 0)
+        scored = list(resume.scored) if first and resume is not None else []
+
+        def save(index: int) -> bool:
+            return checkpoint is not None and every > 0 and (index + 1) % every == 0
+
+        for step in self.chain(model, tokens, params, resume=resume, group=group, save=save):
+            scored.extend(step.units)
+            if progress is not None:
+                progress(step.index, step.units)
+            if checkpoint is not None and due(step, every) and step.snapshot is not None:
+                checkpoint(step.snapshot())
+        return scored
+
+    def record_generator(
+        self, shape: LoRAShape, params: EvalParams, device: torch.device | str = "cpu"
+    ) -> tuple[torch.Generator | None, WarmA]:
+        """Record mode: the record's global RNG stream after its first adapter (built
+        before the first batch; unused unless warm start lends its `A`), and that `A`."""
         if params.ttt_mode != "record":
-            return None
+            return None, {}
         rng = torch.Generator().manual_seed(params.ttt_seed)
-        BatchedLoRA(shape, params.lora_batch_docs).reset(rng)
-        return rng
+        first = drawn_a(shape, params.lora_batch_docs, rng, torch.device(device))
+        return rng, first
+
+    def chain(
+        self,
+        model: Scorer,
+        tokens: Tensor,
+        params: EvalParams,
+        *,
+        resume: ChainState | None = None,
+        group: Group | None = None,
+        save: Callable[[int], bool] | None = None,
+    ) -> Iterator[ChainStep]:
+        """The run batch by batch. With several ranks (canonical), the batches between two
+        phases go round-robin, one per rank at a time (each batch is its own: its
+        documents and its seeded draws), rank 0 gathering each round; with warm-start A
+        every batch is shared out by slots instead (each rank carries its slots' `A`). The
+        phases' global SGD runs on every rank (`sgd_chunks`: rows split when unpacked).
+
+        Checkpoints: with warm-start A on several ranks, rank 0 gathers every slot's `A`
+        after the steps rank 0's `save(step)` asks for (its answer shared with the gang;
+        None: none), and only those steps have a snapshot."""
+        params = self.resolve(params)
+        group = group if group is not None else Solo()
+        work = trainable_copy(model)
+        module = module_of(work)
+        docs = find_documents(tokens.cpu().numpy())
+        batches = self.batches(docs, params)
+        shape = lora_shape(module, params)
+        device = tokens.device
+        slots = params.lora_batch_docs
+        record_rng, first_a = self.record_generator(shape, params, device)
+        if record_rng is not None and group.world > 1:
+            raise ConfigError(
+                f"{self.name} record mode is the record's single process: run it on one worker "
+                "(canonical mode runs on any number)"
+            )
+        warm_start = params.lora_warm_start_a
+        own = slot_bounds(slots, group.world)
+        warm: WarmA = {}
+        if warm_start:
+            warm = (
+                first_a
+                if record_rng is not None
+                else drawn_a(shape, slots, warm_generator(params, 0), device)
+            )
+        phases = self.phase_plan(docs, batches, params, record_rng)
+        scored: list[Scored] = []
+        begin = phases_done = 0
+        if resume is not None:
+            resume_model(module, resume)
+            begin = resume_step(resume, len(batches))
+            scored = list(resume.scored) if group.rank == 0 else []
+            phases_done = sum(len(phases[j]) for j in range(begin))
+            if record_rng is not None:  # the one stream, drawn as the skipped batches did
+                for j in range(begin):
+                    if not (warm_start and len(batches[j].docs) == slots):
+                        BatchedLoRA(shape, len(batches[j].docs)).reset(record_rng)
+                    for _ in phases[j]:
+                        BatchedLoRA(shape, slots).reset(record_rng)
+            if warm_start:
+                warm = resume_lora(resume, warm)
+        n = len(batches)
+        k = begin
+        while k < n:
+            end = k + 1
+            while not warm_start and end < min(k + group.world, n) and not phases[end - 1]:
+                end += 1  # a round never runs past a phase
+            units: list[Scored] = []
+            mine = k + group.rank
+            if warm_start:
+                units = self.warm_batch(
+                    work, tokens, docs, batches[k].docs, shape, warm, record_rng,
+                    own[group.rank], params,
+                )  # fmt: skip
+            elif mine < end:
+                rng = record_rng if record_rng is not None else batch_generator(params, mine)
+                lora = BatchedLoRA(shape, len(batches[mine].docs), device)
+                lora.reset(rng)
+                units = self.score_batch(work, tokens, docs, batches[mine].docs, lora, params)
+            units = group.gather_units(units)
+            at = 0
+            for j in range(k, end):
+                size = len(batches[j].docs) if group.rank == 0 else 0
+                step_units, at = units[at : at + size], at + size
+                scored.extend(step_units)
+                for prefix in phases[j]:
+                    self.global_sgd(work, tokens, docs, prefix, params, group)
+                    phases_done += 1
+                    if record_rng is not None:  # the record builds a fresh adapter here
+                        fresh = drawn_a(shape, slots, record_rng, device)
+                        warm = fresh if warm_start else warm
+                    elif warm_start:
+                        warm = drawn_a(shape, slots, warm_generator(params, phases_done), device)
+                saved = j < n - 1
+                if warm_start and group.world > 1:
+                    saved = saved and group.agree(save is not None and save(j))
+                    if saved:  # rank 0's checkpoint holds every slot's A
+                        group.gather_rows(warm, own)
+
+                def snapshot(j: int = j, done: int = len(scored), warm: WarmA = warm) -> ChainState:
+                    return ChainState(
+                        j + 1,
+                        {name: v.detach().clone() for name, v in module.state_dict().items()},
+                        {},  # the LoRA's AdamW and the phases' SGD start fresh each time
+                        scored[:done],
+                        {key: a.clone() for key, a in warm.items()},
+                    )
+
+                yield ChainStep(j, n, step_units, snapshot if saved else None)
+            k = end
+
+    def warm_batch(
+        self,
+        model: Scorer,
+        tokens: Tensor,
+        docs: Documents,
+        members: np.ndarray,
+        shape: LoRAShape,
+        warm: WarmA,
+        record_rng: torch.Generator | None,
+        own: tuple[int, int],
+        params: EvalParams,
+    ) -> list[Scored]:
+        """One batch with warm-start A, the rows of slots `own` (all of them at world 1):
+        row b takes slot b's `A` and hands it back trained (record mode: a batch smaller
+        than the slots is the record's fresh adapter of its own, drawn and dropped)."""
+        n = len(members)
+        if record_rng is not None and n != params.lora_batch_docs:
+            lora = BatchedLoRA(shape, n, tokens.device)
+            lora.reset(record_rng)
+            return self.score_batch(model, tokens, docs, members, lora, params)
+        lo, hi = own[0], min(own[1], n)
+        if hi <= lo:
+            return []
+        lora = BatchedLoRA(shape, hi - lo, tokens.device)
+        with torch.no_grad():
+            for key, a in lora.a.items():
+                a.copy_(warm[key][lo:hi])
+        steps = batch_steps(docs, members, params)
+        units = self.score_batch(model, tokens, docs, members[lo:hi], lora, params, steps)
+        with torch.no_grad():
+            for key, a in lora.a.items():
+                warm[key][lo:hi] = a.detach()
+        return units
 
     def score_batch(
         self,
@@ -155,19 +432,21 @@ class TTTLoRA(StreamProtocol):
         tokens: Tensor,
         docs: Documents,
         members: np.ndarray,
-        shape: LoRAShape,
-        rng: torch.Generator,
+        lora: BatchedLoRA,
         params: EvalParams,
+        steps: int | None = None,
     ) -> list[Scored]:
-        """Score one batch of documents (fresh adapters drawn from `rng`)."""
-        lora = BatchedLoRA(shape, len(members), tokens.device)
-        lora.reset(rng)
+        """Score documents `members` with `lora` (B zero; row b's `A` for document b),
+        which leaves it trained (what warm start carries on). `steps`: the AdamW steps of
+        the whole batch these rows belong to (default: theirs), which a finished row
+        still takes with a zero gradient."""
+        steps = batch_steps(docs, members, params) if steps is None else steps
         if params.reference:
             return [
-                self.reference_document(model, tokens, docs, int(j), lora, b, params)
+                self.reference_document(model, tokens, docs, int(j), lora, b, params, steps)
                 for b, j in enumerate(members.tolist())
             ]
-        return self._batched(model, tokens, docs, members, lora, params)
+        return self._batched(model, tokens, docs, members, lora, params, steps)
 
     def _batched(
         self,
@@ -177,8 +456,10 @@ class TTTLoRA(StreamProtocol):
         members: np.ndarray,
         lora: BatchedLoRA,
         params: EvalParams,
+        steps: int,
     ) -> list[Scored]:
-        """All documents of the batch at once, chunk by chunk (the records' loop)."""
+        """All documents of the batch at once, chunk by chunk (the records' loop), then
+        (warm start, rows of a batch shared out) zero-gradient steps up to the batch's."""
         device = tokens.device
         optimizer = adamw(lora, params)
         starts = docs.starts[members]
@@ -187,6 +468,7 @@ class TTTLoRA(StreamProtocol):
         n_chunks = -(-pred // cs)
         bsz = len(members)
         nll_parts: list[list[np.ndarray]] = [[] for _ in range(bsz)]
+        taken = 0
         for ci in range(int(n_chunks.max())):
             active = ci < n_chunks
             train = ci < n_chunks - 1
@@ -222,6 +504,12 @@ class TTTLoRA(StreamProtocol):
                 optimizer.zero_grad(set_to_none=True)
                 (ptl.mean(dim=1) * mask).sum().backward()
                 optimizer.step()
+                taken += 1
+        if params.lora_warm_start_a:
+            for _ in range(taken, steps):
+                for p in lora.parameters():
+                    p.grad = torch.zeros_like(p)
+                optimizer.step()
         return [
             Scored(
                 int(j),
@@ -240,9 +528,15 @@ class TTTLoRA(StreamProtocol):
         lora: BatchedLoRA,
         row: int,
         params: EvalParams,
+        batch_steps: int = 0,
     ) -> Scored:
         """The literal algorithm for one document: its own adapter (row `row` of the
-        batch's draws) and optimizer, full logits over each window."""
+        batch's draws) and optimizer, full logits over each window.
+
+        With warm-start A the trained `A` goes back to row `row`, as the batch leaves it:
+        the records step every row each of the batch's `batch_steps` steps, so a finished
+        document's row takes zero-gradient AdamW steps (its weight decay) until the
+        batch's longest document is done."""
         own = BatchedLoRA(lora.shape, 1, tokens.device)
         with torch.no_grad():
             for key in own.a:
@@ -266,4 +560,12 @@ class TTTLoRA(StreamProtocol):
                 optimizer.zero_grad(set_to_none=True)
                 nll[off : off + cl].mean().backward()
                 optimizer.step()
+        if params.lora_warm_start_a:
+            for _ in range(max(0, n_chunks - 1), batch_steps):
+                for p in own.parameters():
+                    p.grad = torch.zeros_like(p)
+                optimizer.step()
+            with torch.no_grad():
+                for key in own.a:
+                    lora.a[key][row : row + 1] = own.a[key]
         return Scored(j, start + np.arange(pred, dtype=np.int64), np.concatenate(parts))

@@ -18,31 +18,23 @@ up to a batch late and train on the first b_k of the documents scored so far.
 On a gang of ranks (canonical only) the batches between two phases go round-robin; a
 phase's global SGD runs on every rank, its rows split when unpacked and whole on each
 rank when packed (a packed row cannot be cut without changing its attention), so packed
-runs equal world 1 to the bit (docs/TTT.md).
+runs equal world 1 to the bit (docs/TTT.md). With warm-start A (`lora_warm_start_a`) the
+adapter slots' `A` carry from batch to batch within a phase and are drawn afresh after
+each phase; a gang shares each batch out by slots instead (`TTTLoRA.chain`).
 """
 
 from __future__ import annotations
-
-from collections.abc import Iterator
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from golf.models.lora import BatchedLoRA
 from golf.protocols.base import Scorer
-from golf.protocols.chain import (
-    ChainState,
-    ChainStep,
-    Checkpoint,
-    due,
-    resume_model,
-    resume_step,
-)
-from golf.protocols.collective import Group, Solo
+from golf.protocols.chain import ChainState, Checkpoint
+from golf.protocols.collective import Group
 from golf.protocols.scored import Scored
-from golf.protocols.stream import ScoredProgress, cosine_lr, module_of, sgd_chunks, trainable_copy
-from golf.protocols.ttt_lora import TTTLoRA, batch_generator, lora_shape
+from golf.protocols.stream import ScoredProgress, cosine_lr, module_of, sgd_chunks
+from golf.protocols.ttt_lora import TTTLoRA
 from golf.spec.documents import DocBatch, Documents, doc_batches, find_documents
 from golf.spec.errors import ConfigError
 from golf.spec.params import EvalParams
@@ -142,6 +134,15 @@ class TTTPhased(TTTLoRA):
         sizes = tuple(len(b.docs) for b in self.batches(docs, params))
         return StreamOutline(sizes, int(docs.targets.sum()), len(docs))
 
+    def phase_plan(
+        self,
+        docs: Documents,
+        batches: list[DocBatch],
+        params: EvalParams,
+        record_rng: torch.Generator | None,
+    ) -> list[list[list[int]]]:
+        return phase_plan(docs, batches, phase_boundaries(len(docs), params), record_rng)
+
     def score(
         self,
         model: Scorer,
@@ -155,91 +156,11 @@ class TTTPhased(TTTLoRA):
         every: int = 1,
         group: Group | None = None,
     ) -> list[Scored]:
-        """The whole chain (from `resume` on, with its units first); `checkpoint` gets the
-        state every `every` batches. With a `group` of several ranks, rank 0 returns every
-        unit and the others []."""
+        """The whole chain (`TTTLoRA.score_chain`)."""
         if only is not None:
             raise ConfigError("ttt-phased is one chain: it cannot run a subset of its batches")
-        first = resume is not None and (group is None or group.rank == 0)
-        scored = list(resume.scored) if first and resume is not None else []
-        for step in self.chain(model, tokens, params, resume=resume, group=group):
-            scored.extend(step.units)
-            if progress is not None:
-                progress(step.index, step.units)
-            if checkpoint is not None and due(step, every) and step.snapshot is not None:
-                checkpoint(step.snapshot())
-        return scored
-
-    def chain(
-        self,
-        model: Scorer,
-        tokens: Tensor,
-        params: EvalParams,
-        *,
-        resume: ChainState | None = None,
-        group: Group | None = None,
-    ) -> Iterator[ChainStep]:
-        """The chain batch by batch. With several ranks (canonical mode only), the
-        batches between two phases go round-robin, one per rank at a time (each batch is
-        its own: its documents and its seeded draws), rank 0 gathering each round; the
-        phases' global SGD runs on every rank (`sgd_chunks`: rows split when unpacked)."""
         params = self.resolve(params)
-        group = group if group is not None else Solo()
-        work = trainable_copy(model)
-        module = module_of(work)
-        docs = find_documents(tokens.cpu().numpy())
-        batches = self.batches(docs, params)
-        shape = lora_shape(module, params)
-        record_rng = self.record_generator(shape, params)
-        if record_rng is not None and group.world > 1:
-            raise ConfigError(
-                "ttt-phased record mode is the record's single process: run it on one worker "
-                "(canonical mode runs on any number)"
-            )
-        phases = phase_plan(docs, batches, phase_boundaries(len(docs), params), record_rng)
-        scored: list[Scored] = []
-        begin = 0
-        if resume is not None:
-            resume_model(module, resume)
-            begin = resume_step(resume, len(batches))
-            scored = list(resume.scored) if group.rank == 0 else []
-            if record_rng is not None:  # the one stream, drawn as the skipped batches did
-                for j in range(begin):
-                    BatchedLoRA(shape, len(batches[j].docs)).reset(record_rng)
-                    for _ in phases[j]:
-                        BatchedLoRA(shape, params.lora_batch_docs).reset(record_rng)
-        n = len(batches)
-        k = begin
-        while k < n:
-            end = k + 1
-            while end < min(k + group.world, n) and not phases[end - 1]:
-                end += 1  # a round never runs past a phase
-            units: list[Scored] = []
-            mine = k + group.rank
-            if mine < end:
-                rng = record_rng if record_rng is not None else batch_generator(params, mine)
-                units = self.score_batch(work, tokens, docs, batches[mine].docs, shape, rng, params)
-            units = group.gather_units(units)
-            at = 0
-            for j in range(k, end):
-                size = len(batches[j].docs) if group.rank == 0 else 0
-                step_units, at = units[at : at + size], at + size
-                scored.extend(step_units)
-                for prefix in phases[j]:
-                    self.global_sgd(work, tokens, docs, prefix, params, group)
-                    if record_rng is not None:  # the record builds a fresh adapter here
-                        BatchedLoRA(shape, params.lora_batch_docs).reset(record_rng)
-
-                def snapshot(j: int = j, done: int = len(scored)) -> ChainState:
-                    return ChainState(
-                        j + 1,
-                        {name: v.detach().clone() for name, v in module.state_dict().items()},
-                        {},  # the phases' SGD starts fresh each time
-                        scored[:done],
-                    )
-
-                yield ChainStep(j, n, step_units, None if j == n - 1 else snapshot)
-            k = end
+        return self.score_chain(model, tokens, params, progress, resume, checkpoint, every, group)
 
     def global_sgd(
         self,

@@ -181,8 +181,9 @@ def plan_stream(
     """A stream protocol's plan, its batches the steps of its outline (records per chunk or
     document batch). Shardable steps (canonical `ttt-lora`) are cut into shards like any
     batches; a chain (`ttt`, canonical `ttt-phased`) is one shard that a gang of
-    `chain_workers` runs data-parallel. Record modes, whose results follow the record's
-    scheduling, are ConfigErrors."""
+    `chain_workers` runs data-parallel (canonical `ttt-lora` with warm-start A is a
+    chain too). Record modes, whose results follow the record's scheduling, are
+    ConfigErrors."""
     protocol = get_protocol(name)
     shardable = protocol.shardable(params)  # type: ignore[attr-defined]
     if not shardable and not protocol.chainable(params):  # type: ignore[attr-defined]

@@ -148,6 +148,14 @@ class EvalParams(BaseModel):
         description="ttt-lora/phased: scale updates by alpha/rank (144 in later "
         "records); default unscaled, as 2026-04-10 and 2026-04-14.",
     )
+    lora_warm_start_a: bool = Field(
+        False,
+        description="ttt-lora/phased: keep each adapter slot's trained A from batch to batch "
+        "(only B is zeroed; A is fresh at the start and after each phase), as "
+        "TTT_WARM_START_A=1 in 2026-04-23, 04-27 and 04-29 (PR-1767 lineage); off: a fresh "
+        "A per batch, as 2026-04-10 to 04-16. The batches then form one chain (a gang "
+        "shares each batch out by adapter slot).",
+    )
     lora_sites: str = Field(
         "q,k,v,o,mlp",
         description="ttt-lora/phased: layer sites with a LoRA (the head always "

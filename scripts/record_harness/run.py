@@ -60,9 +60,15 @@ class Tee(io.TextIOBase):
 
 def driver(folder: str) -> table.Driver:
     """The folder's harness settings: its TTT driver (ttt_table.py) when HARNESS_TTT asks
-    for the records' own TTT evals and it has one, else its table.py driver."""
-    if os.environ.get("HARNESS_TTT") and folder in ttt_table.TTT_DRIVERS:
-        return ttt_table.TTT_DRIVERS[folder]
+    for the records' own TTT evals and it has one (`warm-a`, `warm-a-lora`: the
+    warm-start-A variants), else its table.py driver."""
+    mode = os.environ.get("HARNESS_TTT")
+    drivers = {
+        "warm-a": ttt_table.WARM_A_DRIVERS,
+        "warm-a-lora": ttt_table.WARM_A_LORA_DRIVERS,
+    }.get(mode or "", ttt_table.TTT_DRIVERS)
+    if mode and folder in drivers:
+        return drivers[folder]
     return table.DRIVERS.get(folder, table.Driver())
 
 

@@ -1,4 +1,5 @@
-"""Drivers that run a record's own score-first TTT eval (HARNESS_TTT=1 selects them).
+"""Drivers that run a record's own score-first TTT eval (HARNESS_TTT=1 selects them;
+HARNESS_TTT=warm-a the warm-start-A variants, HARNESS_TTT=warm-a-lora those with no phase).
 
 Each is the family driver of table.py plus the record's TTT switched on at the tiny shape,
 and one declared source edit: the torch seed is set at the entry of the record's TTT eval
@@ -64,3 +65,26 @@ for folder, env, function in (
         edits=(*base.edits, _seed(function)),
         notes=f"{base.notes}; golden fixture of score-first TTT ({function})",
     )
+
+
+WARM_A = "2026-04-27_SP8192_LQER_SparseGate_BOSSmearFix_9HpStack_1.0611"
+"""The record's default TTT_WARM_START_A=1 (reset keeps the trained A): the same tiny run as
+its TTT driver above, alpha 8 and lr 0.005 kept for the same reason (alpha 144 is chaotic)."""
+
+WARM_A_DRIVERS: dict[str, table.Driver] = {
+    WARM_A: replace(
+        TTT_DRIVERS[WARM_A],
+        env=TTT_DRIVERS[WARM_A].env | {"TTT_WARM_START_A": "1"},
+        notes=f"{TTT_DRIVERS[WARM_A].notes}, TTT_WARM_START_A=1",
+    )
+}
+
+WARM_A_LORA_DRIVERS: dict[str, table.Driver] = {
+    WARM_A: replace(
+        WARM_A_DRIVERS[WARM_A],
+        env=WARM_A_DRIVERS[WARM_A].env | {"PHASED_TTT_PREFIX_DOCS": "0"},
+        notes=f"{WARM_A_DRIVERS[WARM_A].notes}, no phase (golf's ttt-lora)",
+    )
+}
+"""No prefix: the phased eval without a phase is per-document LoRA, A carried through
+every full batch (golf's ttt-lora in record mode)."""
