@@ -157,6 +157,24 @@ def test_ttt_phased_on_a_gang_of_two_equals_golf_eval_to_the_bit(
     assert got["audit"]["verdict"] == "score-first" and got["audit"]["violations"] == 0
 
 
+def test_warm_start_ttt_lora_is_a_chain_equal_to_golf_eval_on_a_gang_of_two(
+    ray_cluster, tmp_path: Path, demo_data: Path, artifact: Path
+) -> None:
+    """Warm-started A carries each adapter slot from batch to batch, so ttt-lora is one
+    chain; the gang splits the slots, and the records are golf eval's to the bit."""
+    warm = {k: v for k, v in PHASED.items() if not k.startswith(("phased", "global"))}
+    warm |= {"lora_warm_start_a": True}
+    (expected,) = without_elapsed(local_reports(artifact, demo_data, ["ttt-lora"], warm))
+    with serve(make_settings(tmp_path, demo_data, workers=2)) as client:
+        artifact_id = upload(client, artifact.read_bytes()).json()["id"]
+        job = submit(client, artifact_id, ["ttt-lora"], params=warm, chain_workers=2)
+        job = wait_job(client, job["id"])
+        assert job["state"] == "succeeded", job["error"]
+        got = report_of(client, job["id"])
+    assert len(job["shards"]) == 1 and job["chains"]["ttt-lora"]["workers"] == 2
+    assert got == expected
+
+
 def test_a_chain_that_loses_a_worker_resumes_from_its_checkpoint(
     ray_cluster, tmp_path: Path, demo_data: Path, artifact: Path
 ) -> None:
