@@ -37,7 +37,7 @@ from clients.views import (
     report_table,
     sort_leaderboard,
 )
-from golf.spec.cli_params import eval_options, protocol_help
+from golf.spec.cli_params import RecordOverrides, eval_options, protocol_help
 from golf.spec.console import err, fail, out, user_errors
 from golf.spec.params import EvalParams
 
@@ -810,14 +810,7 @@ def upload_record(
         str,
         typer.Option(help="Dataset on the server whose tokenizer the artifact was trained with."),
     ],
-    set_: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--set",
-            help="KEY=VALUE over the code's defaults and the log's dump (a Hyperparameters "
-            "field or its variable name); repeatable.",
-        ),
-    ] = None,
+    set_: RecordOverrides = None,
     as_json: JsonOpt = False,
     server: ServerOpt = DEFAULT_SERVER,
     api_key: ApiKeyOpt = None,

@@ -20,7 +20,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from golf.spec.cli_params import eval_options, protocol_help
+from golf.spec.cli_params import RecordOverrides, eval_options, protocol_help
 from golf.spec.console import EXTRA_OF, err, out, print_json, user_errors
 from golf.spec.errors import ConfigError
 from golf.spec.params import EvalParams
@@ -238,14 +238,7 @@ def import_record_cmd(
     artifact: Annotated[Path, typer.Option(help="The record's artifact (final_model*.ptz).")],
     tokenizer: Annotated[Path, typer.Option(help="The tokenizer.model it was trained with.")],
     out_path: Annotated[Path, typer.Option("--out", help="Where to write the .golf file.")],
-    set_: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--set",
-            help="KEY=VALUE over the code's defaults and the log's dump (a Hyperparameters "
-            "field or its variable name); repeatable.",
-        ),
-    ] = None,
+    set_: RecordOverrides = None,
 ) -> None:
     """Import a record's artifact: hyperparameters from its code (AST) and log, format
     detected, family from its code; never runs the record's code."""

@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import IO, Any
 
 from fastapi import Request
-from python_multipart.multipart import MultipartParseError, MultipartParser, parse_options_header
+from python_multipart.multipart import MultipartParseError, MultipartParser
 
 from service.errors import http_error
-from service.uploads import MAX_FILENAME, MULTIPART_SLACK
+from service.uploads import MAX_FILENAME, PartHeaders, multipart_boundary
 
 TEXT_CAP = 4096
 """Bytes of one text value (a name, a `KEY=VALUE`)."""
@@ -102,35 +102,14 @@ async def receive_form(
     max_files: int,
 ) -> Form:
     """Parse the request's multipart body into `dest` (see the module doc)."""
-    mime, options = parse_options_header(request.headers.get("content-type", ""))
-    boundary = options.get(b"boundary")
-    if mime != b"multipart/form-data" or not boundary:
-        raise http_error(415, "expected a multipart/form-data body")
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > total_cap + MULTIPART_SLACK:
-        raise http_error(413, f"upload of {declared} bytes exceeds the limit of {total_cap} bytes")
+    boundary = multipart_boundary(request, total_cap, "expected a multipart/form-data body")
     form = Form()
     state: dict[str, Any] = {"total": 0, "files": 0, "texts": 0, "out": None}
     part: dict[str, Any] = {}
-    headers: list[tuple[bytes, bytes]] = []
-    name = value = b""
-
-    def on_header_field(data: bytes, start: int, end: int) -> None:
-        nonlocal name
-        name += data[start:end]
-
-    def on_header_value(data: bytes, start: int, end: int) -> None:
-        nonlocal value
-        value += data[start:end]
-
-    def on_header_end() -> None:
-        nonlocal name, value
-        headers.append((name.lower(), value))
-        name = value = b""
+    headers = PartHeaders()
 
     def on_headers_finished() -> None:
-        params = parse_options_header(dict(headers).get(b"content-disposition", b""))[1]
-        headers.clear()
+        params = headers.disposition()
         field_name = params.get(b"name", b"").decode("utf-8", "replace")
         part.clear()
         part.update(field=field_name, size=0)
@@ -200,9 +179,7 @@ async def receive_form(
     parser = MultipartParser(
         boundary,
         {
-            "on_header_field": on_header_field,
-            "on_header_value": on_header_value,
-            "on_header_end": on_header_end,
+            **headers.callbacks(),
             "on_headers_finished": on_headers_finished,
             "on_part_data": on_part_data,
             "on_part_end": on_part_end,

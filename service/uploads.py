@@ -8,6 +8,7 @@ on disk, and nothing is kept in memory.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from fastapi import Request
 from python_multipart.multipart import MultipartParseError, MultipartParser, parse_options_header
@@ -23,6 +24,51 @@ class _OverCap(Exception):
 
 
 MAX_FILENAME = 255
+
+
+def multipart_boundary(request: Request, cap: int, expected: str) -> bytes:
+    """The body's multipart boundary: 415 (`expected` says what) for a body that is not
+    multipart/form-data, 413 for a declared Content-Length past `cap` and the slack."""
+    mime, options = parse_options_header(request.headers.get("content-type", ""))
+    boundary = options.get(b"boundary")
+    if mime != b"multipart/form-data" or not boundary:
+        raise http_error(415, expected)
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > cap + MULTIPART_SLACK:
+        raise http_error(413, f"upload of {declared} bytes exceeds the limit of {cap} bytes")
+    return boundary
+
+
+class PartHeaders:
+    """One part's header lines as the parser hands them over piecewise (`callbacks`);
+    `disposition()` gives its Content-Disposition parameters (name, filename) once its
+    headers are finished, and readies for the next part."""
+
+    def __init__(self) -> None:
+        self._lines: list[tuple[bytes, bytes]] = []
+        self._name = self._value = b""
+
+    def callbacks(self) -> dict[str, Any]:
+        return {
+            "on_header_field": self._on_field,
+            "on_header_value": self._on_value,
+            "on_header_end": self._on_end,
+        }
+
+    def disposition(self) -> dict[bytes, bytes]:
+        params = parse_options_header(dict(self._lines).get(b"content-disposition", b""))[1]
+        self._lines.clear()
+        return params
+
+    def _on_field(self, data: bytes, start: int, end: int) -> None:
+        self._name += data[start:end]
+
+    def _on_value(self, data: bytes, start: int, end: int) -> None:
+        self._value += data[start:end]
+
+    def _on_end(self) -> None:
+        self._lines.append((self._name.lower(), self._value))
+        self._name = self._value = b""
 
 
 def safe_filename(sent: bytes | None) -> str | None:
@@ -43,47 +89,25 @@ async def receive_file(
     413 past `cap` bytes (by Content-Length up front, else while streaming); 415 for a
     body that is not multipart; 422 for a malformed body or a missing field.
     """
-    mime, options = parse_options_header(request.headers.get("content-type", ""))
-    boundary = options.get(b"boundary")
-    if mime != b"multipart/form-data" or not boundary:
-        raise http_error(415, f"expected multipart/form-data with the file in field `{field}`")
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > cap + MULTIPART_SLACK:
-        raise http_error(413, f"upload of {declared} bytes exceeds the limit of {cap} bytes")
-
+    boundary = multipart_boundary(
+        request, cap, f"expected multipart/form-data with the file in field `{field}`"
+    )
     size = other = 0
     found = False
     in_field = False
-    headers: list[tuple[bytes, bytes]] = []
-    name = value = b""
+    headers = PartHeaders()
 
     with dest.open("wb") as out:
 
-        def on_header_field(data: bytes, start: int, end: int) -> None:
-            nonlocal name
-            name += data[start:end]
-
-        def on_header_value(data: bytes, start: int, end: int) -> None:
-            nonlocal value
-            value += data[start:end]
-
-        def on_header_end() -> None:
-            nonlocal name, value
-            headers.append((name.lower(), value))
-            name = value = b""
-
         def on_headers_finished() -> None:
             nonlocal in_field, found
-            disposition = dict(headers).get(b"content-disposition", b"")
-            in_field = parse_options_header(disposition)[1].get(b"name") == field.encode()
+            params = headers.disposition()
+            in_field = params.get(b"name") == field.encode()
             if in_field and found:
                 raise MultipartParseError(f"field `{field}` appears more than once")
             found = found or in_field
-            if in_field and meta is not None:
-                sent = parse_options_header(disposition)[1].get(b"filename")
-                if name := safe_filename(sent):
-                    meta["filename"] = name
-            headers.clear()
+            if in_field and meta is not None and (name := safe_filename(params.get(b"filename"))):
+                meta["filename"] = name
 
         def on_part_data(data: bytes, start: int, end: int) -> None:
             nonlocal size, other
@@ -100,9 +124,7 @@ async def receive_file(
         parser = MultipartParser(
             boundary,
             {
-                "on_header_field": on_header_field,
-                "on_header_value": on_header_value,
-                "on_header_end": on_header_end,
+                **headers.callbacks(),
                 "on_headers_finished": on_headers_finished,
                 "on_part_data": on_part_data,
             },

@@ -13,7 +13,7 @@ is one CheckpointError line.
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from golf.formats.torchzip import load_weights
+from golf.protocols.collective import Group
 from golf.protocols.scored import Scored
 from golf.spec.errors import GolfError
 
@@ -68,6 +69,28 @@ def due(step: ChainStep, every: int) -> bool:
     return (
         every > 0 and step.snapshot is not None and not step.empty and (step.index + 1) % every == 0
     )
+
+
+def collect(
+    steps: Iterator[ChainStep],
+    resume: ChainState | None,
+    group: Group | None,
+    progress: Callable[[int, list[Scored]], None] | None,
+    checkpoint: Checkpoint | None,
+    every: int,
+) -> list[Scored]:
+    """A chain's steps run to the end in one process: every unit in the order scored (a
+    resumed run's restored units first; ranks other than 0 collect none), `progress` after
+    each step that scored, `checkpoint` with the state every `every` steps."""
+    first = group is None or group.rank == 0
+    scored = list(resume.scored) if resume is not None and first else []
+    for step in steps:
+        scored.extend(step.units)
+        if progress is not None and not step.empty:
+            progress(step.index, step.units)
+        if checkpoint is not None and due(step, every) and step.snapshot is not None:
+            checkpoint(step.snapshot())
+    return scored
 
 
 def resume_optimizer(optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:

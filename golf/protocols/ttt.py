@@ -35,7 +35,7 @@ from golf.protocols.chain import (
     ChainState,
     ChainStep,
     Checkpoint,
-    due,
+    collect,
     optimizer_buffers,
     resume_model,
     resume_optimizer,
@@ -123,14 +123,8 @@ class TTT(StreamProtocol):
         """The whole chain (from `resume` on, with its units first); `checkpoint` gets the
         state every `every` chunks. With a `group` of several ranks, rank 0 returns every
         unit and the others []."""
-        scored = list(resume.scored) if resume is not None and _rank(group) == 0 else []
-        for step in self.chain(model, tokens, params, resume=resume, group=group):
-            scored.extend(step.units)
-            if progress is not None and not step.empty:
-                progress(step.index, step.units)
-            if checkpoint is not None and due(step, every) and step.snapshot is not None:
-                checkpoint(step.snapshot())
-        return scored
+        steps = self.chain(model, tokens, params, resume=resume, group=group)
+        return collect(steps, resume, group, progress, checkpoint, every)
 
     def chain(
         self,
@@ -244,7 +238,3 @@ def rank_windows(windows: range, batch_windows: int, group: Group) -> range:
     hi = n_batches * (group.rank + 1) // group.world
     start = windows.start + lo * batch_windows
     return range(start, min(windows.start + hi * batch_windows, windows.stop))
-
-
-def _rank(group: Group | None) -> int:
-    return 0 if group is None else group.rank

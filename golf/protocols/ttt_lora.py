@@ -43,7 +43,7 @@ from golf.protocols.chain import (
     ChainState,
     ChainStep,
     Checkpoint,
-    due,
+    collect,
     resume_lora,
     resume_model,
     resume_step,
@@ -258,19 +258,12 @@ class TTTLoRA(StreamProtocol):
         """The whole chain (from `resume` on, with its units first); `checkpoint` gets the
         state every `every` batches. With a `group` of several ranks, rank 0 returns every
         unit and the others []."""
-        first = resume is not None and (group is None or group.rank == 0)
-        scored = list(resume.scored) if first and resume is not None else []
 
         def save(index: int) -> bool:
             return checkpoint is not None and every > 0 and (index + 1) % every == 0
 
-        for step in self.chain(model, tokens, params, resume=resume, group=group, save=save):
-            scored.extend(step.units)
-            if progress is not None:
-                progress(step.index, step.units)
-            if checkpoint is not None and due(step, every) and step.snapshot is not None:
-                checkpoint(step.snapshot())
-        return scored
+        steps = self.chain(model, tokens, params, resume=resume, group=group, save=save)
+        return collect(steps, resume, group, progress, checkpoint, every)
 
     def record_generator(
         self, shape: LoRAShape, params: EvalParams, device: torch.device | str = "cpu"

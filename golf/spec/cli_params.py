@@ -25,6 +25,16 @@ from golf.spec.console import current_context
 from golf.spec.params import EvalParams
 from golf.spec.registry import protocol_names
 
+RecordOverrides = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        help="KEY=VALUE over the code's defaults and the log's dump (a Hyperparameters "
+        "field or its variable name); repeatable.",
+    ),
+]
+"""`--set` of `golf import` and the client's `golf upload-record`: one option, one help."""
+
 F = TypeVar("F", bound=Callable[..., Any])
 PARAMS = "params"  # the parameter of the command that receives the EvalParams
 
