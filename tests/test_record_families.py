@@ -30,7 +30,7 @@ from golf.formats.artifact import load_model, read_artifact, write_artifact
 from golf.formats.board import to_qtensor
 from golf.formats.detect import read_reference
 from golf.formats.families import family_config, family_of, traits
-from golf.models import varlen
+from golf.models import gpt
 from golf.spec.params import EvalParams
 
 FIXTURES = Path(__file__).parent / "fixtures" / "records"
@@ -151,7 +151,7 @@ def _packed_nll(model, x: torch.Tensor, y: torch.Tensor, starts: list[int], monk
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=True)
         return y.transpose(1, 2)
 
-    monkeypatch.setattr(varlen, "causal_attention", masked)
+    monkeypatch.setattr(gpt, "causal_attention", masked)  # what qk_attention calls
     with torch.no_grad():
         logits = model.logits(model.forward_hidden(x[None]))[0]
     monkeypatch.undo()

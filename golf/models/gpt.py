@@ -78,6 +78,25 @@ def exclusive(y: Tensor, v: Tensor) -> Tensor:
     return (y - (y * vn).sum(-1, keepdim=True) * vn).reshape(b, t, h, d)
 
 
+def qk_attention(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    rope: tuple[Tensor, Tensor],
+    q_gain: Tensor,
+    ctx: AttentionContext,
+    xsa: bool = False,
+) -> Tensor:
+    """The families' shared attention core on [B, T, H, hd] heads: RMS-normed q and k,
+    rotary on both, a per-head gain on q, causal (or document-bounded: `ctx`) attention,
+    and with `xsa` each output's component along its own value removed."""
+    q, k = rms_norm(q), rms_norm(k)
+    q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)
+    q = q * q_gain.to(q.dtype)[None, None, :, None]
+    y = causal_attention(q, k, v, None, ctx)
+    return exclusive(y, v) if xsa else y
+
+
 class Attention(nn.Module):
     """GQA attention with QK RMS-norm, partial RoPE, per-head q gain, optional XSA,
     value residual, value embeddings and a per-head output gate."""

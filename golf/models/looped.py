@@ -29,10 +29,15 @@ from golf.models.attention import (
     Adapter,
     AttentionContext,
     adapter_delta,
-    causal_attention,
     plus_delta,
 )
-from golf.models.gpt import CastedLinear, apply_rotary, exclusive, rms_norm, rotary, take_rows
+from golf.models.gpt import (
+    CastedLinear,
+    qk_attention,
+    rms_norm,
+    rotary,
+    take_rows,
+)
 from golf.models.roles import Role, role, roles_of
 from golf.spec.errors import ConfigError, parse_document
 
@@ -165,12 +170,7 @@ class Attention(nn.Module):
         v = plus_delta(self.c_v(x), adapter_delta(ctx, "v", slot, x)).reshape(
             b, t, cfg.num_kv_heads, -1
         )
-        q, k = rms_norm(q), rms_norm(k)
-        q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)
-        q = q * self.q_gain.to(q.dtype)[None, None, :, None]
-        y = causal_attention(q, k, v, None, ctx)
-        if self.use_xsa:
-            y = exclusive(y, v)
+        y = qk_attention(q, k, v, rope, self.q_gain, ctx, self.use_xsa)
         return plus_delta(self.proj(y.reshape(b, t, d)), adapter_delta(ctx, "o", slot, x))
 
 

@@ -27,12 +27,11 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor, nn
 
-from golf.models.attention import AttentionContext, causal_attention
+from golf.models.attention import AttentionContext
 from golf.models.gpt import (
     CastedLinear,
     ScaledEmbedding,
-    apply_rotary,
-    exclusive,
+    qk_attention,
     rms_norm,
     rotary,
     take_rows,
@@ -170,12 +169,7 @@ class Attention(nn.Module):
         if ve is not None:
             v = v + ve
         v = v.reshape(b, t, cfg.num_kv_heads, cfg.head_dim)
-        q, k = rms_norm(q), rms_norm(k)
-        q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)
-        q = q * self.q_gain.to(q.dtype)[None, None, :, None]
-        y = causal_attention(q, k, v, None, ctx)
-        if self.use_xsa:
-            y = exclusive(y, v)
+        y = qk_attention(q, k, v, rope, self.q_gain, ctx, self.use_xsa)
         return self.proj(y.reshape(b, t, d))
 
 

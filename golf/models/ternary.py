@@ -31,8 +31,8 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor, nn
 
-from golf.models.attention import AttentionContext, causal_attention
-from golf.models.gpt import apply_rotary, rms_norm, take_rows
+from golf.models.attention import AttentionContext
+from golf.models.gpt import qk_attention, rms_norm, take_rows
 from golf.models.roles import Role, role, roles_of
 from golf.spec.errors import ConfigError, parse_document
 
@@ -198,10 +198,7 @@ class Attention(nn.Module):
         q = q.reshape(b, t, cfg.num_heads, cfg.head_dim)
         k = k.reshape(b, t, cfg.num_kv_heads, cfg.head_dim)
         v = v.reshape(b, t, cfg.num_kv_heads, cfg.head_dim)
-        q, k = rms_norm(q), rms_norm(k)
-        q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)
-        q = q * self.q_gain.to(q.dtype)[None, None, :, None]
-        y = causal_attention(q, k, v, None, ctx)
+        y = qk_attention(q, k, v, rope, self.q_gain, ctx)
         return self.proj(y.reshape(b, t, d))
 
 
