@@ -177,7 +177,7 @@ class Scheduler:
             self.store.start_shard(shard.key, shard.owner, names)
             self.hub.publish(shard.key.job)
             self._workers[shard.key] = workers
-            self._running[shard.key] = asyncio.create_task(self._run(workers, shard))
+            self._running[shard.key] = asyncio.create_task(self._run(workers, shard, gang > 0))
 
     def _gang_size(self, shard: QueuedShard) -> int:
         """Workers the shard runs on at once: a chain's gang, else 0 (any one worker)."""
@@ -185,7 +185,7 @@ class Scheduler:
         plan = job.plans.get(shard.key.protocol) if job is not None else None
         return plan.chain_workers if plan is not None else 0
 
-    async def _run(self, workers: list[Worker], shard: QueuedShard) -> None:
+    async def _run(self, workers: list[Worker], shard: QueuedShard, chain: bool) -> None:
         """Run one shard on its worker (a chain: on its gang), persisting each batch as it
         arrives.
 
@@ -198,7 +198,7 @@ class Scheduler:
         died = False
         worker = workers[0]
         try:
-            if self._gang_size(shard):
+            if chain:
                 await self._chain(workers, shard)
             else:
                 task = await asyncio.to_thread(self._task, shard)
