@@ -215,6 +215,13 @@ def test_ttt_phased_gang_equals_golf_eval(setup, pair, packed: bool) -> None:
 
 
 WARM_LORA = BASE.model_copy(update=LORA | {"lora_warm_start_a": True})
+SPLIT_ROWS_BPB = WORLD2_BPB
+"""World 2 of a warm-start chain against world 1. Each slot's rows, losses and AdamW
+state are its own, so the arithmetic is the same; only the GEMMs see fewer rows per
+rank. A CPU BLAS may pick its kernel (and the order it adds a dot product's terms in) by
+the number of rows, which moves an output by a few ulps; the records are bit-identical
+on the CPU this was written on, and the issue's 1e-6 between 1 and 2 workers is the bound
+kept for any other."""
 
 
 @pytest.mark.parametrize(("protocol", "params"), [("ttt-lora", WARM_LORA), ("ttt-phased", PHASED)])
@@ -232,7 +239,11 @@ def test_warm_start_a_chain_splits_its_slots(setup, pair, protocol, params) -> N
         delta = abs(summarize(got)["val_bpb"] - summarize(expected)["val_bpb"])
         print(f"{protocol} warm-start A world {world}: {seconds:.2f} s, |Δ val_bpb| {delta:.3g}")
         assert [r.window for r in got] == [r.window for r in expected]
-        assert got == expected
+        assert [(r.tokens, r.bytes) for r in got] == [(r.tokens, r.bytes) for r in expected]
+        if world == 1:
+            assert got == expected
+        else:  # rank r runs its slots' rows only: GEMMs of fewer rows (see SPLIT_ROWS_BPB)
+            assert delta <= SPLIT_ROWS_BPB
         saved = [i for i in items if i["checkpoint"] is not None]
         assert [i["step"] for i in saved] == list(range(1, items[0]["steps"] - 1, 2))
         last = saved[-1]
@@ -241,7 +252,7 @@ def test_warm_start_a_chain_splits_its_slots(setup, pair, protocol, params) -> N
             task(setup, protocol, params, resume=Blob("ckpt", ray.put(last["checkpoint"]))),
         )
         before = as_records([i for i in items if i["step"] <= last["step"]])
-        assert before + as_records(resumed) == expected
+        assert before + as_records(resumed) == got  # resumed = uninterrupted, any world
         assert resumed[-1]["digest"] == items[-1]["digest"]
     # by time (rank 0's clock, shared with the gang): a cadence shorter than a step
     # checkpoints after every step but the last, each one whole
@@ -253,7 +264,7 @@ def test_warm_start_a_chain_splits_its_slots(setup, pair, protocol, params) -> N
         pair, task(setup, protocol, params, resume=Blob("mid", ray.put(middle["checkpoint"])))
     )
     before = as_records([i for i in timed if i["step"] <= middle["step"]])
-    assert before + as_records(resumed) == expected
+    assert before + as_records(resumed) == as_records(timed)
 
 
 def test_record_mode_refuses_a_gang(setup, pair) -> None:

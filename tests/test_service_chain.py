@@ -113,13 +113,7 @@ def test_ttt_on_a_gang_equals_golf_eval(
         assert got == expected
         assert rows == expected_rows  # every window's NLL sum, bit for bit
         return
-    assert abs(got["val_bpb"] - expected["val_bpb"]) <= GANG_BOUND
-    for ours, theirs in zip(got["ci95"], expected["ci95"], strict=True):
-        assert abs(ours - theirs) <= GANG_BOUND
-    same = ("val_bpb", "val_loss", "nll_sum", "engine", "ci95")
-    assert {k: v for k, v in got.items() if k not in same} == {
-        k: v for k, v in expected.items() if k not in same
-    }
+    assert_within_gang_bound(got, expected)
     assert [(r["window"], r["tokens"], r["bytes"]) for r in rows] == [
         (r["window"], r["tokens"], r["bytes"]) for r in expected_rows
     ]
@@ -157,11 +151,24 @@ def test_ttt_phased_on_a_gang_of_two_equals_golf_eval_to_the_bit(
     assert got["audit"]["verdict"] == "score-first" and got["audit"]["violations"] == 0
 
 
+def assert_within_gang_bound(got: dict[str, Any], expected: dict[str, Any]) -> None:
+    """A gang-of-two report against golf eval's: the scores within GANG_BOUND, every
+    other field (windows, tokens, bytes, params, audit ...) equal."""
+    assert abs(got["val_bpb"] - expected["val_bpb"]) <= GANG_BOUND
+    for ours, theirs in zip(got["ci95"], expected["ci95"], strict=True):
+        assert abs(ours - theirs) <= GANG_BOUND
+    same = ("val_bpb", "val_loss", "nll_sum", "engine", "ci95")
+    assert {k: v for k, v in got.items() if k not in same} == {
+        k: v for k, v in expected.items() if k not in same
+    }
+
+
 def test_warm_start_ttt_lora_is_a_chain_equal_to_golf_eval_on_a_gang_of_two(
     ray_cluster, tmp_path: Path, demo_data: Path, artifact: Path
 ) -> None:
     """Warm-started A carries each adapter slot from batch to batch, so ttt-lora is one
-    chain; the gang splits the slots, and the records are golf eval's to the bit."""
+    chain; the gang splits the slots (GEMMs of fewer rows per rank: tests/test_gang.py
+    SPLIT_ROWS_BPB), and the report is golf eval's within the gang bound."""
     warm = {k: v for k, v in PHASED.items() if not k.startswith(("phased", "global"))}
     warm |= {"lora_warm_start_a": True}
     (expected,) = without_elapsed(local_reports(artifact, demo_data, ["ttt-lora"], warm))
@@ -172,7 +179,7 @@ def test_warm_start_ttt_lora_is_a_chain_equal_to_golf_eval_on_a_gang_of_two(
         assert job["state"] == "succeeded", job["error"]
         got = report_of(client, job["id"])
     assert len(job["shards"]) == 1 and job["chains"]["ttt-lora"]["workers"] == 2
-    assert got == expected
+    assert_within_gang_bound(got, expected)
 
 
 def test_a_chain_that_loses_a_worker_resumes_from_its_checkpoint(
